@@ -1,0 +1,45 @@
+"""`defectscope VERB ...`: parse → config → engine call, one small module per verb."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from defectscope.config import ConfigError
+from defectscope.data.errors import DataError
+from defectscope.engine.checkpoint import CheckpointError
+
+VERBS = ("train", "test", "predict", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from defectscope import __version__
+    from defectscope.cli import demo, predict, test, train
+
+    parser = argparse.ArgumentParser(
+        prog="defectscope",
+        description="Unsupervised visual defect detection: learn normal from good images, find defects.",
+        epilog="Any config key can be overridden with --section.key VALUE, e.g. --train.epochs 5.",
+    )
+    parser.add_argument("--version", action="version", version=f"defectscope {__version__}")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for module in (train, test, predict, demo):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, overrides = parser.parse_known_args(argv)
+    try:
+        return int(args.run(args, overrides) or 0)
+    except (ConfigError, DataError, CheckpointError) as err:
+        print(f"defectscope {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"defectscope {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

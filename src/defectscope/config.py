@@ -1,0 +1,261 @@
+"""YAML files and dotted command-line overrides mapped onto frozen dataclasses.
+
+One path for every setting: defaults live in the dataclasses, a YAML file holds only the
+differences, and `--section.key value` on the command line overrides both. Unknown keys and
+values of the wrong type are errors that name the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from defectscope.data.config import DataConfig
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names it and where it came from."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    max_steps: int = 0  # 0: no step limit (epochs decide)
+    max_minutes: float = 0.0  # 0: no time limit; otherwise stop after this wall-clock budget
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    grad_clip: float = 0.0  # 0: off
+    seed: int = 0
+    accelerator: Literal["auto", "cpu", "cuda", "gpu", "mps"] = "auto"
+    devices: str = "auto"  # "auto", a count ("2") or a list ("0,1")
+    strategy: str = "auto"  # "auto" picks DDP when more than one process runs
+    precision: str = "32-true"  # any Fabric precision, e.g. "bf16-mixed" on a GPU
+    checkpoint_every: int = 0  # steps between periodic checkpoints; 0: only the final one
+    log_every: int = 10  # steps between log lines
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    save_maps: bool = False  # write anomaly maps (PNG overlays and .npy) into the run dir
+    max_saved_maps: int = 32
+    pixel_metrics: bool = True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs; the resolved copy travels with every checkpoint."""
+
+    model_name: str = "ae_ssim"
+    model: Any = None  # the model's own config dataclass, chosen by model_name
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: str = "runs/default"
+
+
+# --- conversion ---------------------------------------------------------------------------
+
+
+def from_dict(cls: type, data: Any, where: str, source: str) -> Any:
+    """Build dataclass `cls` from a mapping, checking every key and value type."""
+    if isinstance(data, cls):
+        return data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: '{where or 'config'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(
+            f"{source}: unknown key '{key}' (known keys here: {', '.join(sorted(known))})"
+        )
+    required = [
+        f.name for f in dataclasses.fields(cls)
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    absent = [name for name in required if name not in data]
+    if absent:
+        key = f"{where}.{absent[0]}" if where else absent[0]
+        raise ConfigError(f"{source}: '{where or 'config'}' needs the key '{key}'")
+    values = {
+        name: _coerce(hints[name], value, f"{where}.{name}" if where else name, source)
+        for name, value in data.items()
+    }
+    return cls(**values)
+
+
+def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where, source)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where, source)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{source}: '{where}' must be one of {choices}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{source}: '{where}' must be a list, got {value!r}")
+        item_type = args[0]
+        return tuple(_coerce(item_type, v, f"{where}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{where}' must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+    else:
+        raise ConfigError(f"{source}: '{where}' has an unsupported type {tp!r}")
+    raise ConfigError(f"{source}: '{where}' must be {tp.__name__}, got {value!r}")
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain YAML-able structure (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+# --- files and overrides ------------------------------------------------------------------
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """`--model.lr 1e-4 --data.image_size=128` → nested dict; values are read as YAML."""
+    tree: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"command line: expected --section.key, got {arg!r}")
+        key, eq, raw = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(args):
+                raise ConfigError(f"command line: --{key} needs a value")
+            raw = args[i + 1]
+            i += 1
+        i += 1
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = tree
+        parts = key.replace("-", "_").split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"command line: --{key} conflicts with another override")
+        node[parts[-1]] = value
+    return tree
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_config(raw: dict[str, Any], source: str) -> RunConfig:
+    """A raw mapping (file merged with overrides) → RunConfig with the model's own dataclass."""
+    from defectscope.models import model_config_class
+
+    raw = dict(raw)
+    model_section = dict(raw.pop("model", None) or {})
+    name = model_section.pop("name", raw.pop("model_name", RunConfig.model_name))
+    try:
+        config_cls = model_config_class(name)
+    except KeyError as err:
+        raise ConfigError(f"{source}: 'model.name': {err.args[0]}") from None
+    model_cfg = from_dict(config_cls, model_section, "model", source)
+    run = from_dict(RunConfig, raw, "", source)
+    return dataclasses.replace(run, model_name=name, model=model_cfg)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    raw = read_yaml(path) if path else {}
+    source = str(path) if path else "defaults"
+    if overrides:
+        raw = merge(raw, parse_overrides(overrides))
+        source += " + command line"
+    return build_config(raw, source)
+
+
+def config_to_raw(cfg: RunConfig) -> dict[str, Any]:
+    """The mapping build_config reads back: model settings under `model:` with their `name`."""
+    raw = to_dict(cfg)
+    raw["model"] = {"name": raw.pop("model_name"), **(raw["model"] or {})}
+    return raw
+
+
+def config_to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(config_to_raw(cfg), sort_keys=False)
+
+
+def config_from_yaml(text: str, source: str) -> RunConfig:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML ({err})") from err
+    return build_config(raw or {}, source)

@@ -1,0 +1,57 @@
+"""Typed data settings; YAML `data:` sections map onto these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One category of one dataset on disk.
+
+    layout "mvtec" also serves BTAD and VisA in MVTec's layout; "mtsd" is MTSD's native
+    layout; "folder" is a folder of good images with optional defect/mask folders.
+    """
+
+    layout: Literal["mvtec", "btad", "mtsd", "folder"]
+    root: str
+    category: str = ""  # mvtec/btad: sub-folder of root; ignored by mtsd; folder: display name
+    # folder layout only (paths relative to root unless absolute)
+    good_dir: str = "good"
+    defect_dir: str = ""  # empty: no defective images
+    mask_dir: str = ""  # masks named like their images (any image suffix), optional `_mask` suffix
+    test_good_dir: str = ""  # empty: split good images like MTSD
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Deterministic train/test split of normal images for layouts without one (MTSD, folder)."""
+
+    test_fraction: float = 0.2  # share of normal images held out for testing
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-only augmentations (the PVQAE paper: random flips and colour jitter)."""
+
+    hflip: bool = True
+    vflip: bool = False
+    brightness: float = 0.0  # jitter factor range [1 - b, 1 + b]
+    contrast: float = 0.0
+    saturation: float = 0.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    sources: tuple[SourceConfig, ...] = ()
+    image_size: int = 256  # images are resized to image_size x image_size
+    batch_size: int = 8
+    eval_batch_size: int = 16
+    num_workers: int = 0
+    validation_fraction: float = 0.1  # normal training images held out to calibrate thresholds
+    split: SplitConfig = field(default_factory=SplitConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    cache: bool = True  # keep decoded, resized images in memory (uint8)
+    skip_bad: bool = False  # warn and skip unreadable files instead of failing

@@ -1,0 +1,30 @@
+"""The one record type every reader produces and every model consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image on disk, before decoding: what a layout reader returns."""
+
+    image_path: Path
+    mask_path: Path | None  # None for good images without a mask file
+    label: int  # 0 = good, 1 = defective
+    category: str  # e.g. "bottle", "mtsd", "01"
+    defect_type: str  # "good" or the defect folder name
+
+
+class Sample(NamedTuple):
+    """A decoded, resized item; torch's default collate stacks it field by field."""
+
+    image: Tensor  # (3, H, W) float32 in [0, 1]
+    mask: Tensor  # (1, H, W) float32 in {0, 1}
+    label: int
+    class_id: int
+    path: str

@@ -1,0 +1,140 @@
+"""Checkpoints: weights as safetensors with the resolved config inside, written atomically.
+
+A checkpoint is a folder: `model.safetensors` (weights + metadata: config YAML, class names,
+calibration) is all `test` and `predict` need; `trainer_state.pt` (optimisers, step, RNG) is
+only for resuming. The folder is written under a temporary name and renamed into place, so an
+interruption never leaves a half-written checkpoint where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from defectscope.config import RunConfig, config_from_yaml, config_to_yaml
+from defectscope.models import AnomalyModel, create_model
+
+FORMAT = "defectscope-checkpoint/1"
+WEIGHTS = "model.safetensors"
+TRAINER_STATE = "trainer_state.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, truncated or not ours; the message names the path."""
+
+
+@dataclass
+class Checkpoint:
+    model: AnomalyModel
+    config: RunConfig
+    class_names: list[str]
+    calibration: dict[str, float] = field(default_factory=dict)
+    path: Path | None = None
+    step: int = 0
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: AnomalyModel,
+    config: RunConfig,
+    class_names: list[str],
+    calibration: dict[str, float] | None = None,
+    step: int = 0,
+    trainer_state: dict[str, Any] | None = None,
+) -> Path:
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        metadata = {
+            "format": FORMAT,
+            "config": config_to_yaml(config),
+            "class_names": json.dumps(class_names),
+            "calibration": json.dumps(calibration or {}),
+            "step": str(step),
+        }
+        save_file(tensors, str(tmp / WEIGHTS), metadata=metadata)
+        (tmp / "config.yaml").write_text(metadata["config"])
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / TRAINER_STATE)
+        _replace_dir(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Swap `new` into `target`; the old checkpoint is removed only after the swap."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _weights_path(path: Path) -> Path:
+    if path.is_dir():
+        path = path / WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found (expected a run's checkpoint folder or {WEIGHTS})")
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    weights = _weights_path(Path(path))
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({err})") from err
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{weights}: not a defectscope checkpoint (format {metadata.get('format')!r})")
+    return metadata
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
+    """Rebuild the model from the config stored in the checkpoint and load its weights."""
+    weights = _weights_path(Path(path))
+    metadata = read_metadata(weights)
+    config = config_from_yaml(metadata["config"], f"{weights} (stored config)")
+    class_names = json.loads(metadata.get("class_names", "[]"))
+    model = create_model(config.model_name, config.model, config.data.image_size, max(1, len(class_names)))
+    try:
+        state = load_file(str(weights), device=map_location)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights}: cannot read weights ({err})") from err
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights}: weights do not fit model '{config.model_name}' "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    return Checkpoint(
+        model=model,
+        config=config,
+        class_names=class_names,
+        calibration=json.loads(metadata.get("calibration", "{}")),
+        path=weights.parent,
+        step=int(metadata.get("step", 0)),
+    )
+
+
+def load_trainer_state(path: str | Path) -> dict[str, Any]:
+    state_path = Path(path) / TRAINER_STATE
+    if not state_path.is_file():
+        raise CheckpointError(f"{state_path}: no trainer state to resume from (was this a final checkpoint?)")
+    return torch.load(state_path, map_location="cpu", weights_only=True)

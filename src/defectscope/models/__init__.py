@@ -1,0 +1,33 @@
+"""The model registry: one literal dict, no import-time side effects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from defectscope.models.ae_ssim.config import AESSIMConfig
+from defectscope.models.ae_ssim.model import AESSIM
+from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, Phase
+from defectscope.models.vq_e.config import VQEConfig
+from defectscope.models.vq_e.model import VQE
+
+MODELS: dict[str, tuple[type[AnomalyModel], type]] = {
+    "ae_ssim": (AESSIM, AESSIMConfig),
+    "vq_e": (VQE, VQEConfig),
+}
+
+
+def model_config_class(name: str) -> type:
+    if name not in MODELS:
+        raise KeyError(f"unknown model '{name}' (known: {', '.join(sorted(MODELS))})")
+    return MODELS[name][1]
+
+
+def create_model(name: str, config: Any = None, image_size: int = 256, num_classes: int = 1) -> AnomalyModel:
+    """Build a registered model from its config dataclass (defaults when config is None)."""
+    model_cls, config_cls = MODELS[name] if name in MODELS else (None, None)
+    if model_cls is None:
+        raise KeyError(f"unknown model '{name}' (known: {', '.join(sorted(MODELS))})")
+    return model_cls(config if config is not None else config_cls(), image_size, num_classes)
+
+
+__all__ = ["MODELS", "AnomalyModel", "LossParts", "ModelOutput", "Phase", "create_model", "model_config_class"]

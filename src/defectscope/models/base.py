@@ -1,0 +1,66 @@
+"""The contract between a method and the engine: every model implements this and nothing more.
+
+The engine knows models only through this file, so a new method plugs in by subclassing
+`AnomalyModel` and adding one line to `defectscope.models.MODELS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from torch import Tensor, nn
+
+
+class ModelOutput(NamedTuple):
+    """What every model returns at inference, in every mode."""
+
+    anomaly_map: Tensor  # (B, H, W) at the input's resolution; higher = more anomalous
+    image_score: Tensor  # (B,)
+
+
+class LossParts(NamedTuple):
+    """A loss to back-propagate plus its named parts, logged without knowing the model."""
+
+    total: Tensor
+    parts: dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One gradient-training stage; a model with a second stage (e.g. a prior) lists two."""
+
+    name: str
+    epochs: int | None = None  # None: the run's train.epochs / max_steps / max_minutes
+    lr: float | None = None  # None: train.lr
+
+
+class AnomalyModel(nn.Module):
+    """Base class: a network that learns normality and returns anomaly maps."""
+
+    config: Any
+
+    def phases(self) -> list[Phase]:
+        return [Phase("main")]
+
+    def optimizer_groups(self, phase: str) -> dict[str, list[nn.Parameter]]:
+        """Parameters per optimiser; each key gets one Adam and one loss from training_step."""
+        return {"main": [p for p in self.parameters() if p.requires_grad]}
+
+    def optimizer_lr_scale(self, phase: str, group: str) -> float:
+        """Per-group learning-rate factor (e.g. a discriminator or a fine-tuned decoder)."""
+        return 1.0
+
+    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str) -> dict[str, LossParts]:
+        """Losses keyed like optimizer_groups; the engine back-propagates them in that order."""
+        raise NotImplementedError
+
+    def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
+        raise NotImplementedError
+
+    def training_metrics(self) -> dict[str, float]:
+        """Extra numbers to log (e.g. codebook perplexity); called on the logging steps."""
+        return {}
+
+    def extra_checkpoint_tensors(self) -> dict[str, Tensor]:
+        return {}

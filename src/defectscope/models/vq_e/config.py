@@ -1,0 +1,24 @@
+"""VQ-E settings: a standard VQ-VAE with one static-resolution codebook (van den Oord et al. 2017;
+used for anomaly detection by Marimont & Tarroni, ISBI 2021), scored by L2 reconstruction error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class VQEConfig:
+    hidden_channels: int = 128
+    residual_blocks: int = 2
+    downsample: int = 8  # 256 px → a 32×32 code grid, PVQAE's finest level
+    num_codes: int = 512
+    code_dim: int = 64
+    beta: float = 0.25  # commitment weight (VQ-VAE)
+    ema: bool = True  # EMA codebook updates (VQ-VAE appendix A.1); guards against collapse
+    ema_decay: float = 0.99
+    kmeans_init: bool = True
+    dead_code_threshold: float = 1.0  # restart codes whose EMA usage falls below this
+    smoothing_sigma: float = 4.0
+    image_score: Literal["max", "topk_mean"] = "max"
+    topk: float = 0.01

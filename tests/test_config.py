@@ -1,0 +1,76 @@
+import dataclasses
+
+import pytest
+
+from defectscope.config import (
+    ConfigError,
+    RunConfig,
+    config_from_yaml,
+    config_to_yaml,
+    load_config,
+    parse_overrides,
+)
+from defectscope.models.vq_e.config import VQEConfig
+
+
+def write(tmp_path, text):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file():
+    cfg = load_config(None)
+    assert isinstance(cfg, RunConfig)
+    assert cfg.data.image_size == 256
+
+
+def test_file_and_overrides_map_onto_typed_dataclasses(tmp_path):
+    path = write(tmp_path, "model: {name: vq_e, num_codes: 64}\ndata:\n  sources: [{layout: mtsd, root: /x}]\n")
+    cfg = load_config(path, ["--model.code_dim", "16", "--train.lr=1e-3", "--data.augment.hflip", "false"])
+    assert isinstance(cfg.model, VQEConfig)
+    assert (cfg.model.num_codes, cfg.model.code_dim) == (64, 16)
+    assert cfg.train.lr == pytest.approx(1e-3) and isinstance(cfg.train.lr, float)
+    assert cfg.data.augment.hflip is False
+    assert cfg.data.sources[0].layout == "mtsd"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.lr = 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "names"),
+    [
+        ("train: {lrr: 1}\n", [], ["train.lrr", "run.yaml"]),
+        ("", ["--model.codes", "3"], ["model.codes"]),
+        ("train: {epochs: many}\n", [], ["train.epochs", "many"]),
+        ("train: {lr_schedule: wavy}\n", [], ["train.lr_schedule", "wavy"]),
+        ("model: {name: nope}\n", [], ["model.name", "nope"]),
+        ("data: {sources: [{layout: mtsd}]}\n", [], ["data.sources[0]"]),
+        ("train: [1, 2]\n", [], ["train"]),
+    ],
+)
+def test_wrong_key_or_value_names_it(tmp_path, text, overrides, names):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), overrides)
+    for name in names:
+        assert name in str(err.value)
+
+
+def test_missing_file_and_bad_yaml_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "train: {epochs: [\n"))
+
+
+def test_resolved_yaml_round_trips(tmp_path):
+    cfg = load_config(write(tmp_path, "model: {name: vq_e, beta: 0.5}\n"), ["--train.epochs", "3"])
+    assert config_from_yaml(config_to_yaml(cfg), "round trip") == cfg
+
+
+def test_override_parser_reads_yaml_values():
+    assert parse_overrides(["--a.b", "1", "--a.c=[1, 2]", "--d", "x"]) == {"a": {"b": 1, "c": [1, 2]}, "d": "x"}
+    with pytest.raises(ConfigError, match="needs a value"):
+        parse_overrides(["--a.b"])
+    with pytest.raises(ConfigError, match="expected --section.key"):
+        parse_overrides(["value"])
