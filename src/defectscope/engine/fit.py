@@ -30,6 +30,7 @@ class FitResult:
     steps: int
     seconds: float
     class_names: list[str]
+    model: AnomalyModel  # the trained network, unwrapped, on this process's device
 
 
 def make_fabric(cfg: RunConfig) -> Fabric:
@@ -151,7 +152,7 @@ def fit(cfg: RunConfig, resume: str | Path | None = None, fabric: Fabric | None 
         summary = {"steps": global_step, "train_seconds": round(seconds, 2), "world_size": fabric.world_size}
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     fabric.barrier()
-    return FitResult(run_dir, final, global_step, seconds, class_names)
+    return FitResult(run_dir, final, global_step, seconds, class_names, model)
 
 
 def _run_phase(
@@ -183,8 +184,9 @@ def _run_phase(
     stop = step >= total
     epoch = first_epoch
     while not stop and epoch < epochs:
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
+        for seeded in (loader.sampler, loader.dataset):  # shuffling and augmentation per epoch
+            if hasattr(seeded, "set_epoch"):
+                seeded.set_epoch(epoch)
         for batch in loader:
             lr = learning_rate(step, base_lr, total, train.warmup_steps, train.lr_schedule)
             for name, opt in optimizers.items():

@@ -1,0 +1,74 @@
+import csv
+import json
+import shutil
+
+import pytest
+
+from defectscope.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mtsd_root):
+    """One tiny model trained through the CLI, shared by the verb tests."""
+    from helpers.runs import tiny_config_text
+
+    tmp = tmp_path_factory.mktemp("cli")
+    config = tmp / "run.yaml"
+    config.write_text(tiny_config_text(mtsd_root, tmp / "run", "ae_ssim", steps=2))
+    assert main(["train", str(config), "--save-maps"]) == 0
+    return tmp / "run"
+
+
+def test_train_writes_results_and_maps(trained, capsys):
+    results = json.loads((trained / "results.json").read_text())
+    assert results["model"] == "ae_ssim" and "mtsd" in results["categories"]
+    assert any(trained.joinpath("maps").glob("*.png"))
+    assert (trained / "checkpoints" / "final" / "model.safetensors").is_file()
+
+
+def test_test_verb_rescores_a_checkpoint(trained, tmp_path):
+    assert main(["test", str(trained / "checkpoints" / "final"), "--output", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    original = json.loads((trained / "results.json").read_text())
+    assert results["categories"] == original["categories"]
+
+
+def test_predict_scores_files_and_folders(trained, tmp_path, mtsd_root):
+    images = sorted((mtsd_root / "MT_Crack" / "Imgs").glob("*.jpg"))
+    folder = tmp_path / "incoming" / "nested"
+    folder.mkdir(parents=True)
+    for image in sorted((mtsd_root / "MT_Free" / "Imgs").glob("*.jpg"))[:3]:
+        shutil.copy(image, folder / image.name)
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "pred"
+    assert main(["predict", str(trained / "checkpoints" / "final"), str(images[0]),
+                 str(tmp_path / "incoming"), "--output", str(out)]) == 0
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert len(rows) == 4
+    assert all(float(r["score"]) >= 0 for r in rows)
+    assert len(list((out / "maps").glob("*.png"))) == len(rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--train.epochz", "3"], "train.epochz"),
+        (["--model.name", "nope"], "nope"),
+        (["--data.sources", "[{layout: mtsd, root: /does/not/exist}]"], "/does/not/exist"),
+    ],
+)
+def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, mtsd_root, capsys, args, needle):
+    from helpers.runs import tiny_config_text
+
+    config = tmp_path / "run.yaml"
+    config.write_text(tiny_config_text(mtsd_root, tmp_path / "run", "ae_ssim", steps=1))
+    assert main(["train", str(config), *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_missing_checkpoint_and_missing_image_are_named(tmp_path, trained, capsys):
+    assert main(["test", str(tmp_path / "nope")]) == 2
+    assert str(tmp_path / "nope") in capsys.readouterr().err
+    assert main(["predict", str(trained / "checkpoints" / "final"), str(tmp_path / "x.png")]) == 2
+    assert "x.png" in capsys.readouterr().err

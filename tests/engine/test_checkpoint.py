@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from defectscope.config import load_config
+from defectscope.engine import checkpoint as ckpt_module
+from defectscope.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from defectscope.models import create_model
+
+
+@pytest.fixture
+def model_and_config():
+    cfg = load_config(None, ["--model.name", "ae_ssim", "--model.base_channels", "4", "--data.image_size", "32"])
+    torch.manual_seed(0)
+    return create_model("ae_ssim", cfg.model, 32), cfg
+
+
+def test_round_trip_keeps_weights_config_and_calibration(tmp_path, model_and_config):
+    model, cfg = model_and_config
+    save_checkpoint(tmp_path / "ck", model, cfg, ["a", "b"], {"image_threshold": 0.5}, step=7)
+    loaded = load_checkpoint(tmp_path / "ck")
+    assert loaded.config == cfg and loaded.class_names == ["a", "b"] and loaded.step == 7
+    assert loaded.calibration == {"image_threshold": 0.5}
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    assert load_checkpoint(tmp_path / "ck" / "model.safetensors").step == 7
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, model_and_config, monkeypatch):
+    model, cfg = model_and_config
+    save_checkpoint(tmp_path / "ck", model, cfg, ["a"], step=1)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_module, "save_file", broken)
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path / "ck", model, cfg, ["a"], step=2)
+    assert load_checkpoint(tmp_path / "ck").step == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"]  # no temporary folder left behind
+
+
+def test_bad_checkpoints_are_named_in_the_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nothing")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError, match=str(bad)):
+        load_checkpoint(bad)

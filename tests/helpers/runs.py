@@ -1,0 +1,46 @@
+"""Tiny training configs on the synthetic MTSD tree, for engine and CLI tests."""
+
+import pytest
+
+from defectscope.config import load_config
+
+
+def tiny_config_text(root, out, model="vq_e", steps=3, extra=""):
+    models = {
+        "vq_e": "{name: vq_e, hidden_channels: 16, num_codes: 16, code_dim: 8, downsample: 4}",
+        "ae_ssim": "{name: ae_ssim, base_channels: 8, latent_dim: 16}",
+    }
+    return f"""
+model: {models[model]}
+data:
+  sources: [{{layout: mtsd, root: '{root}'}}]
+  image_size: 32
+  batch_size: 4
+  eval_batch_size: 8
+train:
+  epochs: 50
+  max_steps: {steps}
+  log_every: 1
+  progress: false
+  accelerator: cpu
+output_dir: '{out}'
+{extra}
+"""
+
+
+@pytest.fixture
+def tiny_config_file(tmp_path, mtsd_root):
+    def make(model="vq_e", steps=3, extra="", name="run"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(tiny_config_text(mtsd_root, tmp_path / name, model, steps, extra))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def tiny_config(tiny_config_file):
+    def make(model="vq_e", steps=3, overrides=(), name="run"):
+        return load_config(tiny_config_file(model, steps, name=name), list(overrides))
+
+    return make
