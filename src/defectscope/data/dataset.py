@@ -141,9 +141,7 @@ class AnomalyDataset(Dataset):
             kept = checked
         self.records: list[Record] = kept
         if self.skipped and warn_skipped:
-            warnings.warn(
-                _format_skipped(self.skipped, len(records)), SkippedFilesWarning, stacklevel=2
-            )
+            warnings.warn(_format_skipped(self.skipped, len(records)), SkippedFilesWarning, stacklevel=2)
 
     # ------------------------------------------------------------------ helpers
 
@@ -243,9 +241,7 @@ class DataBundle:
         return {name: i for i, name in enumerate(self.class_names)}
 
 
-def hold_out(
-    records: Sequence[Record], fraction: float, seed: int
-) -> tuple[list[Record], list[Record]]:
+def hold_out(records: Sequence[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
     """Split normal records into ``(kept, held_out)`` deterministically.
 
     Records are sorted by image path, shuffled with ``random.Random(seed)``, and the first
@@ -296,8 +292,7 @@ def build_records(cfg: DataConfig) -> RecordSplit:
     base = [train[0].category for train, _ in per_source]  # readers never return empty train
     counts = Counter(base)
     names = [
-        f"{source.layout}/{name}" if counts[name] > 1 else name
-        for source, name in zip(cfg.sources, base, strict=True)
+        f"{source.layout}/{name}" if counts[name] > 1 else name for source, name in zip(cfg.sources, base, strict=True)
     ]
     totals = Counter(names)
     running: Counter[str] = Counter()

@@ -85,9 +85,7 @@ def list_images(folder: PathLike) -> list[Path]:
 
 
 def _subdirs(folder: Path) -> list[Path]:
-    return sorted(
-        (p for p in folder.iterdir() if p.is_dir() and not _is_hidden(p)), key=lambda p: p.name
-    )
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not _is_hidden(p)), key=lambda p: p.name)
 
 
 def _raise_listed(header: str, problems: Sequence[str]) -> None:
@@ -106,9 +104,7 @@ def _name_key(path: PathLike) -> tuple[str, str]:
     return Path(path).name, str(path)
 
 
-def split_normals(
-    paths: Sequence[Path], test_fraction: float, seed: int
-) -> tuple[list[Path], list[Path]]:
+def split_normals(paths: Sequence[Path], test_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
     """Deterministic split of normal images into ``(train, test)``.
 
     The paths are sorted by file name, shuffled with ``random.Random(seed)``, and the first
@@ -139,9 +135,7 @@ class _MaskIndex:
         self.used: set[Path] = set()
 
     def find(self, image: Path) -> Path | None:
-        candidates = self.by_stem.get(image.stem + MASK_SUFFIX, []) + self.by_stem.get(
-            image.stem, []
-        )
+        candidates = self.by_stem.get(image.stem + MASK_SUFFIX, []) + self.by_stem.get(image.stem, [])
         if len(candidates) > 1:
             names = ", ".join(str(c) for c in candidates)
             raise DataError(f"{image}: several masks match this image: {names}")
@@ -269,9 +263,7 @@ def _mtsd_pairs(folder: Path) -> tuple[list[tuple[Path, Path | None]], list[Path
     return pairs, orphans
 
 
-def mtsd_records(
-    root: PathLike, split: SplitConfig | None = None
-) -> tuple[list[Record], list[Record]]:
+def mtsd_records(root: PathLike, split: SplitConfig | None = None) -> tuple[list[Record], list[Record]]:
     """MTSD native layout (Huang, Qiu, Yuan, The Visual Computer 36, 2020).
 
     ``MT_Free/Imgs`` holds the normal tiles; every other ``MT_<Type>/Imgs`` folder holds
@@ -290,9 +282,7 @@ def mtsd_records(
     free_pairs, free_orphans = _mtsd_pairs(_mtsd_images_dir(free_dir))
     if not free_pairs:
         raise DataError(f"{_mtsd_images_dir(free_dir)}: empty category, no normal images found")
-    train_paths, test_good_paths = split_normals(
-        [image for image, _ in free_pairs], split.test_fraction, split.seed
-    )
+    train_paths, test_good_paths = split_normals([image for image, _ in free_pairs], split.test_fraction, split.seed)
     if not train_paths:
         raise DataError(
             f"{free_dir}: no training images left after holding out "
@@ -403,9 +393,7 @@ def folder_records(
 # --------------------------------------------------------------------------- dispatch
 
 
-def records_for(
-    source: SourceConfig, split: SplitConfig | None = None
-) -> tuple[list[Record], list[Record]]:
+def records_for(source: SourceConfig, split: SplitConfig | None = None) -> tuple[list[Record], list[Record]]:
     """``(train, test)`` records of one source, whatever its layout."""
     split = split or SplitConfig()
     if source.layout == "mvtec":
@@ -416,9 +404,7 @@ def records_for(
         return mtsd_records(source.root, split)
     if source.layout == "folder":
         return folder_records(source.root, source, split)
-    raise DataError(
-        f"{source.root}: unknown layout {source.layout!r} (expected mvtec, btad, mtsd or folder)"
-    )
+    raise DataError(f"{source.root}: unknown layout {source.layout!r} (expected mvtec, btad, mtsd or folder)")
 
 
 def count_by_type(records: Iterable[Record]) -> dict[str, int]:

@@ -109,9 +109,7 @@ def _coin(generator: torch.Generator) -> bool:
     return bool(torch.rand((), generator=generator) < 0.5)
 
 
-def augment(
-    image: Tensor, mask: Tensor, cfg: AugmentConfig, generator: torch.Generator
-) -> tuple[Tensor, Tensor]:
+def augment(image: Tensor, mask: Tensor, cfg: AugmentConfig, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Random training augmentation of one ``(3, H, W)`` image and its ``(1, H, W)`` mask.
 
     In this fixed order: horizontal flip (p = 0.5, if ``cfg.hflip``), vertical flip (p = 0.5,

@@ -95,7 +95,9 @@ def calibrate(model: AnomalyModel, validation: Dataset, cfg: RunConfig, device: 
     }
 
 
-def category_metrics(preds: Predictions, class_names: list[str], pixel_metrics: bool = True) -> dict[str, dict[str, float]]:
+def category_metrics(
+    preds: Predictions, class_names: list[str], pixel_metrics: bool = True
+) -> dict[str, dict[str, float]]:
     per_category: dict[str, dict[str, float]] = {}
     for class_id, name in enumerate(class_names):
         pick = preds.class_ids == class_id

@@ -43,7 +43,7 @@ class AutoEncoder(nn.Module):
         self.encoder = nn.Sequential(*enc)
 
         dec: list[nn.Module] = [nn.ConvTranspose2d(cfg.latent_dim, channels, self.bottleneck_size), _act()]
-        for i, (out, k, s) in enumerate(reversed(plan)):
+        for i, (_, k, s) in enumerate(reversed(plan)):
             target = plan[-i - 2][0] if i < len(plan) - 1 else cfg.base_channels
             if s == 2:
                 dec += [nn.ConvTranspose2d(channels, target, 4, 2, padding=1), _act()]
