@@ -72,3 +72,12 @@ def test_missing_checkpoint_and_missing_image_are_named(tmp_path, trained, capsy
     assert str(tmp_path / "nope") in capsys.readouterr().err
     assert main(["predict", str(trained / "checkpoints" / "final"), str(tmp_path / "x.png")]) == 2
     assert "x.png" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end_on_the_shipped_data(tmp_path, capsys):
+    """The README's first command, cut to two training steps."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out), "--train.max_steps", "2", "--train.progress", "false"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_test_images"] > 0 and "mtsd" in results["categories"]
+    assert str(out / "results.md") in capsys.readouterr().out

@@ -25,3 +25,5 @@ def pick_device(name: str = "auto") -> torch.device:
 def print_results(results: dict[str, Any], output_dir: Path) -> None:
     print(results_markdown(results))
     print(f"results: {output_dir / 'results.json'}  table: {output_dir / 'results.md'}")
+    if results.get("maps_dir"):
+        print(f"anomaly-map pictures: {results['maps_dir']}")
