@@ -1,9 +1,11 @@
 import json
 
+import pytest
 import torch
 
 from defectscope.data import build_datasets
 from defectscope.engine import evaluate, fit, load_checkpoint
+from defectscope.engine.fit import RunExistsError
 from defectscope.engine.evaluate import METRIC_NAMES
 
 
@@ -24,6 +26,16 @@ def test_fit_writes_a_final_checkpoint_that_reloads_to_the_same_model(tiny_confi
     assert [r["step"] for r in log] == [1, 2, 3]
     assert all("main/loss" in r and "perplexity" in r for r in log)
     assert (result.run_dir / "config.yaml").is_file()
+
+
+def test_a_finished_run_is_not_overwritten_by_accident(tiny_config):
+    cfg = tiny_config(steps=1)
+    first = fit(cfg)
+    before = (first.checkpoint / "model.safetensors").read_bytes()
+    with pytest.raises(RunExistsError, match="--overwrite"):
+        fit(tiny_config(steps=2))
+    assert (first.checkpoint / "model.safetensors").read_bytes() == before
+    assert fit(tiny_config(steps=2), overwrite=True).steps == 2
 
 
 def test_training_is_reproducible_with_a_seed(tiny_config):

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     if root is None:
         raise ConfigError(f"the demo needs the repository checkout ({DEMO_CONFIG} and demo/); run it from the clone")
     demo_args = argparse.Namespace(
-        config=str(root / DEMO_CONFIG), resume=None, no_test=False, save_maps=True, verb="demo",
+        config=str(root / DEMO_CONFIG), resume=None, no_test=False, save_maps=True, overwrite=True, verb="demo",
     )
     data_root = root / "demo" / "mtsd_mini"
     return train.run(

@@ -15,7 +15,7 @@ from lightning.fabric import Fabric
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from defectscope.config import RunConfig, config_to_yaml
+from defectscope.config import ConfigError, RunConfig, config_to_yaml
 from defectscope.data import build_datasets
 from defectscope.engine.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
 from defectscope.engine.evaluate import calibrate
@@ -72,12 +72,23 @@ class _Log:
                 f.write(json.dumps(record) + "\n")
 
 
-def fit(cfg: RunConfig, resume: str | Path | None = None, fabric: Fabric | None = None) -> FitResult:
+class RunExistsError(ConfigError):
+    """The output folder already holds a finished run that a new run would overwrite."""
+
+
+def fit(
+    cfg: RunConfig, resume: str | Path | None = None, fabric: Fabric | None = None, overwrite: bool = False
+) -> FitResult:
     """Train cfg's model on cfg's data; writes checkpoints and train_log.jsonl into output_dir."""
+    run_dir = Path(cfg.output_dir)
+    if resume is None and not overwrite and (run_dir / "checkpoints" / "final").exists():
+        raise RunExistsError(
+            f"{run_dir}: already holds a trained run; choose another output_dir, resume it with "
+            f"--resume {run_dir / 'checkpoints' / 'last'}, or pass --overwrite to replace it"
+        )
     fabric = fabric or make_fabric(cfg)
     fabric.launch()
     fabric.seed_everything(cfg.train.seed)
-    run_dir = Path(cfg.output_dir)
     if fabric.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
