@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from lightning.fabric import Fabric
+from lightning.fabric.strategies import DDPStrategy
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -20,7 +21,7 @@ from defectscope.data import build_datasets
 from defectscope.engine.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
 from defectscope.engine.evaluate import calibrate
 from defectscope.engine.schedules import learning_rate
-from defectscope.models import AnomalyModel, Phase, create_model
+from defectscope.models import MODELS, AnomalyModel, Phase, create_model
 
 
 @dataclass
@@ -41,9 +42,12 @@ def make_fabric(cfg: RunConfig) -> Fabric:
         devices = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     elif devices.isdigit():
         devices = int(devices)
-    strategy = train.strategy
+    strategy: Any = train.strategy
     if strategy == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         strategy = "ddp"
+    if strategy == "ddp":
+        model_cls = MODELS[cfg.model_name][0]
+        strategy = DDPStrategy(find_unused_parameters=model_cls.ddp_find_unused_parameters)
     accelerator = "gpu" if train.accelerator == "cuda" else train.accelerator
     num_nodes = max(1, int(os.environ.get("WORLD_SIZE", "1")) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     return Fabric(
@@ -200,17 +204,16 @@ def _run_phase(
                 seeded.set_epoch(epoch)
         for batch in loader:
             lr = learning_rate(step, base_lr, total, train.warmup_steps, train.lr_schedule)
+            losses = {}
             for name, opt in optimizers.items():
                 for group in opt.param_groups:
                     group["lr"] = lr * model.optimizer_lr_scale(phase.name, name)
                 opt.zero_grad(set_to_none=True)
-            losses = module.training_step(batch.image, batch.class_id, step, phase.name)
-            names = list(optimizers)
-            for i, name in enumerate(names):
-                fabric.backward(losses[name].total, retain_graph=i < len(names) - 1)
+                losses[name] = module.training_step(batch.image, batch.class_id, step, phase.name, name)
+                fabric.backward(losses[name].total)
                 if train.grad_clip > 0:
-                    fabric.clip_gradients(module, optimizers[name], max_norm=train.grad_clip)
-                optimizers[name].step()
+                    fabric.clip_gradients(module, opt, max_norm=train.grad_clip)
+                opt.step()
             step += 1
             bar.update(1)
             if step % train.log_every == 0 or step == total:

@@ -39,20 +39,26 @@ class AnomalyModel(nn.Module):
     """Base class: a network that learns normality and returns anomaly maps."""
 
     config: Any
+    # DDP must tolerate parameters without gradients (several optimiser groups or phases)
+    ddp_find_unused_parameters: bool = False
 
     def phases(self) -> list[Phase]:
         return [Phase("main")]
 
     def optimizer_groups(self, phase: str) -> dict[str, list[nn.Parameter]]:
-        """Parameters per optimiser; each key gets one Adam and one loss from training_step."""
+        """Parameters per optimiser, in the order the engine steps them (e.g. generator, disc)."""
         return {"main": [p for p in self.parameters() if p.requires_grad]}
 
     def optimizer_lr_scale(self, phase: str, group: str) -> float:
         """Per-group learning-rate factor (e.g. a discriminator or a fine-tuned decoder)."""
         return 1.0
 
-    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str) -> dict[str, LossParts]:
-        """Losses keyed like optimizer_groups; the engine back-propagates them in that order."""
+    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str, group: str) -> LossParts:
+        """The loss of one optimiser group; called once per group and step, in group order.
+
+        One forward and one backward per call keeps DDP's gradient hooks happy; a model whose
+        later group reuses an earlier result (a GAN's detached reconstruction) caches it.
+        """
         raise NotImplementedError
 
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:

@@ -21,8 +21,8 @@ class AESSIM(AnomalyModel):
     def reconstruct(self, images: Tensor) -> Tensor:
         return to_unit_range(self.network(to_model_range(images)))
 
-    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str) -> dict[str, LossParts]:
-        return {"main": ssim_loss(images, self.reconstruct(images), self.config.ssim_window)}
+    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str, group: str) -> LossParts:
+        return ssim_loss(images, self.reconstruct(images), self.config.ssim_window)
 
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         cfg = self.config

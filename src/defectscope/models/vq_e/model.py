@@ -23,14 +23,14 @@ class VQE(AnomalyModel):
         self.network = VQVAE(config)
         self._last: dict[str, float] = {}
 
-    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str) -> dict[str, LossParts]:
+    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str, group: str) -> LossParts:
         x = to_model_range(images)
         out = self.network(x)
         self._last = {
             "perplexity": float(out.quantizer.perplexity),
             "live_codes": float(out.quantizer.live_codes),
         }
-        return {"main": vqvae_loss(x, out.reconstruction, out.quantizer)}
+        return vqvae_loss(x, out.reconstruction, out.quantizer)
 
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         reconstruction = to_unit_range(self.network(to_model_range(images)).reconstruction)
