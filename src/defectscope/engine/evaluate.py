@@ -143,8 +143,13 @@ def evaluate(
     checkpoint: str | Path | None = None,
     calibration: dict[str, float] | None = None,
     save_maps: bool | None = None,
+    artifacts: bool = True,
+    gallery_per_end: int = 4,
 ) -> dict[str, Any]:
-    """Score the test set, write results.json and results.md, return the results."""
+    """Score the test set, write results.json and results.md, return the results.
+
+    With `artifacts`, also scores.csv, curves.json and gallery/ for `defectscope report`.
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
@@ -171,6 +176,11 @@ def evaluate(
 
         results["maps_dir"] = str(save_anomaly_maps(preds, test_set, output_dir / "maps", calibration or {},
                                                      cfg.eval.max_saved_maps))
+    if artifacts:
+        from defectscope.engine.artifacts import save_artifacts
+
+        results["artifacts"] = save_artifacts(model, preds, test_set, class_names, per_category, output_dir, device,
+                                              cfg.eval.pixel_metrics, gallery_per_end)
     _write_atomic(output_dir / "results.json", json.dumps(results, indent=2, default=_json_default))
     _write_atomic(output_dir / "results.md", results_markdown(results))
     return results

@@ -204,6 +204,9 @@ def _run_phase(
                 seeded.set_epoch(epoch)
         for batch in loader:
             lr = learning_rate(step, base_lr, total, train.warmup_steps, train.lr_schedule)
+            model.progress = step / total
+            if deadline is not None:
+                model.progress = max(model.progress, 1 - (deadline - time.perf_counter()) / (deadline - began))
             losses = {}
             for name, opt in optimizers.items():
                 for group in opt.param_groups:

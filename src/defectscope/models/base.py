@@ -41,6 +41,9 @@ class AnomalyModel(nn.Module):
     config: Any
     # DDP must tolerate parameters without gradients (several optimiser groups or phases)
     ddp_find_unused_parameters: bool = False
+    # share of the current phase done (steps, or time under a time budget), set by the engine
+    # before every step; schedules (budget weights, temperatures) read it
+    progress: float = 0.0
 
     def phases(self) -> list[Phase]:
         return [Phase("main")]

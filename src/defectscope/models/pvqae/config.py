@@ -1,0 +1,62 @@
+"""PVQAE settings (Cheng, Qu, Lee, "Patch-aware Vector Quantized Codebook Learning for
+Unsupervised Visual Defect Detection"; seeds 000/001; methods.md §1). Defaults are the
+paper's where it gives them; `open` marks choices the paper leaves open."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class PVQAEConfig:
+    # §1.1 VQ-GAN-style backbone. Stage i works at H / 2^i; the last three stages give the
+    # code levels z¹ (finest), z², z³ (coarsest): 32², 16², 8² for a 256 input with 6 stages.
+    channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4, 4)
+    res_blocks: tuple[int, ...] = (1, 1, 1, 2, 2, 2)  # per stage, encoder and (mirrored) decoder
+    attention: bool = True  # self-attention at the coarsest level (VQ-GAN)
+    num_levels: int = 3  # K (the paper: 3)
+    # §1.2 quantisation
+    num_codes: int = 512
+    code_dim: int = 64
+    shared_codebook: bool = False  # open: one codebook for all levels or one per level
+    beta: float = 0.25
+    ema: bool = True
+    ema_decay: float = 0.99
+    kmeans_init: bool = True
+    dead_code_threshold: float = 1.0
+    # §1.3 dynamic routing
+    routing_design: Literal["quantize_then_route", "route_then_quantize"] = "quantize_then_route"  # open
+    router_hidden: int = 128
+    tau_start: float = 1.0
+    tau_end: float = 0.1  # open: the paper anneals towards 0; DQ-VAE keeps 1 (set tau_end = tau_start)
+    straight_through: bool = True  # hard one-hot forward, soft gradient (DQ-VAE)
+    # §1.4 budget loss
+    alpha: float = 2.0  # cost factor per finer level (open)
+    dwt_levels: int = 0  # Haar levels per coarse patch; 0 = full decomposition (open)
+    entropy_floor: float = 0.05  # ε in u_p = 1 / max(H_p, ε)
+    budget_schedule: Literal["linear", "constant", "cosine"] = "linear"
+    lambda_max: float = 1.25  # the paper's best
+    # §1.4 reconstruction
+    rec_loss: Literal["l1", "l2", "l1_l2"] = "l1_l2"
+    # §1.5 adversarial training
+    adversarial: bool = True
+    disc_channels: int = 64
+    disc_layers: int = 3
+    disc_start: int = 2000  # steps before the discriminator switches on
+    disc_weight: float = 0.8  # scales VQ-GAN's adaptive weight
+    disc_lr_scale: float = 1.0
+    # §1.6 budget prior transformer
+    prior: Literal["per_class", "universal", "none"] = "per_class"
+    prior_dim: int = 128
+    prior_heads: int = 4
+    prior_layers: int = 1
+    prior_mask_ratio: float = 0.3  # share of positions masked per training sequence
+    prior_epochs: int = 20
+    prior_lr: float = 1e-3
+    # §1.7 scoring
+    score: Literal["product", "one_plus_product", "sum", "rec", "budget"] = "product"
+    smoothing_sigma: float = 4.0
+    image_score: Literal["max", "topk_mean"] = "max"
+    topk: float = 0.01

@@ -1,0 +1,215 @@
+"""PVQAE: the model the engine trains, in two phases (autoencoder with budget learning, then
+the budget prior), and its budget-aware scoring."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from defectscope.layers.quantizer import VectorQuantizer
+from defectscope.layers.scoring import image_score, squared_error_map, to_model_range, to_unit_range
+from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, Phase
+from defectscope.models.pvqae.anomaly_map import anomaly_map, budget_score, pixel_budget
+from defectscope.models.pvqae.budget import budget_loss, budget_weight, level_costs, patch_entropy
+from defectscope.models.pvqae.config import PVQAEConfig
+from defectscope.models.pvqae.discriminator import (
+    PatchDiscriminator,
+    adaptive_weight,
+    generator_loss,
+    hinge_d_loss,
+)
+from defectscope.models.pvqae.loss import reconstruction_loss
+from defectscope.models.pvqae.network import Decoder, Encoder
+from defectscope.models.pvqae.prior import BudgetPriorTransformer
+from defectscope.models.pvqae.routing import DynamicRouter, codes_per_image, gumbel_tau, one_hot_levels, route
+
+
+class Reconstruction(NamedTuple):
+    image: Tensor  # (B, 3, H, W) in [-1, 1]
+    vq_loss: Tensor
+    perplexity: list[Tensor]
+    live_codes: list[Tensor]
+
+
+class Explanation(NamedTuple):
+    """Every intermediate of the scoring, for pictures and debugging."""
+
+    reconstruction: Tensor  # (B, 3, H, W) in [0, 1], made with the prior budget
+    levels: Tensor  # (B, h, w) dynamic level map (0 = finest)
+    prior_levels: Tensor  # (B, h, w) the prior's levels (= levels without a prior)
+    budget_score: Tensor  # (B, H, W) S_budget at pixels (zeros without a prior)
+    rec_score: Tensor  # (B, H, W) S_rec
+    anomaly_map: Tensor  # (B, H, W)
+
+
+class PVQAE(AnomalyModel):
+    ddp_find_unused_parameters = True  # the disc and prior groups leave other parameters idle
+
+    def __init__(self, config: PVQAEConfig, image_size: int, num_classes: int = 1) -> None:
+        super().__init__()
+        cfg = self.config = config
+        stages = len(cfg.channel_mult)
+        if image_size % 2 ** (stages - 1):
+            raise ValueError(f"pvqae: image_size {image_size} must be divisible by {2 ** (stages - 1)}")
+        self.num_levels = cfg.num_levels
+        self.coarse_grid = (image_size // 2 ** (stages - 1),) * 2
+        finest = image_size // 2 ** (stages - cfg.num_levels)
+        self.encoder = Encoder(cfg)
+        shared = cfg.shared_codebook or cfg.routing_design == "route_then_quantize"
+        self.quantizers = nn.ModuleList(
+            VectorQuantizer(cfg.num_codes, cfg.code_dim, cfg.beta, cfg.ema, cfg.ema_decay, cfg.kmeans_init,
+                            cfg.dead_code_threshold)
+            for _ in range(1 if shared else cfg.num_levels)
+        )
+        self.router = DynamicRouter(cfg.code_dim, cfg.num_levels, cfg.router_hidden)
+        positional = (finest, finest) if cfg.routing_design == "route_then_quantize" else None
+        self.decoder = Decoder(cfg, positional=positional)
+        self.discriminator = (
+            PatchDiscriminator(3, cfg.disc_channels, cfg.disc_layers) if cfg.adversarial else None
+        )
+        self.prior = None
+        if cfg.prior != "none":
+            self.prior = BudgetPriorTransformer(
+                cfg.num_levels, self.coarse_grid, num_classes, cfg.prior, cfg.prior_dim, cfg.prior_heads,
+                cfg.prior_layers,
+            )
+        self._fake: Tensor | None = None
+        self._last: dict[str, float] = {}
+
+    # --- engine contract ----------------------------------------------------------------
+
+    def phases(self) -> list[Phase]:
+        main = [Phase("main")]
+        if self.prior is None:
+            return main
+        return main + [Phase("prior", epochs=self.config.prior_epochs, lr=self.config.prior_lr)]
+
+    def optimizer_groups(self, phase: str) -> dict[str, list[nn.Parameter]]:
+        if phase == "prior":
+            return {"prior": list(self.prior.parameters())}
+        main = [p for m in (self.encoder, self.quantizers, self.router, self.decoder) for p in m.parameters()]
+        groups = {"main": main}
+        if self.discriminator is not None:
+            groups["disc"] = list(self.discriminator.parameters())
+        return groups
+
+    def optimizer_lr_scale(self, phase: str, group: str) -> float:
+        return self.config.disc_lr_scale if group == "disc" else 1.0
+
+    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str, group: str) -> LossParts:
+        if group == "prior":
+            return self._prior_step(images, class_ids)
+        if group == "disc":
+            return self._disc_step(images, step)
+        return self._autoencoder_step(images, step)
+
+    def training_metrics(self) -> dict[str, float]:
+        return dict(self._last)
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
+        out = self.explain(images, class_ids)
+        return ModelOutput(out.anomaly_map, image_score(out.anomaly_map, self.config.image_score, self.config.topk))
+
+    # --- pieces -------------------------------------------------------------------------
+
+    def quantizer(self, level: int) -> VectorQuantizer:
+        return self.quantizers[0 if len(self.quantizers) == 1 else level]
+
+    def reconstruct(self, features: list[Tensor], scores: Tensor) -> Reconstruction:
+        """Decode with the given level scores (B, K, h, w) on the coarse grid."""
+        if self.config.routing_design == "route_then_quantize":
+            # DQ-VAE: route the features, quantise once on the finest grid; a cell repeated
+            # 4^(K−1−k) times by upsampling counts that much less in the VQ loss
+            mixed = route(features, scores)
+            level_weight = torch.tensor([4.0 ** -(self.num_levels - 1 - k) for k in range(self.num_levels)],
+                                        device=scores.device)
+            weights = route([level_weight[k].expand_as(scores[:, :1]) for k in range(self.num_levels)],
+                            scores.detach())[:, 0]
+            q = self.quantizer(0)(mixed, weights)
+            return Reconstruction(self.decoder(q.quantized), q.loss, [q.perplexity], [q.live_codes])
+        outs = [self.quantizer(k)(z) for k, z in enumerate(features)]
+        routed = route([o.quantized for o in outs], scores)
+        return Reconstruction(
+            self.decoder(routed), sum(o.loss for o in outs), [o.perplexity for o in outs], [o.live_codes for o in outs]
+        )
+
+    def _autoencoder_step(self, images: Tensor, step: int) -> LossParts:
+        cfg = self.config
+        x = to_model_range(images)
+        features = self.encoder(x)
+        tau = gumbel_tau(self.progress, cfg.tau_start, cfg.tau_end)
+        routing = self.router(features, tau=tau, hard=cfg.straight_through, sample=True)
+        rec = self.reconstruct(features, routing.scores)
+        rec_loss = reconstruction_loss(x, rec.image, cfg.rec_loss)
+        costs = level_costs(patch_entropy(images, self.coarse_grid, cfg.dwt_levels), self.num_levels, cfg.alpha,
+                            cfg.entropy_floor)
+        l_budget = budget_loss(routing.scores, costs)
+        lambda_b = budget_weight(self.progress, cfg.lambda_max, cfg.budget_schedule)
+        total = rec_loss + rec.vq_loss + lambda_b * l_budget
+        parts = {"rec": rec_loss.detach(), "vq": rec.vq_loss.detach(), "budget": l_budget.detach()}
+        if self._adversarial_on(step):
+            g_loss = generator_loss(self.discriminator(rec.image))
+            weight = adaptive_weight(rec_loss, g_loss, self.decoder.last_layer, cfg.disc_weight) \
+                if torch.is_grad_enabled() else torch.tensor(cfg.disc_weight)
+            total = total + weight * g_loss
+            parts.update({"g_adv": g_loss.detach(), "adv_weight": weight})
+        self._fake = rec.image.detach()
+        share = routing.scores.detach().mean(dim=(0, 2, 3))
+        self._last = {
+            "tau": tau, "lambda_b": lambda_b,
+            "codes_per_image": float(codes_per_image(routing.levels, self.num_levels).float().mean()),
+            **{f"level{k}_share": float(share[k]) for k in range(self.num_levels)},
+            **{f"perplexity{k}": float(p) for k, p in enumerate(rec.perplexity)},
+            **{f"live_codes{k}": float(n) for k, n in enumerate(rec.live_codes)},
+        }
+        return LossParts(total, parts)
+
+    def _adversarial_on(self, step: int) -> bool:
+        return self.discriminator is not None and step >= self.config.disc_start
+
+    def _disc_step(self, images: Tensor, step: int) -> LossParts:
+        if not self._adversarial_on(step) or self._fake is None:
+            idle = sum(p.sum() for p in self.discriminator.parameters()) * 0.0  # keeps DDP and autograd happy
+            return LossParts(idle, {})
+        real = to_model_range(images)
+        loss = hinge_d_loss(self.discriminator(real), self.discriminator(self._fake))
+        return LossParts(loss, {"d_hinge": loss.detach()})
+
+    @torch.no_grad()
+    def dynamic_levels(self, images: Tensor) -> Tensor:
+        """The router's hard level map for images in [0, 1] (no Gumbel noise): (B, h, w)."""
+        return self.router(self.encoder(to_model_range(images)), sample=False).levels
+
+    def _prior_step(self, images: Tensor, class_ids: Tensor) -> LossParts:
+        self.encoder.eval()
+        self.router.eval()
+        levels = self.dynamic_levels(images)
+        loss = self.prior.loss(levels, class_ids, self.config.prior_mask_ratio)
+        return LossParts(loss, {"ce": loss.detach()})
+
+    @torch.no_grad()
+    def explain(self, images: Tensor, class_ids: Tensor | None = None) -> Explanation:
+        """Score with the prior budget (§1.7): reconstruct with b̂, S = S_budget ⊙ S_rec."""
+        cfg = self.config
+        if class_ids is None:
+            class_ids = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
+        features = self.encoder(to_model_range(images))
+        routing = self.router(features, sample=False)
+        size = images.shape[-2:]
+        if self.prior is not None:
+            probs = self.prior.predict_each_masked(routing.levels, class_ids)
+            prior_levels = probs.argmax(dim=1)
+            budget = pixel_budget(budget_score(routing.levels, probs), size)
+            scores = one_hot_levels(prior_levels, self.num_levels).to(features[0].dtype)
+        else:
+            prior_levels, budget, scores = routing.levels, None, routing.scores
+        reconstruction = to_unit_range(self.reconstruct(features, scores).image)
+        rec = squared_error_map(images, reconstruction)
+        amap = anomaly_map(budget, rec, cfg.score, cfg.smoothing_sigma)
+        return Explanation(
+            reconstruction, routing.levels, prior_levels,
+            budget if budget is not None else torch.zeros_like(rec), rec, amap,
+        )
