@@ -23,7 +23,14 @@ from defectscope.models.pvqae.discriminator import (
 from defectscope.models.pvqae.loss import reconstruction_loss
 from defectscope.models.pvqae.network import Decoder, Encoder
 from defectscope.models.pvqae.prior import BudgetPriorTransformer
-from defectscope.models.pvqae.routing import DynamicRouter, codes_per_image, gumbel_tau, one_hot_levels, route
+from defectscope.models.pvqae.routing import (
+    DynamicRouter,
+    codes_per_image,
+    gumbel_tau,
+    one_hot_levels,
+    route,
+    upsample_to,
+)
 
 
 class Reconstruction(NamedTuple):
@@ -126,8 +133,8 @@ class PVQAE(AnomalyModel):
             mixed = route(features, scores)
             level_weight = torch.tensor([4.0 ** -(self.num_levels - 1 - k) for k in range(self.num_levels)],
                                         device=scores.device)
-            weights = route([level_weight[k].expand_as(scores[:, :1]) for k in range(self.num_levels)],
-                            scores.detach())[:, 0]
+            coarse_weights = (scores.detach() * level_weight[None, :, None, None]).sum(dim=1, keepdim=True)
+            weights = upsample_to(coarse_weights, mixed.shape[-2:])[:, 0]
             q = self.quantizer(0)(mixed, weights)
             return Reconstruction(self.decoder(q.quantized), q.loss, [q.perplexity], [q.live_codes])
         outs = [self.quantizer(k)(z) for k, z in enumerate(features)]

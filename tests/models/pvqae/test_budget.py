@@ -1,0 +1,62 @@
+import math
+
+import pytest
+import torch
+
+from defectscope.models.pvqae.budget import budget_loss, budget_weight, haar_dwt2, level_costs, patch_entropy
+
+
+def test_haar_preserves_energy_and_matches_pywavelets():
+    pywt = pytest.importorskip("pywt")
+    x = torch.rand(2, 8, 8, dtype=torch.float64)
+    coefficients = haar_dwt2(x, 3)
+    assert torch.allclose(sum(c.pow(2).sum(dim=(1, 2, 3)) for c in coefficients), x.pow(2).sum(dim=(1, 2)))
+    ours = haar_dwt2(x, 1)
+    cA, (cH, cV, cD) = pywt.dwt2(x[0].numpy(), "haar")
+    assert torch.allclose(ours[1][0, 0], torch.from_numpy(cA))
+    # same sub-bands up to sign and order conventions
+    ours_details = sorted(ours[0][0].abs().flatten(1).tolist())
+    theirs = sorted(torch.from_numpy(abs(__import__("numpy").stack([cH, cV, cD]))).flatten(1).tolist())
+    assert torch.allclose(torch.tensor(ours_details), torch.tensor(theirs))
+
+
+def test_entropy_is_zero_for_flat_patches_and_high_for_texture():
+    flat = torch.full((1, 3, 64, 64), 0.5)
+    torch.manual_seed(0)
+    texture = flat.clone()
+    texture[..., 32:, 32:] = torch.rand(1, 3, 32, 32)  # one textured cell of the 2×2 grid
+    h = patch_entropy(texture, (2, 2))
+    assert h.shape == (1, 2, 2)
+    assert torch.allclose(h[0, 0, 0], torch.tensor(0.0), atol=1e-6)
+    assert h[0, 1, 1] > 0.1 and (h >= 0).all() and (h <= 1).all()  # the mean (DC) still holds most energy
+    assert patch_entropy(torch.rand(1, 3, 32, 32) - 0.5, (1, 1)) > 0.8  # zero-mean noise: energy everywhere
+    assert patch_entropy(torch.zeros(1, 3, 32, 32), (1, 1)).item() == 0.0
+    with pytest.raises(ValueError, match="square powers of two"):
+        patch_entropy(flat, (3, 3))
+
+
+def test_costs_rise_by_alpha_per_finer_level_and_inverse_entropy():
+    entropy = torch.tensor([[[0.5, 0.01]]])
+    costs = level_costs(entropy, num_levels=3, alpha=2.0, floor=0.05)
+    assert costs.shape == (1, 3, 1, 2)
+    assert torch.allclose(costs[0, :, 0, 0], torch.tensor([8.0, 4.0, 2.0]))  # 1/0.5 · α^(K−1−k)
+    assert torch.allclose(costs[0, 2, 0, 1], torch.tensor(20.0))  # floored at ε = 0.05
+
+
+def test_budget_loss_is_the_mean_cost_of_the_chosen_levels():
+    costs = torch.tensor([[[[4.0]], [[2.0]], [[1.0]]]])
+    finest = torch.tensor([[[[1.0]], [[0.0]], [[0.0]]]])
+    assert budget_loss(finest, costs).item() == 4.0
+    assert budget_loss(finest.flip(1), costs).item() == 1.0
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "constant"])
+def test_budget_weight_schedules(schedule):
+    start, middle, end = (budget_weight(p, 1.25, schedule) for p in (0.0, 0.5, 1.0))
+    assert end == pytest.approx(1.25)
+    if schedule == "constant":
+        assert start == middle == 1.25
+    else:
+        assert start == 0.0 and middle == pytest.approx(0.625)
+    assert budget_weight(2.0, 1.25, schedule) == pytest.approx(1.25)
+    assert math.isfinite(budget_weight(0.3, 1.25, schedule))

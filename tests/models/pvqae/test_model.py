@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+from defectscope.models.pvqae.config import PVQAEConfig
+from defectscope.models.pvqae.model import PVQAE
+
+TINY = dict(channels=8, channel_mult=(1, 1, 2, 2), res_blocks=(1, 1, 1, 1), num_codes=16, code_dim=8,
+            router_hidden=8, disc_channels=8, disc_layers=2, disc_start=0, prior_dim=16, prior_heads=2)
+
+
+def make(**overrides):
+    torch.manual_seed(0)
+    return PVQAE(PVQAEConfig(**{**TINY, **overrides}), image_size=32, num_classes=2)
+
+
+def images(n=2):
+    return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1][:n])
+
+
+def test_three_levels_on_the_last_three_encoder_stages():
+    model = make()
+    features = model.encoder(torch.rand(1, 3, 32, 32))
+    assert [f.shape[-1] for f in features] == [16, 8, 4]
+    assert model.coarse_grid == (4, 4)
+
+
+def test_phases_and_groups():
+    assert [p.name for p in make().phases()] == ["main", "prior"]
+    assert [p.name for p in make(prior="none").phases()] == ["main"]
+    assert set(make().optimizer_groups("main")) == {"main", "disc"}
+    assert set(make(adversarial=False).optimizer_groups("main")) == {"main"}
+
+
+def test_autoencoder_step_logs_codebook_and_budget_numbers():
+    model = make()
+    x, c = images()
+    model.progress = 0.5
+    loss = model.training_step(x, c, 5, "main", "main")
+    assert {"rec", "vq", "budget", "g_adv"} <= set(loss.parts)
+    metrics = model.training_metrics()
+    assert metrics["lambda_b"] == pytest.approx(1.25 * 0.5)
+    assert sum(metrics[f"level{k}_share"] for k in range(3)) == pytest.approx(1.0)
+    assert 1 <= metrics["live_codes0"] <= 16
+    d = model.training_step(x, c, 5, "main", "disc")
+    d.total.backward()
+    assert all(p.grad is not None for p in model.discriminator.parameters())
+
+
+def test_prior_phase_changes_neither_the_autoencoder_nor_its_codebooks():
+    model = make()
+    x, c = images()
+    model.train()
+    model.training_step(x, c, 0, "main", "main")  # k-means initialises the codebooks
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("prior.")}
+    opt = torch.optim.Adam(model.optimizer_groups("prior")["prior"], 1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        model.training_step(x, c, 0, "prior", "prior").total.backward()
+        opt.step()
+    for k, v in model.state_dict().items():
+        if k in frozen:
+            assert torch.equal(v, frozen[k]), k
+
+
+def test_explain_reconstructs_with_the_prior_budget():
+    model = make().eval()
+    x, c = images()
+    out = model.explain(x, c)
+    assert out.anomaly_map.shape == out.rec_score.shape == out.budget_score.shape == (2, 32, 32)
+    assert out.levels.shape == out.prior_levels.shape == (2, 4, 4)
+    assert (out.budget_score >= 0).all()
+    # reconstructing with the prior levels is what S_rec measures
+    features = model.encoder(x * 2 - 1)
+    from defectscope.models.pvqae.routing import one_hot_levels
+
+    expected = model.reconstruct(features, one_hot_levels(out.prior_levels, 3)).image.clamp(-1, 1) * 0.5 + 0.5
+    assert torch.allclose(out.reconstruction, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("overrides", [{"routing_design": "route_then_quantize"}, {"shared_codebook": True},
+                                       {"prior": "universal"}, {"prior": "none", "score": "product"}])
+def test_variants_train_and_score(overrides):
+    model = make(**overrides)
+    x, c = images()
+    model.training_step(x, c, 0, "main", "main").total.backward()
+    model.eval()
+    out = model.predict(x, c)
+    assert out.anomaly_map.shape == (2, 32, 32) and torch.isfinite(out.image_score).all()
+
+
+def test_a_few_steps_reduce_the_reconstruction_loss():
+    model = make(adversarial=False, lambda_max=0.0)
+    x, c = images(2)
+    opt = torch.optim.Adam(model.optimizer_groups("main")["main"], 3e-3)
+    losses = []
+    for step in range(30):
+        opt.zero_grad()
+        loss = model.training_step(x, c, step, "main", "main")
+        loss.total.backward()
+        opt.step()
+        losses.append(loss.parts["rec"].item())
+    assert sum(losses[-5:]) < sum(losses[:5])
