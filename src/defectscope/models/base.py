@@ -67,6 +67,10 @@ class AnomalyModel(nn.Module):
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         raise NotImplementedError
 
+    def explain_maps(self, images: Tensor, class_ids: Tensor | None = None) -> dict[str, Tensor]:
+        """Named (B, H, W) intermediate maps worth showing beside the anomaly map (optional)."""
+        return {}
+
     def training_metrics(self) -> dict[str, float]:
         """Extra numbers to log (e.g. codebook perplexity); called on the logging steps."""
         return {}

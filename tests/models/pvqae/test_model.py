@@ -100,3 +100,13 @@ def test_a_few_steps_reduce_the_reconstruction_loss():
         opt.step()
         losses.append(loss.parts["rec"].item())
     assert sum(losses[-5:]) < sum(losses[:5])
+
+
+def test_explain_maps_are_pixel_sized_and_levels_are_in_unit_range():
+    model = make().eval()
+    x, c = images()
+    maps = model.explain_maps(x, c)
+    assert set(maps) == {"code level (dynamic)", "code level (prior)", "S_budget", "S_rec"}
+    for value in maps.values():
+        assert value.shape == (2, 32, 32)
+    assert maps["code level (dynamic)"].min() >= 0 and maps["code level (dynamic)"].max() <= 1

@@ -198,6 +198,19 @@ class PVQAE(AnomalyModel):
         return LossParts(loss, {"ce": loss.detach()})
 
     @torch.no_grad()
+    def explain_maps(self, images: Tensor, class_ids: Tensor | None = None) -> dict[str, Tensor]:
+        """Level maps (0 = finest codes), S_budget and S_rec at pixel resolution."""
+        out = self.explain(images, class_ids)
+        size = images.shape[-2:]
+        coarse = self.num_levels - 1
+        return {
+            "code level (dynamic)": upsample_to((coarse - out.levels)[:, None].float(), size)[:, 0] / max(coarse, 1),
+            "code level (prior)": upsample_to((coarse - out.prior_levels)[:, None].float(), size)[:, 0] / max(coarse, 1),
+            "S_budget": out.budget_score,
+            "S_rec": out.rec_score,
+        }
+
+    @torch.no_grad()
     def explain(self, images: Tensor, class_ids: Tensor | None = None) -> Explanation:
         """Score with the prior budget (§1.7): reconstruct with b̂, S = S_budget ⊙ S_rec."""
         cfg = self.config
