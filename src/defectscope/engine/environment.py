@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import platform
 import subprocess
@@ -12,8 +13,12 @@ from typing import Any
 import torch
 
 
+@functools.cache
 def git_commit(path: str | Path | None = None) -> str:
-    """Short commit of the checkout this package runs from (+ "-dirty"), or "unknown"."""
+    """Short commit of the checkout this package runs from (+ "-dirty"), or "unknown".
+
+    Cached: a long run reports the code it started with, even if the checkout moves on.
+    """
     where = Path(path) if path else Path(__file__).resolve().parent
     try:
         commit = subprocess.run(

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from defectscope.config import ConfigError, RunConfig, config_to_yaml
 from defectscope.data import build_datasets
 from defectscope.engine.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
+from defectscope.engine.environment import git_commit
 from defectscope.engine.evaluate import calibrate
 from defectscope.engine.schedules import learning_rate
 from defectscope.models import MODELS, AnomalyModel, Phase, create_model
@@ -90,6 +91,7 @@ def fit(
             f"{run_dir}: already holds a trained run; choose another output_dir, resume it with "
             f"--resume {run_dir / 'checkpoints' / 'last'}, or pass --overwrite to replace it"
         )
+    commit = git_commit()  # read once, before the checkout can change under a long run
     fabric = fabric or make_fabric(cfg)
     fabric.launch()
     fabric.seed_everything(cfg.train.seed)
@@ -164,7 +166,8 @@ def fit(
     final = run_dir / "checkpoints" / "final"
     if fabric.is_global_zero:
         save_checkpoint(final, model, cfg, class_names, calibration, step=global_step)
-        summary = {"steps": global_step, "train_seconds": round(seconds, 2), "world_size": fabric.world_size}
+        summary = {"steps": global_step, "train_seconds": round(seconds, 2), "world_size": fabric.world_size,
+                   "commit": commit}
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     fabric.barrier()
     return FitResult(run_dir, final, global_step, seconds, class_names, model)
