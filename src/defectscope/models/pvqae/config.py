@@ -53,6 +53,7 @@ class PVQAEConfig:
     prior_heads: int = 4
     prior_layers: int = 1
     prior_mask_ratio: float = 0.3  # share of positions masked per training sequence
+    prior_masks_per_image: int = 4  # independent maskings of each level map per step (the encoder runs once)
     prior_epochs: int = 20
     prior_lr: float = 1e-3
     # §1.7 scoring

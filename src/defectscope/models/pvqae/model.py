@@ -194,7 +194,10 @@ class PVQAE(AnomalyModel):
         self.encoder.eval()
         self.router.eval()
         levels = self.dynamic_levels(images)
-        loss = self.prior.loss(levels, class_ids, self.config.prior_mask_ratio)
+        repeats = self.config.prior_masks_per_image
+        loss = self.prior.loss(
+            levels.repeat(repeats, 1, 1), class_ids.repeat(repeats), self.config.prior_mask_ratio
+        )
         return LossParts(loss, {"ce": loss.detach()})
 
     @torch.no_grad()
