@@ -10,6 +10,9 @@ Synthetic trees (see ``tests/helpers/synthetic.py`` for layouts, counts and help
 They are session-scoped and shared: never modify them; build a private tree with the
 ``make_*_tree`` helpers under ``tmp_path`` instead.
 
+``smoke_benchmark`` (``tests/helpers/benchmarks.py``) is the output folder of the shipped
+``benchmarks/smoke.yaml``, run once per session.
+
 ``shared_data_dir`` is ``../shared/data`` relative to the repository root; tests using it
 are skipped when it is absent.
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.benchmarks import smoke_benchmark  # noqa: F401 - session fixture: the smoke suite, run once
 from helpers.synthetic import make_btad_tree, make_folder_tree, make_mtsd_tree, make_mvtec_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -9,6 +9,7 @@ interrupted run loses at most the cell in progress.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -39,7 +40,7 @@ from defectscope.benchmark.suite import (
     select_cells,
 )
 from defectscope.benchmark.table import results_markdown
-from defectscope.config import config_to_yaml
+from defectscope.config import ConfigError, config_from_yaml
 from defectscope.engine.environment import git_commit
 
 CELL_FORMAT = "defectscope-benchmark-cell/1"
@@ -54,6 +55,7 @@ class SuiteRun:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)  # would run (dry run)
     stale: list[str] = field(default_factory=list)  # finished with a config that differs from the suite's now
     results: dict[str, Any] = field(default_factory=dict)
 
@@ -194,12 +196,18 @@ def write_results(suite: Suite, output: Path) -> dict[str, Any]:
 
 
 def stale_cells(suite: Suite, output: Path, cells: list[Cell]) -> list[str]:
-    """Finished cells whose stored config differs from what the suite would run now."""
+    """Finished cells whose stored config differs from what the suite would run now (output folder aside)."""
     stale = []
     for cell in cells:
         stored = cell_dir(output, cell) / "config.yaml"
         if is_finished(output, cell) and stored.is_file():
-            if stored.read_text() != config_to_yaml(cell_config(suite, cell, output)):
+            now = cell_config(suite, cell, output)
+            try:
+                then = config_from_yaml(stored.read_text(), str(stored))
+            except ConfigError:
+                stale.append(cell.id)
+                continue
+            if dataclasses.replace(then, output_dir=now.output_dir) != now:
                 stale.append(cell.id)
     return stale
 
@@ -217,6 +225,9 @@ def run_suite(
     output = Path(output).resolve()  # the same cell configs (output_dir) whatever the working directory
     cells = select_cells(expand_cells(suite), only)
     run = SuiteRun()
+    reported_dir = suite.resolve(suite.config.reported_dir)
+    if suite.config.reported != () and not reported_dir.is_dir():
+        log(f"note: no reported numbers at {reported_dir} (suite key reported_dir); tables show measured columns only")
     if not dry_run:
         output.mkdir(parents=True, exist_ok=True)
     for n, cell in enumerate(cells, 1):
@@ -226,6 +237,7 @@ def run_suite(
             log(f"[{n}/{len(cells)}] {cell.id}: finished, skipped")
             continue
         if dry_run:
+            run.pending.append(cell.id)
             log(f"[{n}/{len(cells)}] {cell.id}: would run -> {cell_dir(output, cell)}")
             continue
         log(f"[{n}/{len(cells)}] {cell.id}: running")

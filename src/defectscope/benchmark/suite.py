@@ -69,9 +69,9 @@ class SuiteConfig:
     datasets: dict[str, DatasetEntry] = field(default_factory=dict)
     settings: tuple[Setting, ...] = ("multi_class",)
     seeds: tuple[int, ...] = (0,)
-    overrides: dict[str, Any] = field(default_factory=dict)  # applied to every cell, before dataset and model overrides
+    overrides: dict[str, Any] = field(default_factory=dict)  # every cell; dataset, then model overrides go on top
     profile: ProfileConfig = field(default_factory=ProfileConfig)
-    reported: tuple[str, ...] | None = None  # reported columns to show (model or method names); None: the suite's models
+    reported: tuple[str, ...] | None = None  # reported columns to show (model or method names); None: suite's models
     reported_dir: str = "reported"  # benchmarks/reported beside the shipped suites
     gallery_per_end: int = 4  # most and least anomalous test images kept per cell for the report
 

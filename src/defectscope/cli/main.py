@@ -8,13 +8,14 @@ import sys
 from defectscope.config import ConfigError
 from defectscope.data.errors import DataError
 from defectscope.engine.checkpoint import CheckpointError
+from defectscope.report.errors import ReportError
 
-VERBS = ("train", "test", "predict", "demo")
+VERBS = ("train", "test", "predict", "demo", "benchmark", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from defectscope import __version__
-    from defectscope.cli import demo, predict, test, train
+    from defectscope.cli import benchmark, demo, predict, report, test, train
 
     parser = argparse.ArgumentParser(
         prog="defectscope",
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"defectscope {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for module in (train, test, predict, demo):
+    for module in (train, test, predict, demo, benchmark, report):
         module.add_parser(sub)
     return parser
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = parser.parse_known_args(argv)
     try:
         return int(args.run(args, overrides) or 0)
-    except (ConfigError, DataError, CheckpointError) as err:
+    except (ConfigError, DataError, CheckpointError, ReportError) as err:
         print(f"defectscope {args.verb}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,8 +7,8 @@ folder alone, without the model or the data:
 * ``curves.json``: per category, image and pixel ROC (thinned to ``max_points``) and the PRO
   curve up to the AU-PRO limit, each with the area it summarises;
 * ``gallery/``: the most and least anomalous test images as ``.npz`` (image uint8, map
-  float16, mask bool, plus any ``extra_<name>`` maps from the model's ``gallery_maps`` hook)
-  and ``index.json`` describing them.
+  float16, mask bool, plus an ``extra_<name>`` array per map the model's ``explain_maps`` hook
+  returns, e.g. PVQAE's code levels) and ``index.json`` describing them.
 """
 
 from __future__ import annotations
@@ -16,14 +16,16 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from defectscope.metrics.curves import pixel_curves, roc_curve, thin_curve
+
+if TYPE_CHECKING:  # evaluate imports this module inside evaluate(); no import cycle at run time
+    from defectscope.engine.evaluate import Predictions
 
 SCORES_CSV = "scores.csv"
 CURVES_JSON = "curves.json"
@@ -33,16 +35,7 @@ FPR_LIMIT = 0.3  # AU-PRO's limit; the PRO curve is stored up to here
 MAX_CURVE_POINTS = 300
 
 
-@runtime_checkable
-class GalleryMaps(Protocol):
-    """Optional model hook: named extra maps (e.g. PVQAE's code-level map) shown beside the heatmap."""
-
-    def gallery_maps(self, images: Tensor, class_ids: Tensor) -> dict[str, Tensor]:
-        """{name: (B, h, w)} at any resolution; the report draws each one as an image."""
-        ...
-
-
-def save_scores(preds: Any, class_names: list[str], dataset: Dataset, path: Path) -> Path:
+def save_scores(preds: Predictions, class_names: list[str], dataset: Dataset, path: Path) -> Path:
     """scores.csv, so histograms and thresholds can be redrawn without scoring again."""
     records = getattr(dataset, "records", None)
     with path.open("w", newline="") as f:
@@ -67,7 +60,7 @@ def _points(curve: tuple[np.ndarray, np.ndarray] | None, names: tuple[str, str],
 
 
 def category_curves(
-    preds: Any, class_names: list[str], metrics: dict[str, dict[str, float]], pixel: bool = True
+    preds: Predictions, class_names: list[str], metrics: dict[str, dict[str, float]], pixel: bool = True
 ) -> dict[str, Any]:
     """Per category: image ROC, pixel ROC and PRO up to FPR_LIMIT, thinned for plotting."""
     out: dict[str, Any] = {"fpr_limit": FPR_LIMIT, "max_points": MAX_CURVE_POINTS, "categories": {}}
@@ -96,7 +89,7 @@ def gallery_indices(scores: np.ndarray, per_end: int) -> list[tuple[str, int]]:
 
 @torch.no_grad()
 def save_gallery(
-    model: torch.nn.Module, preds: Any, dataset: Dataset, class_names: list[str], directory: Path,
+    model: torch.nn.Module, preds: Predictions, dataset: Dataset, class_names: list[str], directory: Path,
     device: torch.device, per_end: int = 4,
 ) -> list[dict[str, Any]]:
     """The most and least anomalous test images with map, mask and any extra maps, as .npz."""
@@ -112,9 +105,10 @@ def save_gallery(
             "map": preds.maps[index].astype(np.float16),
             "mask": preds.masks[index].astype(bool),
         }
-        if isinstance(model, GalleryMaps):
-            extra = model.gallery_maps(sample.image[None].to(device), torch.tensor([sample.class_id], device=device))
-            arrays.update({f"extra_{k}": v[0].float().cpu().numpy() for k, v in extra.items()})
+        explain = getattr(model, "explain_maps", None)  # AnomalyModel's hook; {} unless a model has more to show
+        if explain is not None:
+            extra = explain(sample.image[None].to(device), torch.tensor([sample.class_id], device=device))
+            arrays.update({f"extra_{k}": v[0].float().cpu().numpy().astype(np.float16) for k, v in extra.items()})
         name = f"{n:02d}_{end}.npz"
         np.savez_compressed(directory / name, **arrays)
         items.append({
@@ -129,7 +123,7 @@ def save_gallery(
 
 
 def save_artifacts(
-    model: torch.nn.Module, preds: Any, dataset: Dataset, class_names: list[str],
+    model: torch.nn.Module, preds: Predictions, dataset: Dataset, class_names: list[str],
     metrics: dict[str, dict[str, float]], output_dir: Path, device: torch.device,
     pixel: bool = True, gallery_per_end: int = 4,
 ) -> dict[str, str]:

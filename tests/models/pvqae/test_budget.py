@@ -28,7 +28,9 @@ def test_entropy_is_zero_for_flat_patches_and_high_for_texture():
     h = patch_entropy(texture, (2, 2))
     assert h.shape == (1, 2, 2)
     assert torch.allclose(h[0, 0, 0], torch.tensor(0.0), atol=1e-6)
-    assert h[0, 1, 1] > 0.1 and (h >= 0).all() and (h <= 1).all()  # the mean (DC) still holds most energy
+    assert h[0, 1, 1] > 0.8 and (h >= 0).all() and (h <= 1).all()
+    with_mean = patch_entropy(texture, (2, 2), include_approximation=True)
+    assert 0.05 < with_mean[0, 1, 1] < h[0, 1, 1]  # the mean holds most of the energy
     assert patch_entropy(torch.rand(1, 3, 32, 32) - 0.5, (1, 1)) > 0.8  # zero-mean noise: energy everywhere
     assert patch_entropy(torch.zeros(1, 3, 32, 32), (1, 1)).item() == 0.0
     with pytest.raises(ValueError, match="square powers of two"):
@@ -41,6 +43,9 @@ def test_costs_rise_by_alpha_per_finer_level_and_inverse_entropy():
     assert costs.shape == (1, 3, 1, 2)
     assert torch.allclose(costs[0, :, 0, 0], torch.tensor([8.0, 4.0, 2.0]))  # 1/0.5 · α^(K−1−k)
     assert torch.allclose(costs[0, 2, 0, 1], torch.tensor(20.0))  # floored at ε = 0.05
+    relative = level_costs(entropy, 3, 2.0, 0.05, normalize=True)
+    assert torch.allclose(relative[0, 2].mean(), torch.tensor(1.0))
+    assert torch.allclose(relative[0, 0] / relative[0, 2], torch.tensor(4.0))
 
 
 def test_budget_loss_is_the_mean_cost_of_the_chosen_levels():

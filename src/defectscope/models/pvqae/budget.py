@@ -33,10 +33,15 @@ def haar_dwt2(x: Tensor, levels: int) -> list[Tensor]:
     return out
 
 
-def patch_entropy(images: Tensor, grid: tuple[int, int], levels: int = 0) -> Tensor:
+def patch_entropy(
+    images: Tensor, grid: tuple[int, int], levels: int = 0, include_approximation: bool = False
+) -> Tensor:
     """H_p ∈ [0, 1] for every cell of a grid over (B, C, H, W) images in [0, 1] → (B, h, w).
 
-    π_i = c_i² / Σ_j c_j²; H_p = −Σ π_i log π_i / log(#coefficients). An all-zero patch gets 0.
+    π_i = c_i² / Σ_j c_j²; H_p = −Σ π_i log π_i / log(#coefficients). A patch without detail
+    gets 0. The approximation (the patch mean) is left out by default: on real images it holds
+    over 90 % of the energy and squeezes every H_p towards 0 (MTSD: 0.004–0.09 with it,
+    0.2–0.75 without).
     """
     b, _, height, width = images.shape
     gh, gw = grid
@@ -47,7 +52,10 @@ def patch_entropy(images: Tensor, grid: tuple[int, int], levels: int = 0) -> Ten
     levels = full if levels <= 0 else min(levels, full)
     grey = images.mean(dim=1)  # (B, H, W)
     patches = grey.reshape(b, gh, ph, gw, pw).permute(0, 1, 3, 2, 4).reshape(-1, ph, pw)
-    coefficients = torch.cat([c.flatten(1) for c in haar_dwt2(patches, levels)], dim=1)
+    bands = haar_dwt2(patches, levels)
+    if not include_approximation:
+        bands = bands[:-1]
+    coefficients = torch.cat([c.flatten(1) for c in bands], dim=1)
     energy = coefficients.pow(2)
     total = energy.sum(dim=1, keepdim=True)
     probs = energy / total.clamp_min(1e-12)
@@ -56,12 +64,15 @@ def patch_entropy(images: Tensor, grid: tuple[int, int], levels: int = 0) -> Ten
     return entropy.reshape(b, gh, gw)
 
 
-def level_costs(entropy: Tensor, num_levels: int, alpha: float, floor: float) -> Tensor:
+def level_costs(entropy: Tensor, num_levels: int, alpha: float, floor: float, normalize: bool = False) -> Tensor:
     """u_{p,k} = u_p · α^{K−k} with u_p = 1 / max(H_p, ε); (B, h, w) → (B, K, h, w).
 
     Level index 0 is the finest (most codes, most expensive), K − 1 the coarsest (costs u_p).
+    normalize divides u_p by its batch mean, so costs are relative and λ_b alone sets the scale.
     """
     base = 1.0 / entropy.clamp_min(floor)
+    if normalize:
+        base = base / base.mean().detach()
     factors = torch.tensor([alpha ** (num_levels - 1 - k) for k in range(num_levels)], device=entropy.device)
     return base[:, None] * factors[None, :, None, None].to(base.dtype)
 

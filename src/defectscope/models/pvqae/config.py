@@ -35,6 +35,8 @@ class PVQAEConfig:
     # §1.4 budget loss
     alpha: float = 2.0  # cost factor per finer level (open)
     dwt_levels: int = 0  # Haar levels per coarse patch; 0 = full decomposition (open)
+    dwt_include_approximation: bool = False  # open: with the patch mean, H_p ≈ 0 everywhere
+    budget_normalize: bool = True  # costs relative to the batch mean (open: the paper gives no scale)
     entropy_floor: float = 0.05  # ε in u_p = 1 / max(H_p, ε)
     budget_schedule: Literal["linear", "constant", "cosine"] = "linear"
     lambda_max: float = 1.25  # the paper's best

@@ -151,8 +151,8 @@ class PVQAE(AnomalyModel):
         routing = self.router(features, tau=tau, hard=cfg.straight_through, sample=True)
         rec = self.reconstruct(features, routing.scores)
         rec_loss = reconstruction_loss(x, rec.image, cfg.rec_loss)
-        costs = level_costs(patch_entropy(images, self.coarse_grid, cfg.dwt_levels), self.num_levels, cfg.alpha,
-                            cfg.entropy_floor)
+        entropy = patch_entropy(images, self.coarse_grid, cfg.dwt_levels, cfg.dwt_include_approximation)
+        costs = level_costs(entropy, self.num_levels, cfg.alpha, cfg.entropy_floor, cfg.budget_normalize)
         l_budget = budget_loss(routing.scores, costs)
         lambda_b = budget_weight(self.progress, cfg.lambda_max, cfg.budget_schedule)
         total = rec_loss + rec.vq_loss + lambda_b * l_budget

@@ -1,0 +1,308 @@
+"""`defectscope report RUN_DIR`: one self-contained HTML file from a run or a benchmark folder.
+
+Everything is read from files the engine wrote (results.json, curves.json, scores.csv,
+gallery/, train_log.jsonl), so a report needs neither the model nor the data. Figures are
+matplotlib PNGs embedded as data: URIs and the page has no external reference, so it opens
+offline; a small inline script marks on <body> whether every figure decoded, which the tests
+read back from headless Chromium.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from defectscope.benchmark.table import Table, TableCell, build_tables, cells_table, reported_legend
+from defectscope.engine.artifacts import CURVES_JSON, GALLERY_DIR, GALLERY_INDEX, SCORES_CSV
+from defectscope.engine.evaluate import METRIC_NAMES
+from defectscope.report.errors import ReportError
+from defectscope.report.plots import (
+    curves_figure,
+    figure_png,
+    gallery_figure,
+    histogram_figure,
+    loss_figure,
+)
+
+REPORT_NAME = "report.html"
+BENCHMARK_FORMAT = "defectscope-benchmark/1"
+
+
+@dataclass
+class RunData:
+    """What one evaluated run left on disk, as the report needs it."""
+
+    directory: Path
+    results: dict[str, Any]
+    curves: dict[str, Any] | None = None
+    scores: list[dict[str, str]] | None = None
+    gallery: list[tuple[dict[str, Any], dict[str, np.ndarray]]] = field(default_factory=list)
+    train_log: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # what the report could not show, and why
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ReportError(f"{path}: cannot read ({err})") from err
+
+
+def _train_log(directory: Path, results: dict[str, Any]) -> Path | None:
+    """train_log.jsonl beside the results, else in the run the evaluated checkpoint came from."""
+    candidates = [directory / "train_log.jsonl"]
+    if results.get("checkpoint"):
+        candidates.append(Path(results["checkpoint"]).parent.parent / "train_log.jsonl")
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def load_run(directory: str | Path) -> RunData:
+    directory = Path(directory)
+    if not (directory / "results.json").is_file():
+        raise ReportError(f"{directory}: no results.json (expected a run folder or a benchmark output folder)")
+    run = RunData(directory, _read_json(directory / "results.json"))
+    hint = "re-evaluate with `defectscope test CHECKPOINT --output DIR` to write it"
+    if (directory / CURVES_JSON).is_file():
+        run.curves = _read_json(directory / CURVES_JSON)
+    else:
+        run.missing.append(f"{CURVES_JSON} (ROC and PRO curves): {hint}")
+    if (directory / SCORES_CSV).is_file():
+        with (directory / SCORES_CSV).open(newline="") as f:
+            run.scores = list(csv.DictReader(f))
+    else:
+        run.missing.append(f"{SCORES_CSV} (score histograms): {hint}")
+    index = directory / GALLERY_DIR / GALLERY_INDEX
+    if index.is_file():
+        for item in _read_json(index):
+            with np.load(directory / GALLERY_DIR / item["file"]) as npz:
+                run.gallery.append((item, {k: npz[k] for k in npz.files}))
+    else:
+        run.missing.append(f"{GALLERY_DIR}/ (most and least anomalous images): {hint}")
+    log = _train_log(directory, run.results)
+    if log is not None:
+        run.train_log = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    else:
+        run.missing.append("train_log.jsonl (loss curves): not beside the results nor in the checkpoint's run")
+    return run
+
+
+# --------------------------------------------------------------------------- HTML pieces
+
+
+def _img(fig: Figure, alt: str, caption: str = "") -> str:
+    data = base64.b64encode(figure_png(fig)).decode("ascii")
+    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">{cap}</figure>'
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
+
+
+def table_html(table: Table) -> str:
+    """A benchmark table; reported columns are shaded and their values in italics."""
+    first_reported = len(table.header) - table.reported_columns
+
+    def cell(c: TableCell, i: int, tag: str = "td") -> str:
+        text = html.escape(c.text)
+        if c.bold:
+            text = f"<b>{text}</b>"
+        if c.italic:
+            text = f"<i>{text}</i>"
+        cls = ' class="reported"' if i >= first_reported else ""
+        return f"<{tag}{cls}>{text}</{tag}>"
+
+    head = "".join(cell(TableCell(h), i, "th") for i, h in enumerate(table.header))
+    body = "".join("<tr>" + "".join(cell(c, i) for i, c in enumerate(row)) + "</tr>" for row in table.rows)
+    notes = "".join(f"<p class=note>{html.escape(n)}</p>" for n in table.notes)
+    return (f"<h3>{html.escape(table.title)}</h3><div class=scroll><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>{notes}")
+
+
+def _metrics_html(results: dict[str, Any]) -> str:
+    rows = list(results.get("categories", {}).items())
+    if len(rows) > 1:
+        rows.append(("mean", results.get("mean", {})))
+    head = "".join(f"<th>{m}</th>" for m in METRIC_NAMES)
+    body = "".join(
+        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{_fmt(m.get(k))}</td>" for k in METRIC_NAMES) + "</tr>"
+        for name, m in rows
+    )
+    return (f"<div class=scroll><table><thead><tr><th>category</th>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def _scores_by_category(scores: list[dict[str, str]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for row in scores:
+        normal, defective = out.setdefault(row["class"], ([], []))
+        (defective if row["label"] == "1" else normal).append(float(row["score"]))
+    return {k: (np.asarray(n), np.asarray(d)) for k, (n, d) in out.items()}
+
+
+def heatmap_range(
+    gallery: list[tuple[dict[str, Any], dict[str, np.ndarray]]], threshold: float | None
+) -> tuple[float, float]:
+    """Colour range shared by every heatmap of a run, so colours compare across images."""
+    maps = [a["map"].astype(np.float32) for _, a in gallery]
+    normal = [a["map"].astype(np.float32) for m, a in gallery if m.get("end") == "least"] or maps
+    low = float(np.median(np.concatenate([m.ravel() for m in normal])))
+    high = float(threshold) if threshold else float(np.quantile(np.concatenate([m.ravel() for m in maps]), 0.999))
+    return (low, high) if high > low else (min(low, high), max(low, high) + 1e-6)
+
+
+def run_sections(run: RunData, prefix: str = "") -> str:
+    """The figures of one evaluated run, each group under its own heading."""
+    r = run.results
+    calibration = r.get("calibration") or {}
+    env = r.get("environment", {})
+    parts = [
+        f"<h2 id='{prefix}summary'>Metrics</h2>",
+        f"<p>{html.escape(str(r.get('model')))}, {r.get('num_test_images')} test images at {r.get('image_size')} px; "
+        f"{r.get('images_per_second') or float('nan'):.1f} images/s (batch {r.get('eval_batch_size')}); "
+        f"{html.escape(env.get('device_name', '?'))}, torch {html.escape(env.get('torch', '?'))}, "
+        f"commit {html.escape(env.get('commit', '?'))}, {html.escape(env.get('date', '?'))}.</p>",
+        _metrics_html(r),
+    ]
+    if run.curves:
+        limit = float(run.curves.get("fpr_limit", 0.3))
+        figures = [_img(curves_figure(name, entry, limit), f"ROC and PRO curves, {name}")
+                   for name, entry in run.curves.get("categories", {}).items()]
+        parts += [f"<h2 id='{prefix}curves'>ROC and PRO curves</h2>", *figures]
+    if run.scores:
+        threshold = calibration.get("image_threshold")
+        figures = [_img(histogram_figure(name, normal, defective, threshold), f"score histogram, {name}")
+                   for name, (normal, defective) in _scores_by_category(run.scores).items()]
+        note = ("Dashed line: the image threshold calibrated on held-out normal training images "
+                "(their largest score); images above it are flagged.") if threshold is not None else \
+            "No calibrated threshold in results.json."
+        parts += [f"<h2 id='{prefix}scores'>Score histograms</h2><p class=note>{note}</p>", *figures]
+    if run.train_log:
+        fig = loss_figure(run.train_log)
+        if fig is not None:
+            parts += [f"<h2 id='{prefix}training'>Training loss</h2>", _img(fig, "training loss curves")]
+    if run.gallery:
+        low, high = heatmap_range(run.gallery, calibration.get("pixel_threshold"))
+        parts.append(f"<h2 id='{prefix}gallery'>Most and least anomalous test images</h2>"
+                     f"<p class=note>Heatmap colours run from a typical normal pixel ({low:.4g}, the median of the "
+                     f"least anomalous maps shown) to the calibrated pixel threshold ({high:.4g}, the 99.9th "
+                     "percentile of held-out normal pixels): red is beyond what normal images reach. Green "
+                     "contour: ground truth.</p>")
+        for end, title in (("most", "most anomalous"), ("least", "least anomalous")):
+            items = [(m, a) for m, a in run.gallery if m.get("end") == end]
+            if items:
+                parts.append(_img(gallery_figure(items, low, high, title), f"{title} test images"))
+        extras = sorted({name for m, _ in run.gallery for name in m.get("extra_maps", [])})
+        parts.append(
+            f"<h2 id='{prefix}model-maps'>Model maps</h2><p class=note>"
+            + (f"Extra columns above are the model's own maps ({html.escape(', '.join(extras))}), saved through "
+               "<code>AnomalyModel.explain_maps</code>; for PVQAE the code-level maps show which code resolution "
+               "each region was routed to (0 = finest)." if extras else
+               "This model exposes no extra maps. A model that implements <code>AnomalyModel.explain_maps</code> "
+               "(PVQAE: its code-level maps) gets them drawn beside the heatmaps.")
+            + "</p>"
+        )
+    if run.missing:
+        items = "".join(f"<li>{html.escape(m)}</li>" for m in run.missing)
+        parts.append(f"<h2 id='{prefix}missing'>Not shown</h2><ul>{items}</ul>")
+    return "\n".join(parts)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0 auto;max-width:1180px;padding:16px 24px;
+color:#1d1d1f;background:#fff}
+h1{font-size:1.6em;margin-bottom:0.2em}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:1.6em}
+h3{margin-bottom:6px}table{border-collapse:collapse;font-size:0.9em;margin:6px 0}
+th,td{border:1px solid #d0d0d0;padding:3px 8px;text-align:right}th{background:#f2f2f2}
+td:first-child,th:first-child{text-align:left}.reported{background:#fff6e0}.scroll{overflow-x:auto}
+figure{margin:10px 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption,.note{color:#555;font-size:0.85em}nav a{margin-right:12px}
+section.cell{border-top:3px solid #444;margin-top:28px}code{background:#f4f4f4;padding:0 3px}
+"""
+
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-figures', ok + '/' + images.length);
+  document.body.setAttribute('data-figures-loaded', ok === images.length ? 'all' : 'missing');
+});
+"""
+
+
+def _page(title: str, subtitle: str, nav: list[tuple[str, str]], body: str) -> str:
+    links = "".join(f"<a href='#{a}'>{html.escape(t)}</a>" for a, t in nav)
+    made = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style><script>{_SCRIPT}</script></head>"
+        f"<body data-figures-loaded=pending><h1>{html.escape(title)}</h1><p class=note>{html.escape(subtitle)} "
+        f"Report made {made} by defectscope; self-contained, opens offline.</p><nav>{links}</nav>\n{body}\n"
+        "</body></html>\n"
+    )
+
+
+def run_report_html(directory: Path) -> str:
+    run = load_run(directory)
+    nav = [("summary", "metrics"), ("curves", "curves"), ("scores", "histograms"), ("training", "training"),
+           ("gallery", "gallery")]
+    title = f"defectscope report: {run.results.get('model', '?')} · {directory.name}"
+    checkpoint = run.results.get("checkpoint")
+    subtitle = f"Run folder {directory.resolve()}" + (f"; checkpoint {checkpoint}." if checkpoint else ".")
+    return _page(title, subtitle, nav, run_sections(run))
+
+
+def benchmark_report_html(directory: Path, results: dict[str, Any]) -> str:
+    parts = [
+        f"<h2 id=tables>Results</h2><p class=note>{len(results['cells'])} of {results['cells_total']} cells "
+        "finished. Bold: best measured value of the row. Shaded columns marked † are <i>reported</i> in the "
+        "papers, not measured here.</p>",
+        *[table_html(t) for t in build_tables(results)],
+    ]
+    legend = reported_legend(results)
+    if legend:
+        items = "".join(f"<li>{html.escape(line[2:].replace('*', ''))}</li>" for line in legend)
+        parts.append(f"<h3>Reported numbers (†)</h3><ul class=note>{items}</ul>")
+    parts.append(table_html(cells_table(results)))
+    nav = [("tables", "results")]
+    for record in results["cells"]:
+        cell_id = record["cell"]["id"]
+        anchor = f"cell-{cell_id.replace('.', '-')}-"
+        nav.append((f"{anchor}summary", cell_id))
+        run = load_run(directory / "cells" / cell_id)
+        parts.append(f"<section class=cell><h2 id='{anchor}top'>Cell {html.escape(cell_id)}</h2>"
+                     f"{run_sections(run, anchor)}</section>")
+    title = f"defectscope benchmark report: {results['suite']}"
+    return _page(title, f"Benchmark folder {directory.resolve()}; suite {results['suite_file']}.", nav,
+                 "\n".join(parts))
+
+
+def build_report(directory: str | Path, output: str | Path | None = None) -> Path:
+    """Write the HTML report of a run or benchmark folder; returns its path."""
+    directory = Path(directory)
+    results_path = directory / "results.json"
+    if not results_path.is_file():
+        raise ReportError(f"{directory}: no results.json (expected a run folder or a benchmark output folder)")
+    results = _read_json(results_path)
+    if results.get("format") == BENCHMARK_FORMAT:
+        text = benchmark_report_html(directory, results)
+    else:
+        text = run_report_html(directory)
+    output = Path(output) if output else directory / REPORT_NAME
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(output)
+    return output
