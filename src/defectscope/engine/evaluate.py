@@ -175,7 +175,7 @@ def evaluate(
         from defectscope.engine.maps import save_anomaly_maps
 
         results["maps_dir"] = str(save_anomaly_maps(preds, test_set, output_dir / "maps", calibration or {},
-                                                     cfg.eval.max_saved_maps))
+                                                     cfg.eval.max_saved_maps, model, device))
     if artifacts:
         from defectscope.engine.artifacts import save_artifacts
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+import torch
+from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
 from defectscope.engine.evaluate import Predictions
+from defectscope.models.base import AnomalyModel
 
 
 def heat_colormap(values: np.ndarray) -> np.ndarray:
@@ -42,10 +44,38 @@ def overlay_panel(image: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray, 
     return np.concatenate([image, blend, outlined], axis=1)
 
 
+def labelled_row(panels: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """Panels (H, W, 3) uint8 side by side, each with its name written above it."""
+    height = 14
+    tiles = []
+    for name, panel in panels:
+        strip = Image.new("RGB", (panel.shape[1], height), (255, 255, 255))
+        ImageDraw.Draw(strip).text((3, 1), name, fill=(0, 0, 0))
+        tiles.append(np.concatenate([np.asarray(strip), panel], axis=0))
+    return np.concatenate(tiles, axis=1)
+
+
+def extra_panel(values: np.ndarray) -> np.ndarray:
+    """A model's own map, scaled to its 99.5th percentile (its units differ from the score's).
+
+    A map of a few levels already in [0, 1] (e.g. code levels) keeps its scale, so colours
+    mean the same level in every picture.
+    """
+    if values.min() >= 0 and values.max() <= 1 and len(np.unique(values)) <= 8:
+        return heat_colormap(values)
+    top = float(np.quantile(values, 0.995))
+    return heat_colormap(values / top if top > 0 else values)
+
+
 def save_anomaly_maps(
-    preds: Predictions, dataset: Dataset, directory: Path, calibration: dict[str, float], limit: int
+    preds: Predictions, dataset: Dataset, directory: Path, calibration: dict[str, float], limit: int,
+    model: AnomalyModel | None = None, device: torch.device | None = None,
 ) -> Path:
-    """The `limit` most anomalous images and a few normal ones: PNG panels plus raw .npy maps."""
+    """The `limit` most anomalous images and a few normal ones: PNG panels plus raw .npy maps.
+
+    Each PNG: input | anomaly map over the input | ground truth, then every map the model's
+    `explain_maps` returns (PVQAE: code-level maps, S_budget, S_rec).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     scale = calibration.get("pixel_threshold") or float(np.quantile(preds.maps, 0.999)) or 1.0
     order = np.argsort(-preds.image_scores)
@@ -53,7 +83,15 @@ def save_anomaly_maps(
     for index in dict.fromkeys(int(i) for i in picked):
         sample = dataset[index]
         image = (sample.image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        size = image.shape[1]
         panel = overlay_panel(image, preds.maps[index], preds.masks[index], scale)
+        panels = [("input", panel[:, :size]), ("anomaly map", panel[:, size : 2 * size]),
+                  ("ground truth", panel[:, 2 * size :])]
+        if model is not None:
+            with torch.no_grad():
+                extra = model.explain_maps(sample.image[None].to(device), torch.tensor([sample.class_id], device=device))
+            panels += [(name, extra_panel(value[0].float().cpu().numpy())) for name, value in extra.items()]
+        panel = labelled_row(panels)
         stem = f"{preds.image_scores[index]:.4g}_{Path(preds.paths[index]).stem}"
         Image.fromarray(panel).save(directory / f"{stem}.png")
         np.save(directory / f"{stem}.npy", preds.maps[index].astype(np.float16))

@@ -1,0 +1,48 @@
+import numpy as np
+import torch
+from PIL import Image
+
+from defectscope.engine.evaluate import Predictions
+from defectscope.engine.maps import extra_panel, save_anomaly_maps
+from defectscope.models import create_model
+from defectscope.models.pvqae.config import PVQAEConfig
+
+
+class FakeDataset:
+    def __init__(self, n, size):
+        from defectscope.data.sample import Sample
+
+        self.items = [Sample(torch.rand(3, size, size), torch.zeros(1, size, size), 0, 0, f"img{i}.png")
+                      for i in range(n)]
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+    def __len__(self):
+        return len(self.items)
+
+
+def test_saved_pictures_show_the_models_own_maps_beside_the_anomaly_map(tmp_path):
+    size = 32
+    cfg = PVQAEConfig(channels=8, channel_mult=(1, 1, 2, 2), res_blocks=(1, 1, 1, 1), num_codes=8, code_dim=8,
+                      router_hidden=8, prior_dim=16, prior_heads=2, disc_channels=8)
+    model = create_model("pvqae", cfg, size).eval()
+    data = FakeDataset(3, size)
+    preds = Predictions(np.array([0.1, 0.5, 0.3]), np.random.rand(3, size, size).astype(np.float32),
+                        np.zeros((3, size, size), bool), np.zeros(3, int), np.zeros(3, int),
+                        [s.path for s in data.items], 1.0)
+    out = save_anomaly_maps(preds, data, tmp_path / "maps", {}, 2, model, torch.device("cpu"))
+    pictures = sorted(out.glob("*.png"))
+    assert pictures and len(list(out.glob("*.npy"))) == len(pictures)
+    width = Image.open(pictures[0]).size[0]
+    assert width == size * (3 + len(model.explain_maps(data[0].image[None])))  # input, map, truth + extras
+    baseline = create_model("ae_ssim", None, size).eval()
+    plain = save_anomaly_maps(preds, data, tmp_path / "plain", {}, 2, baseline, torch.device("cpu"))
+    assert Image.open(sorted(plain.glob("*.png"))[0]).size[0] == 3 * size
+
+
+def test_level_maps_keep_their_colours_and_scores_are_rescaled():
+    levels = np.array([[0.0, 0.5], [1.0, 1.0]])
+    assert np.array_equal(extra_panel(levels), extra_panel(levels[::-1])[::-1])
+    scores = np.array([[0.0, 10.0], [20.0, 40.0]])
+    assert extra_panel(scores)[1, 1].tolist() == extra_panel(scores / 40)[1, 1].tolist()
