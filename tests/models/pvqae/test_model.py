@@ -110,3 +110,11 @@ def test_explain_maps_are_pixel_sized_and_levels_are_in_unit_range():
     for value in maps.values():
         assert value.shape == (2, 32, 32)
     assert maps["code level (dynamic)"].min() >= 0 and maps["code level (dynamic)"].max() <= 1
+
+
+def test_profile_covers_every_stage():
+    from defectscope.models.pvqae.profile import profile_parts
+
+    parts = profile_parts(make(), batch=2, size=32, iterations=1)
+    assert {"encoder", "routing", "budget prior", "quantise + decode", "scoring"} <= set(parts)
+    assert all(v > 0 for v in parts.values())
