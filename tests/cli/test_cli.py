@@ -67,6 +67,19 @@ def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, mtsd_root, capsys,
     assert needle in err and "Traceback" not in err
 
 
+def test_test_verb_applies_scoring_overrides_to_the_trained_weights(trained, tmp_path, capsys):
+    ckpt = str(trained / "checkpoints" / "final")
+    assert main(["test", ckpt, "--output", str(tmp_path / "a"), "--model.smoothing_sigma", "0"]) == 0
+    sharp = json.loads((tmp_path / "a" / "results.json").read_text())
+    original = json.loads((trained / "results.json").read_text())
+    assert sharp["categories"] != original["categories"]
+    assert sharp["calibration"]["image_threshold"] != original["calibration"]["image_threshold"]
+    assert main(["test", ckpt, "--output", str(tmp_path / "b"), "--model.latent_dim", "3"]) == 2
+    assert "change the network" in capsys.readouterr().err
+    assert main(["test", ckpt]) == 0
+    assert (trained / "test" / "results.json").is_file()
+
+
 def test_missing_checkpoint_and_missing_image_are_named(tmp_path, trained, capsys):
     assert main(["test", str(tmp_path / "nope")]) == 2
     assert str(tmp_path / "nope") in capsys.readouterr().err
