@@ -7,8 +7,8 @@ from helpers.benchmarks import REPO_ROOT
 SHIPPED = sorted((REPO_ROOT / "benchmarks").glob("*.yaml"))
 
 
-def test_the_four_suites_ship():
-    assert {p.stem for p in SHIPPED} == {"smoke", "mtsd", "mvtec", "btad"}
+def test_the_issue_suites_ship():
+    assert {"smoke", "mtsd", "mvtec", "btad", "pvqae_schedule", "pvqae_prior"} <= {p.stem for p in SHIPPED}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
