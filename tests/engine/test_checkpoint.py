@@ -47,3 +47,17 @@ def test_bad_checkpoints_are_named_in_the_error(tmp_path):
     (bad / "model.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(CheckpointError, match=str(bad)):
         load_checkpoint(bad)
+
+
+def test_checkpoints_get_ordinary_permissions(tmp_path, model_and_config):
+    import os
+    import stat
+
+    model, cfg = model_and_config
+    umask = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "ck", model, cfg, ["a"])
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "ck").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "ck" / "model.safetensors").stat().st_mode) == 0o644

@@ -67,11 +67,21 @@ def save_checkpoint(
         (tmp / "config.yaml").write_text(metadata["config"])
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER_STATE)
+        _share_like_umask(tmp)
         _replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def _share_like_umask(folder: Path) -> None:
+    """mkdtemp makes a private folder; give it (and its files) the permissions of a plain mkdir."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for file in folder.iterdir():
+        file.chmod(0o666 & ~umask)
 
 
 def _replace_dir(new: Path, target: Path) -> None:
