@@ -5,8 +5,8 @@ import torch
 
 from defectscope.data import build_datasets
 from defectscope.engine import evaluate, fit, load_checkpoint
-from defectscope.engine.fit import RunExistsError
 from defectscope.engine.evaluate import METRIC_NAMES
+from defectscope.engine.fit import RunExistsError
 
 
 def state_digest(model):

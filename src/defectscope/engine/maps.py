@@ -89,7 +89,8 @@ def save_anomaly_maps(
                   ("ground truth", panel[:, 2 * size :])]
         if model is not None:
             with torch.no_grad():
-                extra = model.explain_maps(sample.image[None].to(device), torch.tensor([sample.class_id], device=device))
+                class_id = torch.tensor([sample.class_id], device=device)
+                extra = model.explain_maps(sample.image[None].to(device), class_id)
             panels += [(name, extra_panel(value[0].float().cpu().numpy())) for name, value in extra.items()]
         panel = labelled_row(panels)
         stem = f"{preds.image_scores[index]:.4g}_{Path(preds.paths[index]).stem}"

@@ -30,7 +30,11 @@ def test_route_takes_each_cell_from_its_level_on_the_finest_grid():
     levels = torch.tensor([[[2]]])
     routed = route(codes, one_hot_levels(levels, 3))
     assert routed.shape == (1, 2, 4, 4) and torch.all(routed == 3.0)
-    codes = [torch.arange(16.0).reshape(1, 1, 4, 4), torch.arange(4.0).reshape(1, 1, 2, 2) + 100, torch.zeros(1, 1, 1, 1)]
+    codes = [
+        torch.arange(16.0).reshape(1, 1, 4, 4),
+        torch.arange(4.0).reshape(1, 1, 2, 2) + 100,
+        torch.zeros(1, 1, 1, 1),
+    ]
     routed = route(codes, one_hot_levels(torch.tensor([[[1]]]), 3))
     assert routed[0, 0, 0, 0] == 100 and routed[0, 0, 0, 1] == 100 and routed[0, 0, 3, 3] == 103  # nearest up
 

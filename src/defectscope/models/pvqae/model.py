@@ -206,9 +206,13 @@ class PVQAE(AnomalyModel):
         out = self.explain(images, class_ids)
         size = images.shape[-2:]
         coarse = self.num_levels - 1
+
+        def fineness(levels: Tensor) -> Tensor:  # 1 = finest codes, 0 = coarsest
+            return upsample_to((coarse - levels)[:, None].float(), size)[:, 0] / max(coarse, 1)
+
         return {
-            "code level (dynamic)": upsample_to((coarse - out.levels)[:, None].float(), size)[:, 0] / max(coarse, 1),
-            "code level (prior)": upsample_to((coarse - out.prior_levels)[:, None].float(), size)[:, 0] / max(coarse, 1),
+            "code level (dynamic)": fineness(out.levels),
+            "code level (prior)": fineness(out.prior_levels),
             "S_budget": out.budget_score,
             "S_rec": out.rec_score,
         }
