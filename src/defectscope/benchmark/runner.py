@@ -42,6 +42,7 @@ from defectscope.benchmark.suite import (
 from defectscope.benchmark.table import results_markdown
 from defectscope.config import ConfigError, config_from_yaml
 from defectscope.engine.environment import git_commit
+from defectscope.engine.files import json_default, write_text_atomic
 
 CELL_FORMAT = "defectscope-benchmark-cell/1"
 RESULTS_FORMAT = "defectscope-benchmark/1"
@@ -68,19 +69,8 @@ def is_finished(output: Path, cell: Cell) -> bool:
     return (cell_dir(output, cell) / CELL_JSON).is_file()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _json(value: Any) -> str:
-    def default(v: Any) -> Any:
-        if hasattr(v, "item"):
-            return v.item()
-        raise TypeError(f"not JSON serialisable: {type(v)}")
-
-    return json.dumps(_finite(value), indent=2, default=default)
+    return json.dumps(_finite(value), indent=2, default=json_default)
 
 
 def _finite(value: Any) -> Any:
@@ -143,7 +133,7 @@ def run_cell(suite: Suite, cell: Cell, output: Path) -> dict[str, Any]:
         "environment": results["environment"],
         "wall_seconds": round(time.perf_counter() - began, 2),
     }
-    _write_atomic(directory / CELL_JSON, _json(record))
+    write_text_atomic(directory / CELL_JSON, _json(record))
     return record
 
 
@@ -190,8 +180,8 @@ def collect_results(suite: Suite, output: Path) -> dict[str, Any]:
 def write_results(suite: Suite, output: Path) -> dict[str, Any]:
     results = collect_results(suite, output)
     output.mkdir(parents=True, exist_ok=True)
-    _write_atomic(output / "results.json", _json(results))
-    _write_atomic(output / "results.md", results_markdown(results))
+    write_text_atomic(output / "results.json", _json(results))
+    write_text_atomic(output / "results.md", results_markdown(results))
     return results
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from defectscope.engine.files import json_default
 from defectscope.metrics.curves import pixel_curves, roc_curve, thin_curve
 
 if TYPE_CHECKING:  # evaluate imports this module inside evaluate(); no import cycle at run time
@@ -130,14 +131,9 @@ def save_artifacts(
     """scores.csv, curves.json and gallery/ in output_dir; returns their names for results.json."""
     save_scores(preds, class_names, dataset, output_dir / SCORES_CSV)
     curves = category_curves(preds, class_names, metrics, pixel)
-    (output_dir / CURVES_JSON).write_text(json.dumps(curves, allow_nan=False, default=_json_default))
+    (output_dir / CURVES_JSON).write_text(json.dumps(curves, allow_nan=False, default=json_default))
     was_training = model.training
     save_gallery(model.eval(), preds, dataset, class_names, output_dir / GALLERY_DIR, device, gallery_per_end)
     model.train(was_training)
     return {"scores": SCORES_CSV, "curves": CURVES_JSON, "gallery": f"{GALLERY_DIR}/{GALLERY_INDEX}"}
 
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value)}")

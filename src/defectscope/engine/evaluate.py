@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from defectscope.config import RunConfig
 from defectscope.engine.environment import environment
+from defectscope.engine.files import json_default, write_text_atomic
 from defectscope.metrics import compute_metrics, f1_max, image_auroc
 from defectscope.models import AnomalyModel
 
@@ -181,21 +182,9 @@ def evaluate(
 
         results["artifacts"] = save_artifacts(model, preds, test_set, class_names, per_category, output_dir, device,
                                               cfg.eval.pixel_metrics, gallery_per_end)
-    _write_atomic(output_dir / "results.json", json.dumps(results, indent=2, default=_json_default))
-    _write_atomic(output_dir / "results.md", results_markdown(results))
+    write_text_atomic(output_dir / "results.json", json.dumps(results, indent=2, default=json_default))
+    write_text_atomic(output_dir / "results.md", results_markdown(results))
     return results
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value)}")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _fmt(value: float | None) -> str:
