@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from defectscope.models.pvqae.prior import BudgetPriorTransformer, spiral_order
@@ -10,9 +11,12 @@ def test_spiral_goes_clockwise_from_the_outer_ring_inwards():
         assert sorted(spiral_order(h, w).tolist()) == list(range(h * w))
 
 
-def make_prior(mode="per_class"):
+def make_prior(mode="per_class", layers=1):
     torch.manual_seed(0)
-    return BudgetPriorTransformer(3, (3, 3), num_classes=2, mode=mode, dim=16, heads=2, layers=1).eval()
+    prior = BudgetPriorTransformer(3, (3, 3), num_classes=2, mode=mode, dim=16, heads=2, layers=layers).eval()
+    with torch.no_grad():  # non-trivial positions so that the mask token differs per position
+        prior.position.normal_()
+    return prior
 
 
 def test_flatten_and_unflatten_are_inverse():
@@ -21,8 +25,10 @@ def test_flatten_and_unflatten_are_inverse():
     assert torch.equal(prior.unflatten(prior.flatten(levels), (3, 3)), levels)
 
 
-def test_batched_masked_prediction_equals_masking_one_position_at_a_time():
-    prior = make_prior()
+@pytest.mark.parametrize("layers", [1, 2])  # one block: the exact single-pass path; two: the copies
+def test_batched_masked_prediction_equals_masking_one_position_at_a_time(layers):
+    prior = make_prior(layers=layers)
+    assert prior._single_block_exact() == (layers == 1)
     levels = torch.randint(0, 3, (2, 3, 3))
     classes = torch.tensor([0, 1])
     probs = prior.predict_each_masked(levels, classes)

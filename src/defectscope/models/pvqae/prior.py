@@ -74,6 +74,9 @@ class BudgetPriorTransformer(nn.Module):
         """p̂_i for every position i with only i masked, batched → (B, K, h, w) probabilities."""
         b, h, w = level_map.shape
         sequence = self.flatten(level_map)  # (B, N)
+        if self._single_block_exact():
+            logits = self._each_masked_one_block(sequence, class_ids)
+            return self.unflatten(logits.softmax(dim=-1), (h, w)).permute(0, 3, 1, 2)
         n = sequence.shape[1]
         copies = sequence[:, None, :].repeat(1, n, 1)  # (B, N copies, N)
         eye = torch.eye(n, dtype=torch.bool, device=sequence.device)[None].expand(b, n, n)
@@ -82,3 +85,44 @@ class BudgetPriorTransformer(nn.Module):
         diagonal = logits[:, torch.arange(n), torch.arange(n)]  # (B, N, K): copy i at position i
         probs = diagonal.softmax(dim=-1)
         return self.unflatten(probs, (h, w)).permute(0, 3, 1, 2)
+
+    def _single_block_exact(self) -> bool:
+        layers = self.blocks.layers
+        return len(layers) == 1 and layers[0].norm_first and self.blocks.norm is None
+
+    def _each_masked_one_block(self, sequence: Tensor, class_ids: Tensor) -> Tensor:
+        """The N masked copies of one pre-LN block in one pass → logits (B, N, K).
+
+        Copy i differs from the plain sequence only in token i, so its output at i attends to
+        the plain keys and values except at i, where the mask token's key and value sit: one
+        N×N attention per image with the diagonal swapped, exactly what the copies compute, at
+        1/N of the cost (the prior was a fifth of PVQAE's inference time).
+        """
+        layer = self.blocks.layers[0]
+        attention = layer.self_attn
+        b, n = sequence.shape
+        heads, dim = attention.num_heads, self.position.shape[-1]
+        head_dim = dim // heads
+        cls = class_ids if self.mode == "per_class" else torch.zeros_like(class_ids)
+        plain = torch.cat([self.cls_embedding(cls)[:, None], self.level_embedding(sequence)], dim=1) + self.position
+        masked = self.level_embedding.weight[self.mask_token] + self.position[:, 1:]  # (1, N, D)
+        w_q, w_k, w_v = attention.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = attention.in_proj_bias.chunk(3)
+
+        def split(x: Tensor) -> Tensor:  # (B, L, D) → (B, heads, L, head_dim)
+            return x.unflatten(-1, (heads, head_dim)).transpose(1, 2)
+
+        normed, normed_masked = layer.norm1(plain), layer.norm1(masked).expand(b, -1, -1)
+        keys, values = split(F.linear(normed, w_k, b_k)), split(F.linear(normed, w_v, b_v))
+        query = split(F.linear(normed_masked, w_q, b_q))  # (B, h, N, d)
+        key_self = split(F.linear(normed_masked, w_k, b_k))
+        value_self = split(F.linear(normed_masked, w_v, b_v))
+        scores = query @ keys.transpose(-1, -2) / head_dim**0.5  # (B, h, N, N+1): query i, key j
+        diagonal = torch.arange(n, device=sequence.device)
+        scores[:, :, diagonal, diagonal + 1] = (query * key_self).sum(-1) / head_dim**0.5
+        weights = scores.softmax(dim=-1)
+        mixed = weights @ values  # uses the plain value at i: swap it for the mask token's
+        mixed = mixed + weights[:, :, diagonal, diagonal + 1, None] * (value_self - values[:, :, 1:])
+        x = masked + attention.out_proj(mixed.transpose(1, 2).flatten(2))
+        x = x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
+        return self.head(x)
