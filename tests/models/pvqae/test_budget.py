@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from defectscope.models.pvqae.budget import budget_loss, budget_weight, haar_dwt2, level_costs, patch_entropy
+from defectscope.models.pvqae.budget import budget_loss, budget_penalty, budget_weight, haar_dwt2, level_costs, patch_entropy
 
 
 def test_haar_preserves_energy_and_matches_pywavelets():
@@ -66,3 +66,12 @@ def test_budget_weight_schedules(schedule):
         assert start == 0.0 and middle == pytest.approx(0.625)
     assert budget_weight(2.0, 1.25, schedule) == pytest.approx(1.25)
     assert math.isfinite(budget_weight(0.3, 1.25, schedule))
+
+
+def test_budget_target_penalises_only_the_spend_above_it():
+    spend = torch.tensor([0.5, 2.0, 3.5], requires_grad=True)
+    assert torch.equal(budget_penalty(spend, 0.0), spend)  # no target: the paper's penalty
+    penalty = budget_penalty(spend, 2.0)
+    assert penalty.tolist() == [0.0, 0.0, 1.5]
+    penalty.sum().backward()
+    assert spend.grad.tolist() == [0.0, 0.0, 1.0]  # below the ceiling nothing pushes the router

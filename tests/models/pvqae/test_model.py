@@ -78,7 +78,8 @@ def test_explain_reconstructs_with_the_prior_budget():
 
 
 @pytest.mark.parametrize("overrides", [{"routing_design": "route_then_quantize"}, {"shared_codebook": True},
-                                       {"prior": "universal"}, {"prior": "none", "score": "product"}])
+                                       {"prior": "universal"}, {"prior": "none", "score": "product"},
+                                       {"pixel_shuffle_output": True, "budget_target": 2.0}])
 def test_variants_train_and_score(overrides):
     model = make(**overrides)
     x, c = images()
@@ -118,3 +119,15 @@ def test_profile_covers_every_stage():
     parts = profile_parts(make(), batch=2, size=32, iterations=1)
     assert {"encoder", "routing", "budget prior", "quantise + decode", "scoring"} <= set(parts)
     assert all(v > 0 for v in parts.values())
+
+
+def test_pixel_shuffle_output_has_no_full_resolution_convolution():
+    model = make(pixel_shuffle_output=True)
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o.shape[-1]))
+             for m in model.decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    codes = torch.rand(1, 8, 16, 16)
+    assert model.decoder(codes).shape == (1, 3, 32, 32)
+    assert max(seen) == 16  # every conv at half resolution or below; the pixel shuffle makes 32
+    for hook in hooks:
+        hook.remove()

@@ -82,6 +82,11 @@ def budget_loss(scores: Tensor, costs: Tensor) -> Tensor:
     return (scores * costs).sum(dim=1).mean()
 
 
+def budget_penalty(spend: Tensor, target: float) -> Tensor:
+    """What λ_b multiplies: the spend itself (the paper), or only its excess over a target."""
+    return spend if target <= 0 else torch.relu(spend - target)
+
+
 def budget_weight(progress: float, lambda_max: float, schedule: str) -> float:
     """λ_b as a pure function of training progress ∈ [0, 1] (paper: linear from 0 is best)."""
     progress = min(max(progress, 0.0), 1.0)
@@ -94,4 +99,4 @@ def budget_weight(progress: float, lambda_max: float, schedule: str) -> float:
     raise ValueError(f"unknown budget schedule {schedule!r}")
 
 
-__all__ = ["budget_loss", "budget_weight", "haar_dwt2", "level_costs", "patch_entropy"]
+__all__ = ["budget_loss", "budget_penalty", "budget_weight", "haar_dwt2", "level_costs", "patch_entropy"]

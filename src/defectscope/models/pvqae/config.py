@@ -17,6 +17,9 @@ class PVQAEConfig:
     res_blocks: tuple[int, ...] = (1, 1, 1, 2, 2, 2)  # per stage, encoder and (mirrored) decoder
     attention: bool = True  # self-attention at the coarsest level (VQ-GAN)
     num_levels: int = 3  # K (the paper: 3)
+    # CPU speed (ours): the decoder's last ×2 as a half-resolution conv + pixel shuffle, and no
+    # stage-0 blocks at full resolution in the decoder
+    pixel_shuffle_output: bool = False
     # §1.2 quantisation
     num_codes: int = 512
     code_dim: int = 64
@@ -40,6 +43,11 @@ class PVQAEConfig:
     entropy_floor: float = 0.05  # ε in u_p = 1 / max(H_p, ε)
     budget_schedule: Literal["linear", "constant", "cosine"] = "linear"
     lambda_max: float = 1.25  # the paper's best
+    # ours (open in the paper): > 0 makes the budget a ceiling, as DQ-VAE's budget ratio: only
+    # the mean spend above it is penalised (1 ≈ coarsest everywhere, α^(K−1) finest everywhere,
+    # with normalised costs), so the router keeps a mix instead of collapsing to the coarsest
+    # level; which cells get the fine codes is still decided by their context-dependent cost
+    budget_target: float = 0.0
     # §1.4 reconstruction
     rec_loss: Literal["l1", "l2", "l1_l2"] = "l1_l2"
     # §1.5 adversarial training

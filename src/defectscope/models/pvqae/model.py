@@ -12,7 +12,7 @@ from defectscope.layers.quantizer import VectorQuantizer
 from defectscope.layers.scoring import image_score, squared_error_map, to_model_range, to_unit_range
 from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, Phase
 from defectscope.models.pvqae.anomaly_map import anomaly_map, budget_score, pixel_budget
-from defectscope.models.pvqae.budget import budget_loss, budget_weight, level_costs, patch_entropy
+from defectscope.models.pvqae.budget import budget_loss, budget_penalty, budget_weight, level_costs, patch_entropy
 from defectscope.models.pvqae.config import PVQAEConfig
 from defectscope.models.pvqae.discriminator import (
     PatchDiscriminator,
@@ -155,7 +155,7 @@ class PVQAE(AnomalyModel):
         costs = level_costs(entropy, self.num_levels, cfg.alpha, cfg.entropy_floor, cfg.budget_normalize)
         l_budget = budget_loss(routing.scores, costs)
         lambda_b = budget_weight(self.progress, cfg.lambda_max, cfg.budget_schedule)
-        total = rec_loss + rec.vq_loss + lambda_b * l_budget
+        total = rec_loss + rec.vq_loss + lambda_b * budget_penalty(l_budget, cfg.budget_target)
         parts = {"rec": rec_loss.detach(), "vq": rec.vq_loss.detach(), "budget": l_budget.detach()}
         if self._adversarial_on(step):
             g_loss = generator_loss(self.discriminator(rec.image))

@@ -105,17 +105,23 @@ class Decoder(nn.Module):
         self.mid = nn.Sequential(ResnetBlock(cin, cin), AttnBlock(cin) if cfg.attention else nn.Identity(),
                                  ResnetBlock(cin, cin))
         self.ups = nn.ModuleList()
+        shuffle = cfg.pixel_shuffle_output and first > 0
         for i in reversed(range(first + 1)):
             stage, cin = _stage(cin, widths[i], cfg.res_blocks[i])
             up = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cin, 3, padding=1)) \
-                if i > 0 else nn.Identity()
+                if i > 0 and not (shuffle and i == 1) else nn.Identity()
             self.ups.append(nn.Sequential(stage, up))
-        self.conv_out = nn.Sequential(norm(cin), nn.SiLU(), nn.Conv2d(cin, out_channels, 3, padding=1))
+            if shuffle and i == 1:
+                break  # stage 0 would run at full resolution: the output conv upsamples instead
+        # pixel-shuffle output: the last ×2 costs one conv at half resolution, not a
+        # full-resolution conv (the largest single cost of CPU inference, docs/results/pvqae.md)
+        out_conv = nn.Conv2d(cin, out_channels * 4 if shuffle else out_channels, 3, padding=1)
+        self.conv_out = nn.Sequential(norm(cin), nn.SiLU(), out_conv, *([nn.PixelShuffle(2)] if shuffle else []))
 
     @property
     def last_layer(self) -> Tensor:
         """The weight VQ-GAN's adaptive adversarial weight is computed at."""
-        return self.conv_out[-1].weight
+        return self.conv_out[2].weight
 
     def forward(self, codes: Tensor) -> Tensor:
         if self.position is not None:
