@@ -7,6 +7,8 @@ from typing import Any
 from defectscope.models.ae_ssim.config import AESSIMConfig
 from defectscope.models.ae_ssim.model import AESSIM
 from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, Phase
+from defectscope.models.fader.config import FADeRConfig
+from defectscope.models.fader.model import FADeR
 from defectscope.models.pvqae.config import PVQAEConfig
 from defectscope.models.pvqae.model import PVQAE
 from defectscope.models.vq_e.config import VQEConfig
@@ -16,6 +18,7 @@ MODELS: dict[str, tuple[type[AnomalyModel], type]] = {
     "ae_ssim": (AESSIM, AESSIMConfig),
     "vq_e": (VQE, VQEConfig),
     "pvqae": (PVQAE, PVQAEConfig),
+    "fader": (FADeR, FADeRConfig),
 }
 
 

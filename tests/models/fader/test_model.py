@@ -1,0 +1,208 @@
+"""The FADeR model: phases, groups, frozen encoder, switches, mask sources, DINO loading, a fit."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from defectscope.config import load_config
+from defectscope.engine import fit
+from defectscope.models import create_model
+from defectscope.models.fader.config import FADeRConfig
+from defectscope.models.fader.masks import DinoAttentionSource, load_dino, sha256_of
+
+SIZE = 64
+TINY = FADeRConfig(channels=(4, 8, 8, 8, 8), predictor_hidden=16, vit_dim=16, vit_heads=2, vit_depth=1,
+                   rank_pairs=64, mean_filter=5)
+
+
+def model(**changes):
+    torch.manual_seed(0)
+    return create_model("fader", dataclasses.replace(TINY, **changes), SIZE)
+
+
+def images(n=2, seed=0):
+    return torch.rand(n, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def test_phases_groups_and_decoder_lr_scale():
+    m = model(inpaint_epochs=3, fader_epochs=2, fader_lr=1e-4)
+    assert [(p.name, p.epochs, p.lr) for p in m.phases()] == [("main", 3, None), ("fader", 2, 1e-4)]
+    groups = m.optimizer_groups("fader")
+    assert list(groups) == ["fader", "decoder"]
+    assert {id(p) for p in groups["decoder"]} == {id(p) for p in m.unet.decoder.parameters()}
+    assert m.optimizer_lr_scale("fader", "decoder") == 0.1 and m.optimizer_lr_scale("fader", "fader") == 1.0
+    off = model(fader=False)
+    assert [p.name for p in off.phases()] == ["main"] and off.predictor is None
+
+
+def test_fader_phase_trains_the_predictor_and_decoder_but_not_the_encoder():
+    m = model()
+    m.train()
+    enc_before = {k: v.clone() for k, v in m.unet.encoder.state_dict().items()}
+    x = images()
+    opts = {g: torch.optim.SGD(p, lr=0.1) for g, p in m.optimizer_groups("fader").items()}
+    dec_before = [p.clone() for p in m.unet.decoder.parameters()]
+    for group, opt in opts.items():
+        opt.zero_grad()
+        parts = m.training_step(x, torch.zeros(2, dtype=torch.long), 0, "fader", group)
+        parts.total.backward()
+        assert all(p.grad is not None for p in m.optimizer_groups("fader")[group])
+        opt.step()
+    assert "pair_accuracy" in m.training_metrics()
+    for k, v in m.unet.encoder.state_dict().items():  # weights and BN running statistics
+        assert torch.equal(v, enc_before[k]), k
+    assert any(not torch.equal(a, b) for a, b in zip(dec_before, m.unet.decoder.parameters()))
+
+
+def test_fader_inference_switch_changes_the_map_on_the_same_weights():
+    m = model()
+    m.eval()
+    x = images()
+    on = m.predict(x).anomaly_map
+    off = create_model("fader", dataclasses.replace(m.config, fader_inference=False), SIZE)
+    off.load_state_dict(m.state_dict())
+    off.eval()
+    assert not torch.allclose(on, off.predict(x).anomaly_map)
+    assert torch.allclose(m.explain(x).plain, off.explain(x).reconstruction)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"mask_type": "hard"},
+        {"mask_scaling": "bilinear"},
+        {"predictor": "vit"},
+        {"predictor_input": "input"},
+        {"mask_source": "reconstruction"},
+        {"mask_source": "grid"},
+        {"mask_source": "none"},
+        {"train_random_mask_ratio": 0.2},
+        {"msgms_weight": 0.0},
+        {"fader": False},
+    ],
+)
+def test_variants_train_and_score(changes):
+    m = model(**changes)
+    x = images()
+    for phase in m.phases():
+        for group in m.optimizer_groups(phase.name):
+            assert torch.isfinite(m.training_step(x, torch.zeros(2, dtype=torch.long), 0, phase.name, group).total)
+    m.eval()
+    out = m.predict(x)
+    assert out.anomaly_map.shape == (2, SIZE, SIZE) and torch.isfinite(out.image_score).all()
+
+
+def test_mask_sources_give_the_configured_share():
+    x = images()
+    for source, share in [("saliency", 0.25), ("grid", 0.25), ("none", 0.0), ("reconstruction", 0.25)]:
+        m = model(mask_source=source, mask_ratio=0.25)
+        m.eval()
+        mask = m.binary_mask(x)
+        assert mask.shape == (2, 1, 8, 8)
+        assert mask.mean().item() == pytest.approx(share), source
+
+
+def test_reconstruction_source_leaves_batch_norm_statistics_alone():
+    m = model(mask_source="reconstruction")
+    m.train()
+    before = m.unet.encoder.blocks[0][1].running_mean.clone()
+    m.binary_mask(images())
+    assert torch.equal(before, m.unet.encoder.blocks[0][1].running_mean)
+
+
+def test_explain_maps_are_pixel_sized():
+    m = model()
+    m.eval()
+    maps = m.explain_maps(images())
+    assert set(maps) == {"binary mask", "FADeR mask", "L2 error"}
+    assert all(v.shape == (2, SIZE, SIZE) for v in maps.values())
+    assert maps["FADeR mask"].min() >= 0 and maps["FADeR mask"].max() <= 1
+
+
+def test_bad_sizes_are_clear_errors():
+    with pytest.raises(ValueError, match="divisible by the mosaic scale"):
+        create_model("fader", dataclasses.replace(TINY, mosaic_scale=24), SIZE)
+    with pytest.raises(ValueError, match="2\\^depth"):
+        create_model("fader", TINY, 48)
+
+
+# --- DINO mask source from a local file ---------------------------------------------------
+
+
+def fake_dino_state(dim=64, depth=2, patch=14, side=3, layerscale=True):
+    """A random state dict in the DINOv2 key layout (small), for the loader only."""
+    g = torch.Generator().manual_seed(0)
+    state = {"cls_token": torch.randn(1, 1, dim, generator=g), "pos_embed": torch.randn(1, 1 + side * side, dim, generator=g),
+             "mask_token": torch.zeros(1, dim), "patch_embed.proj.weight": torch.randn(dim, 3, patch, patch, generator=g) * 0.02,
+             "patch_embed.proj.bias": torch.zeros(dim), "norm.weight": torch.ones(dim), "norm.bias": torch.zeros(dim)}
+    for i in range(depth):
+        p = f"blocks.{i}."
+        state.update({
+            p + "norm1.weight": torch.ones(dim), p + "norm1.bias": torch.zeros(dim),
+            p + "attn.qkv.weight": torch.randn(3 * dim, dim, generator=g) * 0.1, p + "attn.qkv.bias": torch.zeros(3 * dim),
+            p + "attn.proj.weight": torch.randn(dim, dim, generator=g) * 0.1, p + "attn.proj.bias": torch.zeros(dim),
+            p + "norm2.weight": torch.ones(dim), p + "norm2.bias": torch.zeros(dim),
+            p + "mlp.fc1.weight": torch.randn(4 * dim, dim, generator=g) * 0.1, p + "mlp.fc1.bias": torch.zeros(4 * dim),
+            p + "mlp.fc2.weight": torch.randn(dim, 4 * dim, generator=g) * 0.1, p + "mlp.fc2.bias": torch.zeros(dim),
+        })
+        if layerscale:
+            state[p + "ls1.gamma"] = torch.full((dim,), 0.1)
+            state[p + "ls2.gamma"] = torch.full((dim,), 0.1)
+    return state
+
+
+@pytest.mark.parametrize("layerscale", [True, False])  # DINOv2 and DINO (v1) layouts
+def test_dino_source_loads_local_weights_after_the_checksum(tmp_path, layerscale):
+    path = tmp_path / "vit.pth"
+    torch.save(fake_dino_state(layerscale=layerscale), path)
+    source = DinoAttentionSource(str(path), sha256_of(path), image_size=56)
+    attention = source(images())
+    assert attention.shape == (2, 4, 4)
+    # one softmax row (CLS → all tokens) without the CLS entry itself
+    assert (attention >= 0).all() and attention.sum(dim=(1, 2)).max() <= 1 + 1e-5
+    m = model(mask_source="dino", dino_weights=str(path), dino_sha256=sha256_of(path), dino_image_size=56)
+    m.eval()
+    assert m.predict(images()).anomaly_map.shape == (2, SIZE, SIZE)
+    assert all(k.startswith(("unet.", "predictor.")) for k in m.state_dict())  # the ViT stays out of checkpoints
+
+
+def test_dino_source_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dino_weights"):
+        load_dino("", "")
+    with pytest.raises(FileNotFoundError, match="not found at .*missing.pth"):
+        load_dino(str(tmp_path / "missing.pth"), "")
+    path = tmp_path / "vit.pth"
+    torch.save(fake_dino_state(), path)
+    with pytest.raises(ValueError, match="sha256 .* does not match"):
+        load_dino(str(path), "0" * 64)
+    with pytest.raises(FileNotFoundError, match="dino_weights"):
+        model(mask_source="dino")  # the default path is empty: no weights ship with us
+    junk = tmp_path / "junk.pth"
+    torch.save({"weight": torch.zeros(2)}, junk)
+    with pytest.raises(ValueError, match="no ViT backbone keys"):
+        load_dino(str(junk), "")
+
+
+# --- through the engine -------------------------------------------------------------------
+
+
+def test_fit_runs_both_phases_and_writes_a_checkpoint(tmp_path, mtsd_root):
+    cfg_file = tmp_path / "fader.yaml"
+    cfg_file.write_text(f"""
+model: {{name: fader, channels: [4, 8, 8, 8, 8], predictor_hidden: 16, rank_pairs: 64, mean_filter: 5,
+        inpaint_epochs: 1, fader_epochs: 1}}
+data:
+  sources: [{{layout: mtsd, root: '{mtsd_root}'}}]
+  image_size: 64
+  batch_size: 4
+  eval_batch_size: 8
+train: {{epochs: 1, log_every: 1, progress: false, accelerator: cpu}}
+output_dir: '{tmp_path / "run"}'
+""")
+    result = fit(load_config(cfg_file))
+    log = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert {r["phase"] for r in log} == {"main", "fader"}
+    assert any("fader/rank" in r and "decoder/l2" in r for r in log)
+    assert (result.checkpoint / "model.safetensors").exists()
