@@ -11,6 +11,8 @@ from defectscope.models.fader.config import FADeRConfig
 from defectscope.models.fader.model import FADeR
 from defectscope.models.pvqae.config import PVQAEConfig
 from defectscope.models.pvqae.model import PVQAE
+from defectscope.models.vitae.config import ViTAEConfig
+from defectscope.models.vitae.model import ViTAE
 from defectscope.models.vq_e.config import VQEConfig
 from defectscope.models.vq_e.model import VQE
 
@@ -19,6 +21,7 @@ MODELS: dict[str, tuple[type[AnomalyModel], type]] = {
     "vq_e": (VQE, VQEConfig),
     "pvqae": (PVQAE, PVQAEConfig),
     "fader": (FADeR, FADeRConfig),
+    "vitae": (ViTAE, ViTAEConfig),
 }
 
 

@@ -1,0 +1,1 @@
+"""ViT autoencoder with a memory module and coordinate attention (seed 002)."""
