@@ -53,7 +53,7 @@ def test_fader_phase_trains_the_predictor_and_decoder_but_not_the_encoder():
     assert "pair_accuracy" in m.training_metrics()
     for k, v in m.unet.encoder.state_dict().items():  # weights and BN running statistics
         assert torch.equal(v, enc_before[k]), k
-    assert any(not torch.equal(a, b) for a, b in zip(dec_before, m.unet.decoder.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(dec_before, m.unet.decoder.parameters(), strict=True))
 
 
 def test_fader_inference_switch_changes_the_map_on_the_same_weights():
@@ -134,18 +134,22 @@ def test_bad_sizes_are_clear_errors():
 def fake_dino_state(dim=64, depth=2, patch=14, side=3, layerscale=True):
     """A random state dict in the DINOv2 key layout (small), for the loader only."""
     g = torch.Generator().manual_seed(0)
-    state = {"cls_token": torch.randn(1, 1, dim, generator=g), "pos_embed": torch.randn(1, 1 + side * side, dim, generator=g),
-             "mask_token": torch.zeros(1, dim), "patch_embed.proj.weight": torch.randn(dim, 3, patch, patch, generator=g) * 0.02,
+
+    def randn(*shape, scale=0.1):
+        return torch.randn(*shape, generator=g) * scale
+
+    state = {"cls_token": randn(1, 1, dim, scale=1.0), "pos_embed": randn(1, 1 + side * side, dim, scale=1.0),
+             "mask_token": torch.zeros(1, dim), "patch_embed.proj.weight": randn(dim, 3, patch, patch, scale=0.02),
              "patch_embed.proj.bias": torch.zeros(dim), "norm.weight": torch.ones(dim), "norm.bias": torch.zeros(dim)}
     for i in range(depth):
         p = f"blocks.{i}."
         state.update({
             p + "norm1.weight": torch.ones(dim), p + "norm1.bias": torch.zeros(dim),
-            p + "attn.qkv.weight": torch.randn(3 * dim, dim, generator=g) * 0.1, p + "attn.qkv.bias": torch.zeros(3 * dim),
-            p + "attn.proj.weight": torch.randn(dim, dim, generator=g) * 0.1, p + "attn.proj.bias": torch.zeros(dim),
+            p + "attn.qkv.weight": randn(3 * dim, dim), p + "attn.qkv.bias": torch.zeros(3 * dim),
+            p + "attn.proj.weight": randn(dim, dim), p + "attn.proj.bias": torch.zeros(dim),
             p + "norm2.weight": torch.ones(dim), p + "norm2.bias": torch.zeros(dim),
-            p + "mlp.fc1.weight": torch.randn(4 * dim, dim, generator=g) * 0.1, p + "mlp.fc1.bias": torch.zeros(4 * dim),
-            p + "mlp.fc2.weight": torch.randn(dim, 4 * dim, generator=g) * 0.1, p + "mlp.fc2.bias": torch.zeros(dim),
+            p + "mlp.fc1.weight": randn(4 * dim, dim), p + "mlp.fc1.bias": torch.zeros(4 * dim),
+            p + "mlp.fc2.weight": randn(dim, 4 * dim), p + "mlp.fc2.bias": torch.zeros(dim),
         })
         if layerscale:
             state[p + "ls1.gamma"] = torch.full((dim,), 0.1)

@@ -9,7 +9,9 @@ from torch import Tensor
 from defectscope.layers.msgms import msgms_loss
 
 
-def reconstruction_loss(images: Tensor, reconstructions: Tensor, msgms_weight: float) -> tuple[Tensor, dict[str, Tensor]]:
+def reconstruction_loss(
+    images: Tensor, reconstructions: Tensor, msgms_weight: float
+) -> tuple[Tensor, dict[str, Tensor]]:
     """L2 + w·MSGMS (RIAD's loss without its SSIM term); both in [0, 1]."""
     l2 = F.mse_loss(reconstructions, images)
     parts = {"l2": l2.detach()}

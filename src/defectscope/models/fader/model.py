@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-
 import torch
 from torch import Tensor, nn
 

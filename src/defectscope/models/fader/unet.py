@@ -41,7 +41,8 @@ class Encoder(nn.Module):
     def __init__(self, cfg: FADeRConfig, in_channels: int = 3) -> None:
         super().__init__()
         chans = (in_channels, *cfg.channels)
-        self.blocks = nn.ModuleList(EncoderBlock(a, b, cfg.negative_slope) for a, b in zip(chans, chans[1:]))
+        pairs = zip(chans, chans[1:], strict=False)
+        self.blocks = nn.ModuleList(EncoderBlock(a, b, cfg.negative_slope) for a, b in pairs)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Features of depths 1..D at H/2, H/4, …, H/2^D."""
