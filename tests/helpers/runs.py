@@ -9,6 +9,8 @@ def tiny_config_text(root, out, model="vq_e", steps=3, extra=""):
     models = {
         "vq_e": "{name: vq_e, hidden_channels: 16, num_codes: 16, code_dim: 8, downsample: 4}",
         "ae_ssim": "{name: ae_ssim, base_channels: 8, latent_dim: 16}",
+        "patchcore": "{name: patchcore, pretrained: false, coreset_chunk: 200}",
+        "padim": "{name: padim, pretrained: false, n_features: 16}",
     }
     return f"""
 model: {models[model]}

@@ -114,8 +114,11 @@ def fit(
         start = {k: int(trainer_state[k]) for k in start}
         torch.set_rng_state(trainer_state["torch_rng"])
 
-    module = fabric.setup_module(model)
-    module.mark_forward_method("training_step")
+    if any(p.requires_grad for p in model.parameters()):
+        module = fabric.setup_module(model)
+        module.mark_forward_method("training_step")
+    else:  # nothing to train (a frozen backbone and a memory bank): DDP refuses such modules
+        module = model.to(fabric.device)
     loader = fabric.setup_dataloaders(
         DataLoader(
             bundle.train,
@@ -135,6 +138,9 @@ def fit(
     phases = model.phases()
     for phase_index, phase in enumerate(phases):
         if phase_index < start["phase_index"]:
+            continue
+        if phase.kind == "collect":
+            global_step += _run_collect(fabric, model, bundle.train, phase, cfg, log, began)
             continue
         groups = model.optimizer_groups(phase.name)
         base_lr = phase.lr if phase.lr is not None else cfg.train.lr
@@ -243,6 +249,40 @@ def _run_phase(
     if train.checkpoint_every > 0:
         _save_periodic(fabric, model, optimizers, cfg, class_names, phase_index, step, epoch, run_dir)
     return step
+
+
+@torch.no_grad()
+def _run_collect(
+    fabric: Fabric, model: AnomalyModel, dataset: Any, phase: Phase, cfg: RunConfig, log: _Log, began: float
+) -> int:
+    """A "collect" phase: one no-grad pass over the training images in dataset order.
+
+    Every process reads every training image (no distributed sampler), so under DDP each rank
+    builds the same bank or statistics without any gathering; the pass is cheap next to
+    training. Returns the number of batches.
+    """
+    loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=False, num_workers=cfg.data.num_workers)
+    for seeded in (loader.sampler, loader.dataset):
+        if hasattr(seeded, "set_epoch"):
+            seeded.set_epoch(0)
+    model.eval()
+    bar = tqdm(total=len(loader), desc=f"collect {phase.name}", dynamic_ncols=True,
+               disable=not (cfg.train.progress and fabric.is_global_zero))
+    started = time.perf_counter()
+    batches = images = 0
+    for batch in loader:
+        model.collect(batch.image.to(fabric.device), batch.class_id.to(fabric.device), phase.name)
+        batches += 1
+        images += len(batch.image)
+        bar.update(1)
+    bar.close()
+    collected = time.perf_counter()
+    model.finish_collection(phase.name)
+    finished = time.perf_counter()
+    log.write({"phase": phase.name, "step": batches, "epoch": 0, "images": images,
+               "collect_seconds": round(collected - started, 2), "finish_seconds": round(finished - collected, 2),
+               "seconds": round(finished - began, 2), **model.training_metrics()})
+    return batches
 
 
 def _save_periodic(

@@ -7,6 +7,10 @@ from typing import Any
 from defectscope.models.ae_ssim.config import AESSIMConfig
 from defectscope.models.ae_ssim.model import AESSIM
 from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, Phase
+from defectscope.models.padim.config import PaDiMConfig
+from defectscope.models.padim.model import PaDiM
+from defectscope.models.patchcore.config import PatchCoreConfig
+from defectscope.models.patchcore.model import PatchCore
 from defectscope.models.fader.config import FADeRConfig
 from defectscope.models.fader.model import FADeR
 from defectscope.models.pvqae.config import PVQAEConfig
@@ -20,6 +24,8 @@ MODELS: dict[str, tuple[type[AnomalyModel], type]] = {
     "ae_ssim": (AESSIM, AESSIMConfig),
     "vq_e": (VQE, VQEConfig),
     "pvqae": (PVQAE, PVQAEConfig),
+    "patchcore": (PatchCore, PatchCoreConfig),
+    "padim": (PaDiM, PaDiMConfig),
     "fader": (FADeR, FADeRConfig),
     "vitae": (ViTAE, ViTAEConfig),
 }

@@ -7,7 +7,7 @@ The engine knows models only through this file, so a new method plugs in by subc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from torch import Tensor, nn
 
@@ -28,11 +28,18 @@ class LossParts(NamedTuple):
 
 @dataclass(frozen=True)
 class Phase:
-    """One gradient-training stage; a model with a second stage (e.g. a prior) lists two."""
+    """One training stage; a model with a second stage (e.g. a prior) lists two.
+
+    kind "train" is gradient training (training_step, optimisers). kind "collect" is a fit
+    without gradients (memory banks, Gaussians): the engine runs one no-grad pass over the
+    training images in a fixed order, calling `collect` per batch, then `finish_collection`;
+    epochs, lr and optimisers do not apply.
+    """
 
     name: str
     epochs: int | None = None  # None: the run's train.epochs / max_steps / max_minutes
     lr: float | None = None  # None: train.lr
+    kind: Literal["train", "collect"] = "train"
 
 
 class AnomalyModel(nn.Module):
@@ -63,6 +70,13 @@ class AnomalyModel(nn.Module):
         later group reuses an earlier result (a GAN's detached reconstruction) caches it.
         """
         raise NotImplementedError
+
+    def collect(self, images: Tensor, class_ids: Tensor, phase: str) -> None:
+        """One batch of training images (in [0, 1]) for a "collect" phase; runs under no_grad."""
+        raise NotImplementedError
+
+    def finish_collection(self, phase: str) -> None:
+        """Called once after the last `collect` batch of a phase (e.g. coreset, covariances)."""
 
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         raise NotImplementedError

@@ -1,0 +1,52 @@
+"""Patch features from several backbone stages on one grid, shared by PatchCore and PaDiM.
+
+Each tap is (optionally) averaged over its local neighbourhood — PatchCore's aggregation, a
+p×p average with stride 1 that widens every patch's receptive field without losing
+resolution (Roth et al. 2022, Sec. 3.1) — then resized to the first (finest) tap's grid and
+concatenated along channels (PaDiM, Defard et al. 2021, Sec. 3.1, and PatchCore alike).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from defectscope.layers.backbones import FrozenBackbone
+
+
+def aggregate_taps(
+    features: list[Tensor], neighbourhood: int = 3, mode: Literal["bilinear", "nearest"] = "bilinear"
+) -> Tensor:
+    """[(B, C_i, h_i, w_i)] → (B, Σ C_i, h_0, w_0)."""
+    size = features[0].shape[-2:]
+    out = []
+    for f in features:
+        if neighbourhood > 1:
+            f = F.avg_pool2d(f, neighbourhood, stride=1, padding=neighbourhood // 2)
+        if f.shape[-2:] != size:
+            f = F.interpolate(f, size=size, mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
+        out.append(f)
+    return torch.cat(out, dim=1)
+
+
+class PatchFeatures(nn.Module):
+    """Frozen backbone + tap aggregation: images in [0, 1] → (B, C, h, w) patch features."""
+
+    def __init__(self, backbone: FrozenBackbone, neighbourhood: int = 3,
+                 mode: Literal["bilinear", "nearest"] = "bilinear") -> None:
+        super().__init__()
+        if neighbourhood < 1 or neighbourhood % 2 == 0:
+            raise ValueError(f"neighbourhood must be an odd size ≥ 1, got {neighbourhood}")
+        self.backbone, self.neighbourhood, self.mode = backbone, neighbourhood, mode
+        self.channels = sum(backbone.tap_channels)
+        self.stride = backbone.tap_strides[0]
+
+    def grid(self, image_size: int) -> int:
+        """Side of the feature grid for a square image (ceil division, as the convolutions pad)."""
+        return -(-image_size // self.stride)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return aggregate_taps(self.backbone(images), self.neighbourhood, self.mode)

@@ -1,0 +1,47 @@
+"""PatchCore's maps and image score (Roth et al. 2022, Sec. 3.3, Eq. 6–7)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from defectscope.layers.scoring import gaussian_smooth
+from defectscope.models.patchcore.memory_bank import MemoryBank
+
+
+def patch_scores(features: Tensor, bank: MemoryBank) -> tuple[Tensor, Tensor, Tensor]:
+    """(B, C, h, w) → per-patch distance to the nearest bank patch (B, h, w), its bank index
+    (B, h, w), and the flattened features (B, h·w, C)."""
+    b, c, h, w = features.shape
+    flat = features.permute(0, 2, 3, 1).reshape(b, h * w, c)
+    dist, index = bank.nearest(flat.reshape(-1, c), k=1)
+    return dist.view(b, h, w), index.view(b, h, w), flat
+
+
+def reweighted_image_score(scores: Tensor, index: Tensor, flat: Tensor, bank: MemoryBank, neighbours: int) -> Tensor:
+    """Eq. 7: s = (1 − softmax_{m ∈ N_b(m*)}(‖m_test,* − m‖)[m*]) · s*.
+
+    m_test,* is the test patch farthest from the bank, s* its distance, m* its nearest bank
+    patch and N_b(m*) the b nearest bank patches of m* (m* itself first). The weight grows
+    when m* sits far from its own neighbours, i.e. in a sparse part of the bank.
+    """
+    b = scores.shape[0]
+    flat_scores = scores.view(b, -1)
+    worst = flat_scores.argmax(dim=1)
+    rows = torch.arange(b, device=scores.device)
+    s_star = flat_scores[rows, worst]
+    if neighbours <= 1:
+        return s_star
+    m_test = flat[rows, worst]  # (B, C)
+    m_star = bank.bank[index.view(b, -1)[rows, worst]]  # (B, C)
+    _, support = bank.nearest(m_star, k=neighbours)  # (B, b)
+    dist = torch.linalg.vector_norm(m_test[:, None] - bank.bank[support], dim=-1)  # (B, b)
+    weight = 1 - F.softmax(dist, dim=1)[:, 0]
+    return weight * s_star
+
+
+def upsampled_map(scores: Tensor, size: tuple[int, int], sigma: float) -> Tensor:
+    """(B, h, w) patch scores → (B, H, W): bilinear upsampling, then Gaussian smoothing."""
+    up = F.interpolate(scores[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+    return gaussian_smooth(up, sigma)

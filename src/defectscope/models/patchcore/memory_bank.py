@@ -1,0 +1,97 @@
+"""The memory bank: coreset patch features, searched by exact nearest neighbour in chunks.
+
+Its size is known only after fitting, so the bank buffer takes the shape of whatever a
+checkpoint holds when loaded. While collecting, features stream in per batch and are
+reduced to their coreset every `chunk` patches, so memory stays bounded by one chunk plus
+the bank instead of every training patch.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor, nn
+
+from defectscope.models.patchcore.coreset import greedy_coreset
+
+
+class MemoryBank(nn.Module):
+    def __init__(self, dim: int, ratio: float = 0.1, chunk: int = 16384, projection_dim: int = 128,
+                 seed: int = 0) -> None:
+        super().__init__()
+        if not 0 < ratio <= 1:
+            raise ValueError(f"patchcore: coreset_ratio must be in (0, 1], got {ratio}")
+        self.dim, self.ratio, self.chunk, self.projection_dim, self.seed = dim, ratio, chunk, projection_dim, seed
+        self.register_buffer("bank", torch.zeros(0, dim))
+        self._pending: list[Tensor] = []
+        self._kept: list[Tensor] = []
+        self._pending_rows = 0
+        self.patches_seen = 0
+        self.coreset_seconds = 0.0
+        self._collecting = False
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+        key = prefix + "bank"
+        if key in state_dict:  # take the stored bank's size
+            self.bank = torch.empty_like(state_dict[key], device=self.bank.device, dtype=self.bank.dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # --- building -------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        self._pending, self._kept, self._pending_rows = [], [], 0
+        self.patches_seen, self.coreset_seconds = 0, 0.0
+
+    def add(self, patches: Tensor) -> None:
+        """(n, dim) patch features of one batch; the first batch after `finish` starts a new bank."""
+        if not self._collecting:
+            self.reset()
+            self._collecting = True
+        self._pending.append(patches.detach())
+        self._pending_rows += len(patches)
+        self.patches_seen += len(patches)
+        while self.chunk > 0 and self._pending_rows >= self.chunk:
+            rows = torch.cat(self._pending)
+            self._reduce(rows[: self.chunk])
+            rest = rows[self.chunk :]
+            self._pending, self._pending_rows = ([rest] if len(rest) else []), len(rest)
+
+    def _reduce(self, rows: Tensor) -> None:
+        began = time.perf_counter()
+        k = max(1, round(self.ratio * len(rows)))
+        keep = greedy_coreset(rows, k, self.projection_dim, self.seed + self.patches_seen)
+        self._kept.append(rows[keep])
+        self.coreset_seconds += time.perf_counter() - began
+
+    def finish(self) -> None:
+        if self._pending_rows:
+            self._reduce(torch.cat(self._pending))
+        if not self._kept:
+            raise RuntimeError("patchcore: no training patches were collected")
+        self.bank = torch.cat(self._kept).contiguous()
+        self._pending, self._kept, self._pending_rows = [], [], 0
+        self._collecting = False
+
+    # --- searching ------------------------------------------------------------------------
+
+    def nearest(self, queries: Tensor, k: int = 1, budget: int = 1 << 24) -> tuple[Tensor, Tensor]:
+        """Euclidean distances (n, k) and bank indices (n, k) of the k nearest bank patches.
+
+        Queries go in chunks whose distance block holds at most `budget` values (64 MiB).
+        """
+        if len(self.bank) == 0:
+            raise RuntimeError("patchcore: the memory bank is empty; fit the model first (defectscope train)")
+        k = min(k, len(self.bank))
+        chunk = max(1, budget // len(self.bank))
+        bank = self.bank
+        bank_norms = (bank * bank).sum(dim=1)
+        dists, indices = [], []
+        for start in range(0, len(queries), chunk):
+            q = queries[start : start + chunk]
+            # ‖q − m‖² = ‖q‖² − 2 q·m + ‖m‖², one matrix product per chunk of queries
+            d2 = torch.addmm(bank_norms[None], q, bank.T, alpha=-2.0).add_((q * q).sum(dim=1, keepdim=True))
+            values, where = d2.topk(k, dim=1, largest=False) if k > 1 else d2.min(dim=1, keepdim=True)
+            dists.append(values.clamp_min_(0).sqrt_())
+            indices.append(where)
+        return torch.cat(dists), torch.cat(indices)

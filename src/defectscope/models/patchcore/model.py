@@ -1,0 +1,62 @@
+"""PatchCore: a coreset memory bank of pretrained patch features, scored by nearest neighbour.
+
+Fitted without gradients: one "collect" phase streams the training images' patch features
+into the bank (greedy coreset per block), nothing is trained. Multi-class runs share one bank
+over all classes, as in the PVQAE paper's comparison; class ids are not used.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from defectscope.models.base import AnomalyModel, ModelOutput, Phase
+from defectscope.models.patchcore.anomaly_map import patch_scores, reweighted_image_score, upsampled_map
+from defectscope.models.patchcore.config import PatchCoreConfig
+from defectscope.models.patchcore.memory_bank import MemoryBank
+from defectscope.models.patchcore.network import build_features
+
+
+class PatchCore(AnomalyModel):
+    def __init__(self, config: PatchCoreConfig, image_size: int, num_classes: int = 1) -> None:
+        super().__init__()
+        self.config = config
+        self.image_size = image_size
+        self.features = build_features(config)
+        self.memory = MemoryBank(self.features.channels, config.coreset_ratio, config.coreset_chunk,
+                                 config.projection_dim, config.seed)
+        self._fit_seconds = 0.0
+
+    def phases(self) -> list[Phase]:
+        return [Phase("memory_bank", kind="collect")]
+
+    def optimizer_groups(self, phase: str) -> dict[str, list]:
+        return {}
+
+    def embed(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) in [0, 1] → (B, C, h, w) aggregated patch features."""
+        return self.features(images)
+
+    @torch.no_grad()
+    def collect(self, images: Tensor, class_ids: Tensor, phase: str) -> None:
+        f = self.embed(images)
+        self.memory.add(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
+
+    def finish_collection(self, phase: str) -> None:
+        self.memory.finish()
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
+        scores, index, flat = patch_scores(self.embed(images), self.memory)
+        image = reweighted_image_score(scores, index, flat, self.memory, self.config.num_neighbors)
+        maps = upsampled_map(scores, images.shape[-2:], self.config.smoothing_sigma)
+        return ModelOutput(maps, image)
+
+    def training_metrics(self) -> dict[str, float]:
+        bank = self.memory.bank
+        return {
+            "patches_seen": float(self.memory.patches_seen),
+            "bank_size": float(len(bank)),
+            "bank_mib": round(bank.numel() * bank.element_size() / 2**20, 2),
+            "coreset_seconds": round(self.memory.coreset_seconds, 2),
+        }
