@@ -23,7 +23,7 @@ MISSING = {"", "—", "–", "-"}
 @dataclass(frozen=True)
 class ReportedColumn:
     name: str  # the method, as we name it in tables
-    model: str = ""  # our registry name when we implement the method (ae_ssim, vq_e, pvqae, vit_mem, fader)
+    model: str = ""  # our registry name when we implement the method (ae_ssim, vq_e, pvqae, vitae, fader)
     printed: str = ""  # the header as printed, when it differs from name
     at: int = -1  # printed column this reads; -1: the column's own position
     take: tuple[int, ...] = ()  # which values of the printed cell, in the order of `metrics`; (): all
