@@ -107,7 +107,8 @@ def test_aggregation_averages_each_neighbourhood_and_resizes_to_the_finest_grid(
     assert PatchFeatures(FrozenBackbone("mobilenet_v2", (6, 13), pretrained=False)).grid(100) == 13
 
 
-@pytest.mark.skipif(not MOBILENET_FILE.is_file(), reason="../shared/weights/mobilenetv2_imagenet_features.safetensors is absent")
+@pytest.mark.skipif(not MOBILENET_FILE.is_file(),
+                    reason="../shared/weights/mobilenetv2_imagenet_features.safetensors is absent")
 def test_the_shared_mobilenet_file_loads_and_gives_ordinary_features():
     net = FrozenBackbone("mobilenet_v2", (6, 13), str(MOBILENET_FILE))
     net.ensure_loaded()

@@ -7,12 +7,12 @@ from typing import Any
 from defectscope.models.ae_ssim.config import AESSIMConfig
 from defectscope.models.ae_ssim.model import AESSIM
 from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, Phase
+from defectscope.models.fader.config import FADeRConfig
+from defectscope.models.fader.model import FADeR
 from defectscope.models.padim.config import PaDiMConfig
 from defectscope.models.padim.model import PaDiM
 from defectscope.models.patchcore.config import PatchCoreConfig
 from defectscope.models.patchcore.model import PatchCore
-from defectscope.models.fader.config import FADeRConfig
-from defectscope.models.fader.model import FADeR
 from defectscope.models.pvqae.config import PVQAEConfig
 from defectscope.models.pvqae.model import PVQAE
 from defectscope.models.vitae.config import ViTAEConfig
