@@ -210,3 +210,28 @@ output_dir: '{tmp_path / "run"}'
     assert {r["phase"] for r in log} == {"main", "fader"}
     assert any("fader/rank" in r and "decoder/l2" in r for r in log)
     assert (result.checkpoint / "model.safetensors").exists()
+
+
+def test_a_frozen_target_decoder_keeps_the_pretrained_reconstruction_while_the_decoder_is_tuned():
+    m = model(target_decoder="frozen")
+    m.train()
+    x, cls = images(), torch.zeros(2, dtype=torch.long)
+    pretrained = {k: v.clone() for k, v in m.unet.decoder.state_dict().items()}
+    opts = {g: torch.optim.SGD(p, lr=0.5) for g, p in m.optimizer_groups("fader").items()}
+    for _ in range(2):
+        for group, opt in opts.items():
+            opt.zero_grad()
+            m.training_step(x, cls, 0, "fader", group).total.backward()
+            opt.step()
+    assert bool(m.target_decoder_filled)
+    for k, v in m.target_decoder.state_dict().items():
+        assert torch.equal(v, pretrained[k]), k
+    assert any(not torch.equal(v, pretrained[k]) for k, v in m.unet.decoder.state_dict().items())
+    assert not any(p.requires_grad for p in m.target_decoder.parameters())
+    # the copy and its flag travel with the weights: a reload does not copy the tuned decoder
+    again = model(target_decoder="frozen")
+    again.load_state_dict(m.state_dict())
+    again.train()
+    again._plain_decoder()
+    for k, v in again.target_decoder.state_dict().items():
+        assert torch.equal(v, pretrained[k]), k

@@ -33,6 +33,9 @@ class FADeRConfig:
     fader_inference: bool = True  # apply the soft mask when scoring (False: same weights, no FADeR)
     predictor: Literal["mlp", "vit"] = "mlp"  # Table 3: two-layer MLP or a small ViT
     predictor_input: Literal["reconstruction", "input"] = "reconstruction"  # Eq. 2 (Î) or Fig. 4's I' (open)
+    # whose plain reconstruction Φ reads and learns the errors of: the decoder being fine-tuned
+    # ("live", the paper trains both at once) or a frozen copy of the pretrained one (open)
+    target_decoder: Literal["live", "frozen"] = "live"
     predictor_hidden: int = 256  # MLP hidden width (open)
     vit_dim: int = 128
     vit_depth: int = 2

@@ -8,6 +8,7 @@ decoder on the attenuated skips at `decoder_lr_scale` × the learning rate (grou
 
 from __future__ import annotations
 
+import copy
 from typing import Any, NamedTuple
 
 import torch
@@ -56,6 +57,12 @@ class FADeR(AnomalyModel):
         self.unet = InpaintingUNet(cfg)
         self.predictor = build_predictor(cfg, self.grid[0] * self.grid[1]) if cfg.fader else None
         self.mask_source = build_mask_source(cfg, self.grid, self._reconstruct_plain)
+        self.target_decoder: nn.Module | None = None
+        if self.predictor is not None and cfg.target_decoder == "frozen":
+            # Filled from the pretrained decoder at the first FADeR step; the flag travels in the
+            # checkpoint so that a resumed run does not copy the fine-tuned decoder instead.
+            self.target_decoder = copy.deepcopy(self.unet.decoder).requires_grad_(False)
+            self.register_buffer("target_decoder_filled", torch.zeros((), dtype=torch.bool))
         self._cache: dict[str, Any] = {}
         self._last: dict[str, float] = {}
 
@@ -103,6 +110,17 @@ class FADeR(AnomalyModel):
         return maps
 
     # --- pieces -------------------------------------------------------------------------
+
+    def _plain_decoder(self) -> nn.Module:
+        """The decoder whose un-attenuated reconstruction Φ reads and whose errors it ranks."""
+        if self.target_decoder is None:
+            return self.unet.decoder
+        if not bool(self.target_decoder_filled):
+            if not self.training:  # scoring before any FADeR step: nothing was frozen yet
+                return self.unet.decoder
+            self.target_decoder.load_state_dict(self.unet.decoder.state_dict())
+            self.target_decoder_filled.fill_(True)
+        return self.target_decoder.eval()
 
     def _reconstruct_plain(self, images: Tensor) -> Tensor:
         """U-Net without attenuation, [0, 1] in and out (the `reconstruction` mask source).
@@ -153,7 +171,7 @@ class FADeR(AnomalyModel):
         x_in, _ = self._obfuscated(images, training=True)
         with torch.no_grad():
             feats = [f.detach() for f in self.unet.encoder(to_model_range(x_in))]
-            plain = _unit(self.unet.decoder(feats, None, cfg.mask_scaling))
+            plain = _unit(self._plain_decoder()(feats, None, cfg.mask_scaling))
             target = patch_errors(images, plain, cfg.mosaic_scale)
         pred = self.predict_patch_errors(x_in, plain)
         b, n = pred.shape
@@ -183,7 +201,7 @@ class FADeR(AnomalyModel):
         cfg = self.config
         x_in, mask = self._obfuscated(images, training=False)
         feats = self.unet.encoder(to_model_range(x_in))
-        plain = _unit(self.unet.decoder(feats, None, cfg.mask_scaling))
+        plain = _unit(self._plain_decoder()(feats, None, cfg.mask_scaling))
         att, rec = None, plain
         if self.predictor is not None and cfg.fader_inference:
             att = self.attenuation(self.predict_patch_errors(x_in, plain))
