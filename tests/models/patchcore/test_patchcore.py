@@ -69,6 +69,19 @@ def test_nearest_neighbours_match_brute_force_in_small_chunks():
     assert torch.allclose(dist, ref.values, atol=1e-5)
 
 
+def test_faiss_search_finds_the_same_neighbours_as_torch():
+    pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
+    g = torch.Generator().manual_seed(5)
+    exact, fast = MemoryBank(8, ratio=1.0), MemoryBank(8, ratio=1.0, search="faiss")
+    exact.bank = fast.bank = torch.randn(300, 8, generator=g)
+    queries = torch.randn(40, 8, generator=g)
+    for k in (1, 9):
+        (d_ref, i_ref), (d, i) = exact.nearest(queries, k=k), fast.nearest(queries, k=k)
+        assert torch.equal(i, i_ref) and torch.allclose(d, d_ref, atol=1e-4)
+    fast.bank = torch.randn(300, 8, generator=g)  # a new bank of the same size is a new index
+    assert torch.equal(fast.nearest(queries)[1], torch.cdist(queries, fast.bank).argmin(dim=1, keepdim=True))
+
+
 def test_reweighting_follows_equation_7():
     bank = MemoryBank(2, ratio=1.0)
     bank.bank = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]])

@@ -22,6 +22,9 @@ class PatchCoreConfig:
     # greedy runs over blocks of this many patches as they stream in (bounded time and memory,
     # see README); 0: one greedy run over every training patch, as in the paper
     coreset_chunk: int = 16384
+    # exact nearest-neighbour search: torch matrix products, or faiss's IndexFlatL2 (the
+    # optional `faiss-cpu` package: pip install defectscope[faiss]); both give the same neighbours
+    search: Literal["torch", "faiss"] = "torch"
     num_neighbors: int = 9  # b of the image-score re-weighting (Eq. 7); 1: plain max
     smoothing_sigma: float = 4.0
     seed: int = 0

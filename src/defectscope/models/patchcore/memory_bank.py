@@ -18,10 +18,14 @@ from defectscope.models.patchcore.coreset import greedy_coreset
 
 class MemoryBank(nn.Module):
     def __init__(self, dim: int, ratio: float = 0.1, chunk: int = 16384, projection_dim: int = 128,
-                 seed: int = 0) -> None:
+                 seed: int = 0, search: str = "torch") -> None:
         super().__init__()
         if not 0 < ratio <= 1:
             raise ValueError(f"patchcore: coreset_ratio must be in (0, 1], got {ratio}")
+        if search not in ("torch", "faiss"):
+            raise ValueError(f"patchcore: search must be 'torch' or 'faiss', got {search!r}")
+        self.search = search
+        self._faiss_index = None  # (bank identity, index): built on first search from the current bank
         self.dim, self.ratio, self.chunk, self.projection_dim, self.seed = dim, ratio, chunk, projection_dim, seed
         self.register_buffer("bank", torch.zeros(0, dim))
         self._pending: list[Tensor] = []
@@ -35,6 +39,7 @@ class MemoryBank(nn.Module):
         key = prefix + "bank"
         if key in state_dict:  # take the stored bank's size
             self.bank = torch.empty_like(state_dict[key], device=self.bank.device, dtype=self.bank.dtype)
+        self._faiss_index = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # --- building -------------------------------------------------------------------------
@@ -83,6 +88,8 @@ class MemoryBank(nn.Module):
         if len(self.bank) == 0:
             raise RuntimeError("patchcore: the memory bank is empty; fit the model first (defectscope train)")
         k = min(k, len(self.bank))
+        if self.search == "faiss" and self.bank.device.type == "cpu":
+            return self._nearest_faiss(queries, k)
         chunk = max(1, budget // len(self.bank))
         bank = self.bank
         bank_norms = (bank * bank).sum(dim=1)
@@ -95,3 +102,17 @@ class MemoryBank(nn.Module):
             dists.append(values.clamp_min_(0).sqrt_())
             indices.append(where)
         return torch.cat(dists), torch.cat(indices)
+
+    def _nearest_faiss(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        try:
+            import faiss
+        except ImportError as err:
+            raise RuntimeError("patchcore: search 'faiss' needs the faiss-cpu package "
+                               "(pip install faiss-cpu), or use --model.search torch") from err
+        identity = (self.bank.data_ptr(), tuple(self.bank.shape))
+        if self._faiss_index is None or self._faiss_index[0] != identity:
+            index = faiss.IndexFlatL2(self.bank.shape[1])
+            index.add(self.bank.detach().float().contiguous().numpy())
+            self._faiss_index = (identity, index)
+        d2, where = self._faiss_index[1].search(queries.detach().float().cpu().contiguous().numpy(), k)
+        return torch.from_numpy(d2).clamp_min_(0).sqrt_().to(queries.dtype), torch.from_numpy(where)

@@ -24,7 +24,7 @@ class PatchCore(AnomalyModel):
         self.image_size = image_size
         self.features = build_features(config)
         self.memory = MemoryBank(self.features.channels, config.coreset_ratio, config.coreset_chunk,
-                                 config.projection_dim, config.seed)
+                                 config.projection_dim, config.seed, config.search)
         self._fit_seconds = 0.0
 
     def phases(self) -> list[Phase]:
