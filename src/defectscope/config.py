@@ -48,6 +48,9 @@ class EvalConfig:
     save_maps: bool = False  # write anomaly maps (PNG overlays and .npy) into the run dir
     max_saved_maps: int = 32
     pixel_metrics: bool = True
+    # "position": z-score each map position by its mean and spread on the held-out normal
+    # images, per class (engine/standardize.py); "none": the model's own map and score
+    map_standardization: Literal["none", "position"] = "none"
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,18 @@ def test_test_verb_applies_scoring_overrides_to_the_trained_weights(trained, tmp
     assert (trained / "test" / "results.json").is_file()
 
 
+def test_test_verb_fits_a_map_standardiser_for_old_weights(trained, tmp_path, capsys):
+    ckpt = str(trained / "checkpoints" / "final")
+    assert main(["test", ckpt, "--output", str(tmp_path / "z"), "--eval.map_standardization", "position",
+                 "--data.validation_fraction", "0"]) == 2
+    assert "at least 2 held-out normal images" in capsys.readouterr().err
+    assert main(["test", ckpt, "--output", str(tmp_path / "z"), "--eval.map_standardization", "position",
+                 "--data.validation_fraction", "0.5"]) == 0
+    results = json.loads((tmp_path / "z" / "results.json").read_text())
+    assert results["map_standardization"] == "position"
+    assert results["calibration"]["num_validation_images"] >= 2
+
+
 def test_missing_checkpoint_and_missing_image_are_named(tmp_path, trained, capsys):
     assert main(["test", str(tmp_path / "nope")]) == 2
     assert str(tmp_path / "nope") in capsys.readouterr().err

@@ -102,7 +102,7 @@ def run_cell(suite: Suite, cell: Cell, output: Path) -> dict[str, Any]:
     device = fabric.device
     results = evaluate(
         ckpt.model, bundle.test, ckpt.class_names, cfg, device, directory, checkpoint=fitted.checkpoint,
-        calibration=ckpt.calibration, gallery_per_end=suite.config.gallery_per_end,
+        calibration=ckpt.calibration, gallery_per_end=suite.config.gallery_per_end, standardizer=ckpt.standardizer,
     )
     model = ckpt.model.to(device)
     prof = suite.config.profile

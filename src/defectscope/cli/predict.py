@@ -59,7 +59,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
             raise DataError(f"--class-name {args.class_name!r} is not one of {ckpt.class_names}")
         class_id = ckpt.class_names.index(args.class_name)
     device = pick_device(args.device)
-    model = ckpt.model.eval().to(device)
+    ckpt.model.eval().to(device)
     out = Path(args.output)
     (out / "maps").mkdir(parents=True, exist_ok=True)
     threshold = ckpt.calibration.get("image_threshold")
@@ -69,7 +69,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start : start + args.batch_size]
         images = torch.stack([resize_image(load_image(p), size) for p in chunk]).to(device)
-        result = model.predict(images, torch.full((len(chunk),), class_id, device=device))
+        class_ids = torch.full((len(chunk),), class_id, device=device)
+        result = ckpt.predict(images, class_ids)
         for i, path in enumerate(chunk):
             score = float(result.image_score[i])
             row = {"path": str(path), "score": score,

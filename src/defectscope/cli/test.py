@@ -37,17 +37,17 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     if cfg.data.image_size != ckpt.config.data.image_size:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=ckpt.config.data.image_size))
     bundle = build_datasets(cfg.data)
-    model, calibration = ckpt.model, ckpt.calibration
+    model, calibration, standardizer = ckpt.model, ckpt.calibration, ckpt.standardizer
     device = pick_device(args.device)
-    if cfg.model != ckpt.config.model:
-        # scoring settings (e.g. --model.score, --model.smoothing_sigma) apply to the trained
-        # weights; the thresholds are calibrated again on the held-out normal images
+    if cfg.model != ckpt.config.model or cfg.eval.map_standardization != ckpt.config.eval.map_standardization:
+        # scoring settings (e.g. --model.score, --eval.map_standardization) apply to the trained
+        # weights; thresholds and standardiser are fitted again on the held-out normal images
         model = create_model(cfg.model_name, cfg.model, cfg.data.image_size, max(1, len(ckpt.class_names)))
         try:
             model.load_state_dict(ckpt.model.state_dict())
         except RuntimeError as err:
             raise ConfigError(f"{ckpt.path}: the overrides change the network, not only its scoring ({err})") from err
-        calibration = calibrate(model, bundle.validation, cfg, device)
+        calibration, standardizer = calibrate(model, bundle.validation, cfg, device, max(1, len(ckpt.class_names)))
     missing = [n for n in bundle.class_names if n not in ckpt.class_names]
     class_names = bundle.class_names
     if missing and len(ckpt.class_names) > 1:
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     out = Path(args.output) if args.output else Path(ckpt.path).parent.parent / "test"
     results = evaluate(
         model, bundle.test, class_names, cfg, device, out, checkpoint=ckpt.path,
-        calibration=calibration, save_maps=args.save_maps or None,
+        calibration=calibration, save_maps=args.save_maps or None, standardizer=standardizer,
     )
     print_results(results, out)
     return 0

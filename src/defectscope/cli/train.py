@@ -33,7 +33,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     out = Path(cfg.output_dir)
     results = evaluate(
         ckpt.model, bundle.test, ckpt.class_names, cfg, fabric.device, out, checkpoint=result.checkpoint,
-        calibration=ckpt.calibration, save_maps=args.save_maps or None,
+        calibration=ckpt.calibration, save_maps=args.save_maps or None, standardizer=ckpt.standardizer,
     )
     results["train_seconds"] = round(result.seconds, 1)
     print_results(results, out)

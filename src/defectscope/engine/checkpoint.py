@@ -1,9 +1,10 @@
 """Checkpoints: weights as safetensors with the resolved config inside, written atomically.
 
 A checkpoint is a folder: `model.safetensors` (weights + metadata: config YAML, class names,
-calibration) is all `test` and `predict` need; `trainer_state.pt` (optimisers, step, RNG) is
-only for resuming. The folder is written under a temporary name and renamed into place, so an
-interruption never leaves a half-written checkpoint where a good one was.
+calibration; the map standardiser's statistics, when used, as tensors beside the weights) is
+all `test` and `predict` need; `trainer_state.pt` (optimisers, step, RNG) is only for resuming.
+The folder is written under a temporary name and renamed into place, so an interruption never
+leaves a half-written checkpoint where a good one was.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from defectscope.config import RunConfig, config_from_yaml, config_to_yaml
+from defectscope.engine.standardize import MapStandardizer
 from defectscope.models import AnomalyModel, create_model
+from defectscope.models.base import ModelOutput
 
 FORMAT = "defectscope-checkpoint/1"
 WEIGHTS = "model.safetensors"
@@ -40,6 +43,12 @@ class Checkpoint:
     calibration: dict[str, float] = field(default_factory=dict)
     path: Path | None = None
     step: int = 0
+    standardizer: MapStandardizer | None = None  # eval.map_standardization: position
+
+    def predict(self, images: torch.Tensor, class_ids: torch.Tensor | None = None) -> ModelOutput:
+        """Score images as the run was evaluated: the model, then the standardiser if it has one."""
+        out = self.model.predict(images, class_ids)
+        return out if self.standardizer is None else self.standardizer(out, class_ids)
 
 
 def save_checkpoint(
@@ -50,12 +59,15 @@ def save_checkpoint(
     calibration: dict[str, float] | None = None,
     step: int = 0,
     trainer_state: dict[str, Any] | None = None,
+    standardizer: MapStandardizer | None = None,
 ) -> Path:
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        if standardizer is not None:
+            tensors.update(standardizer.tensors())
         metadata = {
             "format": FORMAT,
             "config": config_to_yaml(config),
@@ -127,6 +139,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
         state = load_file(str(weights), device=map_location)
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{weights}: cannot read weights ({err})") from err
+    standardizer = MapStandardizer.pop_from(state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(
@@ -140,6 +153,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
         calibration=json.loads(metadata.get("calibration", "{}")),
         path=weights.parent,
         step=int(metadata.get("step", 0)),
+        standardizer=standardizer,
     )
 
 

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from defectscope.config import RunConfig
 from defectscope.engine.environment import environment
 from defectscope.engine.files import json_default, write_text_atomic
+from defectscope.engine.standardize import MapStandardizer, require_held_out_images
 from defectscope.metrics import compute_metrics, f1_max, image_auroc
 from defectscope.models import AnomalyModel
 
@@ -43,7 +44,12 @@ def _sync(device: torch.device) -> None:
 
 @torch.no_grad()
 def predict_dataset(
-    model: AnomalyModel, dataset: Dataset, batch_size: int, device: torch.device, keep_maps: bool = True
+    model: AnomalyModel,
+    dataset: Dataset,
+    batch_size: int,
+    device: torch.device,
+    keep_maps: bool = True,
+    standardizer: MapStandardizer | None = None,
 ) -> Predictions:
     model.eval().to(device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
@@ -54,6 +60,8 @@ def predict_dataset(
         _sync(device)
         began = time.perf_counter()
         out = model.predict(images, batch.class_id.to(device))
+        if standardizer is not None:
+            out = standardizer(out, batch.class_id)
         _sync(device)
         seconds += time.perf_counter() - began
         scores.append(out.image_score.float().cpu().numpy())
@@ -75,25 +83,33 @@ def predict_dataset(
     )
 
 
-def calibrate(model: AnomalyModel, validation: Dataset, cfg: RunConfig, device: torch.device) -> dict[str, float]:
-    """Thresholds from held-out *normal* training images only, never from test labels.
+def calibrate(
+    model: AnomalyModel, validation: Dataset, cfg: RunConfig, device: torch.device, num_classes: int = 1
+) -> tuple[dict[str, float], MapStandardizer | None]:
+    """Thresholds (and the map standardiser, if configured) from held-out *normal* images only.
 
     image_threshold is the largest validation image score (no held-out normal image is
     flagged); pixel_threshold is the 99.9th percentile of validation pixel scores, used to
-    scale heatmaps for display.
+    scale heatmaps for display. Both are taken after standardisation when it is on.
     """
+    require_held_out_images(cfg.eval.map_standardization, len(validation))
     if len(validation) == 0:
-        return {}
+        return {}, None
     was_training = model.training
     preds = predict_dataset(model, validation, cfg.data.eval_batch_size, device)
+    standardizer = None
+    if cfg.eval.map_standardization == "position":
+        standardizer = MapStandardizer.fit(preds.maps, preds.class_ids, num_classes)
+        preds = predict_dataset(model, validation, cfg.data.eval_batch_size, device, standardizer=standardizer)
     model.train(was_training)
-    return {
+    calibration = {
         "image_threshold": float(preds.image_scores.max()),
         "image_score_mean": float(preds.image_scores.mean()),
         "image_score_std": float(preds.image_scores.std()),
         "pixel_threshold": float(np.quantile(preds.maps, 0.999)),
         "num_validation_images": len(validation),
     }
+    return calibration, standardizer
 
 
 def category_metrics(
@@ -146,6 +162,7 @@ def evaluate(
     save_maps: bool | None = None,
     artifacts: bool = True,
     gallery_per_end: int = 4,
+    standardizer: MapStandardizer | None = None,
 ) -> dict[str, Any]:
     """Score the test set, write results.json and results.md, return the results.
 
@@ -154,7 +171,7 @@ def evaluate(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    preds = predict_dataset(model, test_set, cfg.data.eval_batch_size, device)
+    preds = predict_dataset(model, test_set, cfg.data.eval_batch_size, device, standardizer=standardizer)
     wall = time.perf_counter() - began
     per_category = category_metrics(preds, class_names, cfg.eval.pixel_metrics)
     n = len(preds.image_scores)
@@ -168,6 +185,7 @@ def evaluate(
         "images_per_second": n / preds.model_seconds if preds.model_seconds > 0 else float("nan"),
         "images_per_second_end_to_end": n / wall if wall > 0 else float("nan"),
         "eval_batch_size": cfg.data.eval_batch_size,
+        "map_standardization": cfg.eval.map_standardization if standardizer is not None else "none",
         **peak_memory(),
         "calibration": calibration or {},
         "environment": environment(device),

@@ -22,6 +22,7 @@ from defectscope.engine.checkpoint import load_checkpoint, load_trainer_state, s
 from defectscope.engine.environment import git_commit
 from defectscope.engine.evaluate import calibrate
 from defectscope.engine.schedules import learning_rate
+from defectscope.engine.standardize import require_held_out_images
 from defectscope.models import MODELS, AnomalyModel, Phase, create_model
 
 
@@ -102,6 +103,7 @@ def fit(
 
     bundle = build_datasets(cfg.data)
     class_names = list(bundle.class_names)
+    require_held_out_images(cfg.eval.map_standardization, len(bundle.validation))
     with fabric.init_module():
         model = create_model(cfg.model_name, cfg.model, cfg.data.image_size, len(class_names))
 
@@ -168,10 +170,12 @@ def fit(
         global_step += done
 
     seconds = time.perf_counter() - began
-    calibration = calibrate(model, bundle.validation, cfg, fabric.device) if fabric.is_global_zero else {}
+    calibration, standardizer = {}, None
+    if fabric.is_global_zero:
+        calibration, standardizer = calibrate(model, bundle.validation, cfg, fabric.device, len(class_names))
     final = run_dir / "checkpoints" / "final"
     if fabric.is_global_zero:
-        save_checkpoint(final, model, cfg, class_names, calibration, step=global_step)
+        save_checkpoint(final, model, cfg, class_names, calibration, step=global_step, standardizer=standardizer)
         summary = {"steps": global_step, "train_seconds": round(seconds, 2), "world_size": fabric.world_size,
                    "commit": commit}
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))

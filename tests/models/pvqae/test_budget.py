@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from defectscope.models.pvqae.budget import budget_loss, budget_penalty, budget_weight, haar_dwt2, level_costs, patch_entropy
+from defectscope.models.pvqae.budget import (
+    budget_loss,
+    budget_penalty,
+    budget_weight,
+    haar_dwt2,
+    level_costs,
+    patch_entropy,
+)
 
 
 def test_haar_preserves_energy_and_matches_pywavelets():
