@@ -77,6 +77,17 @@ def test_a_rescored_run_finds_its_training_log_through_the_checkpoint(smoke_benc
     assert ">Training loss</h2>" in text
 
 
+def test_a_standardised_run_says_so_and_a_plain_one_does_not(smoke_benchmark, run_report, tmp_path):
+    run = tmp_path / "standardised"
+    shutil.copytree(smoke_benchmark / "cells" / "ae_ssim.mtsd.multi_class.all.s0", run,
+                    ignore=shutil.ignore_patterns("checkpoints"))
+    results = json.loads((run / "results.json").read_text())
+    results["map_standardization"] = "position"
+    (run / "results.json").write_text(json.dumps(results))
+    assert "z-scored per position" in build_report(run).read_text()
+    assert "z-scored per position" not in run_report
+
+
 def test_a_benchmark_report_has_the_tables_and_every_finished_cell(smoke_benchmark, tmp_path):
     out = tmp_path / "bench"
     keep = ["ae_ssim.mtsd.multi_class.all.s0", PVQAE_CELL]

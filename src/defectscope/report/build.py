@@ -163,6 +163,12 @@ def heatmap_range(
     return (low, high) if high > low else (min(low, high), max(low, high) + 1e-6)
 
 
+def _standardization_note(results: dict) -> str:
+    if results.get("map_standardization", "none") == "none":
+        return ""
+    return "; maps z-scored per position against the held-out normal images (eval.map_standardization: position)"
+
+
 def run_sections(run: RunData, prefix: str = "") -> str:
     """The figures of one evaluated run, each group under its own heading."""
     r = run.results
@@ -173,7 +179,8 @@ def run_sections(run: RunData, prefix: str = "") -> str:
         f"<p>{html.escape(str(r.get('model')))}, {r.get('num_test_images')} test images at {r.get('image_size')} px; "
         f"{r.get('images_per_second') or float('nan'):.1f} images/s (batch {r.get('eval_batch_size')}); "
         f"{html.escape(env.get('device_name', '?'))}, torch {html.escape(env.get('torch', '?'))}, "
-        f"commit {html.escape(env.get('commit', '?'))}, {html.escape(env.get('date', '?'))}.</p>",
+        f"commit {html.escape(env.get('commit', '?'))}, {html.escape(env.get('date', '?'))}"
+        f"{_standardization_note(r)}.</p>",
         _metrics_html(r),
     ]
     if run.curves:
