@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import resource
@@ -20,6 +21,7 @@ from defectscope.engine.files import json_default, write_text_atomic
 from defectscope.engine.standardize import MapStandardizer, require_held_out_images
 from defectscope.metrics import compute_metrics, f1_max, image_auroc
 from defectscope.models import AnomalyModel
+from defectscope.models.base import ModelOutput
 
 METRIC_NAMES = ("image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max")
 
@@ -100,7 +102,9 @@ def calibrate(
     standardizer = None
     if cfg.eval.map_standardization == "position":
         standardizer = MapStandardizer.fit(preds.maps, preds.class_ids, num_classes)
-        preds = predict_dataset(model, validation, cfg.data.eval_batch_size, device, standardizer=standardizer)
+        z = standardizer(ModelOutput(torch.from_numpy(preds.maps), torch.from_numpy(preds.image_scores)),
+                         torch.from_numpy(preds.class_ids))
+        preds = dataclasses.replace(preds, maps=z.anomaly_map.numpy(), image_scores=z.image_score.numpy())
     model.train(was_training)
     calibration = {
         "image_threshold": float(preds.image_scores.max()),
