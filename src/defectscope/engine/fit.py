@@ -170,11 +170,9 @@ def fit(
         global_step += done
 
     seconds = time.perf_counter() - began
-    calibration, standardizer = {}, None
-    if fabric.is_global_zero:
-        calibration, standardizer = calibrate(model, bundle.validation, cfg, fabric.device, len(class_names))
     final = run_dir / "checkpoints" / "final"
     if fabric.is_global_zero:
+        calibration, standardizer = calibrate(model, bundle.validation, cfg, fabric.device, len(class_names))
         save_checkpoint(final, model, cfg, class_names, calibration, step=global_step, standardizer=standardizer)
         summary = {"steps": global_step, "train_seconds": round(seconds, 2), "world_size": fabric.world_size,
                    "commit": commit}

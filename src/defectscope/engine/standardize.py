@@ -42,8 +42,7 @@ class MapStandardizer:
 
         A class without held-out images gets the statistics of all classes pooled.
         """
-        if len(maps) < 2:
-            raise ValueError(f"map standardisation needs at least 2 held-out normal images, got {len(maps)}")
+        require_held_out_images("position", len(maps))
         maps64 = maps.astype(np.float64)
         means, stds = [], []
         for c in range(num_classes):
