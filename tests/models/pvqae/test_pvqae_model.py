@@ -131,3 +131,25 @@ def test_pixel_shuffle_output_has_no_full_resolution_convolution():
     assert max(seen) == 16  # every conv at half resolution or below; the pixel shuffle makes 32
     for hook in hooks:
         hook.remove()
+
+
+def test_perceptual_term_joins_the_reconstruction_loss_but_not_the_optimiser():
+    model = make(perceptual_weight=0.5, perceptual_pretrained=False, perceptual_taps=(1, 3))
+    x, c = images()
+    model.progress = 0.5
+    loss = model.training_step(x, c, 5, "main", "main")
+    parts = loss.parts
+    assert parts["perceptual"] > 0
+    assert parts["rec"].item() == pytest.approx((parts["pixel"] + 0.5 * parts["perceptual"]).item(), rel=1e-5)
+    trained = {id(p) for group in model.optimizer_groups("main").values() for p in group}
+    assert not any(id(p) in trained for p in model.perceptual.parameters())
+    loss.total.backward()
+    assert model.decoder.last_layer.grad is not None
+    assert all(p.grad is None for p in model.perceptual.parameters())
+
+
+def test_without_perceptual_weight_no_backbone_is_built():
+    model = make()
+    assert model.perceptual is None
+    assert not any(k.startswith("perceptual.") for k in model.state_dict())
+    assert "perceptual" not in model.training_step(*images(), 5, "main", "main").parts

@@ -27,6 +27,8 @@ from defectscope.layers.backbones.resnet import ResNetFeatures
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BACKBONES = ("mobilenet_v2", "resnet18", "wide_resnet50_2")
+# where the shared MobileNetV2 file lies relative to the repository root (../shared/weights/README.md)
+DEFAULT_MOBILENET_WEIGHTS = "../shared/weights/mobilenetv2_imagenet_features.safetensors"
 
 # taps of the "two middle stages" (PatchCore) and of the first three stages (PaDiM)
 MIDDLE_TAPS = {"mobilenet_v2": (6, 13), "resnet18": (2, 3), "wide_resnet50_2": (2, 3)}
@@ -88,6 +90,7 @@ class FrozenBackbone(nn.Module):
 
 __all__ = [
     "BACKBONES",
+    "DEFAULT_MOBILENET_WEIGHTS",
     "FIRST_THREE_TAPS",
     "MIDDLE_TAPS",
     "PUBLISHED_SHA256",

@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-DEFAULT_WEIGHTS = "../shared/weights/mobilenetv2_imagenet_features.safetensors"
+from defectscope.layers.backbones import DEFAULT_MOBILENET_WEIGHTS
 
 
 @dataclass(frozen=True)
 class PaDiMConfig:
     backbone: Literal["mobilenet_v2", "resnet18", "wide_resnet50_2"] = "mobilenet_v2"
-    backbone_path: str = DEFAULT_WEIGHTS  # relative paths resolve against the current folder
+    backbone_path: str = DEFAULT_MOBILENET_WEIGHTS  # relative paths resolve against the current folder
     backbone_sha256: str = "published"  # "published": the file's published sum; "": no check
     pretrained: bool = True  # False: random init (tests), no file read
     layers: tuple[int, ...] = ()  # (): the first three stages (MobileNetV2 blocks 3, 6, 13; ResNet layer1-3)

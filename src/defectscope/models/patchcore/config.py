@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-DEFAULT_WEIGHTS = "../shared/weights/mobilenetv2_imagenet_features.safetensors"
+from defectscope.layers.backbones import DEFAULT_MOBILENET_WEIGHTS
 
 
 @dataclass(frozen=True)
 class PatchCoreConfig:
     backbone: Literal["mobilenet_v2", "resnet18", "wide_resnet50_2"] = "mobilenet_v2"
     # relative paths resolve against the current folder, like data roots
-    backbone_path: str = DEFAULT_WEIGHTS
+    backbone_path: str = DEFAULT_MOBILENET_WEIGHTS
     backbone_sha256: str = "published"  # "published": the file's published sum; "": no check
     pretrained: bool = True  # False: random init (tests), no file read
     layers: tuple[int, ...] = ()  # (): the two middle stages (MobileNetV2 blocks 6, 13; ResNet layer2, 3)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from defectscope.layers.backbones import DEFAULT_MOBILENET_WEIGHTS
+
 
 @dataclass(frozen=True)
 class PVQAEConfig:
@@ -50,6 +52,14 @@ class PVQAEConfig:
     budget_target: float = 0.0
     # §1.4 reconstruction
     rec_loss: Literal["l1", "l2", "l1_l2"] = "l1_l2"
+    # VQ-GAN adds LPIPS (VGG weights we cannot ship); > 0 adds LPIPS's unweighted distance on a
+    # frozen ImageNet backbone read from a local file (layers/perceptual.py), weight as VQ-GAN's 1.0
+    perceptual_weight: float = 0.0
+    perceptual_backbone: Literal["mobilenet_v2", "resnet18", "wide_resnet50_2"] = "mobilenet_v2"
+    perceptual_backbone_path: str = DEFAULT_MOBILENET_WEIGHTS  # relative paths resolve against the current folder
+    perceptual_backbone_sha256: str = "published"  # "": no check
+    perceptual_taps: tuple[int, ...] = ()  # (): MobileNetV2 blocks 1, 3, 6, 13 (strides 2…16); ResNet layers 1…3
+    perceptual_pretrained: bool = True  # False: random init (tests), no file read
     # §1.5 adversarial training
     adversarial: bool = True
     disc_channels: int = 64

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from defectscope.layers.perceptual import PerceptualLoss
 from defectscope.layers.quantizer import VectorQuantizer
 from defectscope.layers.scoring import image_score, squared_error_map, to_model_range, to_unit_range
 from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, Phase
@@ -76,6 +77,10 @@ class PVQAE(AnomalyModel):
         self.discriminator = (
             PatchDiscriminator(3, cfg.disc_channels, cfg.disc_layers) if cfg.adversarial else None
         )
+        self.perceptual = None
+        if cfg.perceptual_weight > 0:
+            self.perceptual = PerceptualLoss(cfg.perceptual_backbone, cfg.perceptual_taps, cfg.perceptual_backbone_path,
+                                             cfg.perceptual_backbone_sha256, cfg.perceptual_pretrained)
         self.prior = None
         if cfg.prior != "none":
             self.prior = BudgetPriorTransformer(
@@ -151,12 +156,17 @@ class PVQAE(AnomalyModel):
         routing = self.router(features, tau=tau, hard=cfg.straight_through, sample=True)
         rec = self.reconstruct(features, routing.scores)
         rec_loss = reconstruction_loss(x, rec.image, cfg.rec_loss)
+        parts = {}
+        if self.perceptual is not None:
+            perceptual = self.perceptual(images, (rec.image + 1) * 0.5)  # no clamp: it would stop gradients
+            parts = {"pixel": rec_loss.detach(), "perceptual": perceptual.detach()}
+            rec_loss = rec_loss + cfg.perceptual_weight * perceptual  # VQ-GAN's nll: one term for the adaptive weight
         entropy = patch_entropy(images, self.coarse_grid, cfg.dwt_levels, cfg.dwt_include_approximation)
         costs = level_costs(entropy, self.num_levels, cfg.alpha, cfg.entropy_floor, cfg.budget_normalize)
         l_budget = budget_loss(routing.scores, costs)
         lambda_b = budget_weight(self.progress, cfg.lambda_max, cfg.budget_schedule)
         total = rec_loss + rec.vq_loss + lambda_b * budget_penalty(l_budget, cfg.budget_target)
-        parts = {"rec": rec_loss.detach(), "vq": rec.vq_loss.detach(), "budget": l_budget.detach()}
+        parts.update({"rec": rec_loss.detach(), "vq": rec.vq_loss.detach(), "budget": l_budget.detach()})
         if self._adversarial_on(step):
             g_loss = generator_loss(self.discriminator(rec.image))
             weight = adaptive_weight(rec_loss, g_loss, self.decoder.last_layer, cfg.disc_weight) \

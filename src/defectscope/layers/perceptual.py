@@ -1,0 +1,49 @@
+"""A perceptual reconstruction loss on a frozen ImageNet backbone read from a local file.
+
+VQ-GAN (and so PVQAE) trains with LPIPS beside the pixel loss; LPIPS needs VGG weights and
+learned per-channel heads that we cannot ship. This is LPIPS's unweighted "baseline" distance
+(Zhang et al., CVPR 2018, §3): per tap, unit-normalise the features along channels, take the
+squared difference, sum over channels, average over positions, sum over taps. Any backbone of
+`layers.backbones` serves; MobileNetV2 is the one whose weights exist offline here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from defectscope.layers.backbones import FrozenBackbone
+
+# from fine to coarse, one tap per stride as LPIPS taps VGG once per stride
+DEFAULT_TAPS = {"mobilenet_v2": (1, 3, 6, 13), "resnet18": (1, 2, 3), "wide_resnet50_2": (1, 2, 3)}
+
+
+def unit_channels(features: Tensor, eps: float = 1e-10) -> Tensor:
+    """Each position's feature vector scaled to unit length (LPIPS's `normalize_tensor`)."""
+    return features / (features.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)
+
+
+class PerceptualLoss(nn.Module):
+    """Mean feature distance between images and reconstructions, both (B, 3, H, W) in [0, 1].
+
+    Gradients flow into the reconstructions only; the backbone stays frozen and in eval mode.
+    """
+
+    def __init__(self, backbone: str, taps: tuple[int, ...] = (), path: str = "", sha256: str = "published",
+                 pretrained: bool = True) -> None:
+        super().__init__()
+        if backbone not in DEFAULT_TAPS:
+            raise ValueError(f"unknown perceptual backbone '{backbone}' (known: {', '.join(DEFAULT_TAPS)})")
+        self.net = FrozenBackbone(backbone, tuple(taps) or DEFAULT_TAPS[backbone], path, sha256, pretrained)
+
+    def distance_maps(self, images: Tensor, reconstructions: Tensor) -> list[Tensor]:
+        """Per tap, the (B, h, w) squared distance of the unit-normalised features."""
+        with torch.no_grad():
+            targets = self.net(images)
+        return [
+            (unit_channels(ours) - unit_channels(target)).pow(2).sum(dim=1)
+            for ours, target in zip(self.net(reconstructions), targets, strict=True)
+        ]
+
+    def forward(self, images: Tensor, reconstructions: Tensor) -> Tensor:
+        return sum(d.mean() for d in self.distance_maps(images, reconstructions))
