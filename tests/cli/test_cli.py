@@ -106,3 +106,31 @@ def test_demo_runs_end_to_end_on_the_shipped_data(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["num_test_images"] > 0 and "mtsd" in results["categories"]
     assert str(out / "results.md") in capsys.readouterr().out
+
+
+def test_pvqae_scores_in_perceptual_space_with_a_backbone_read_from_its_file(tmp_path, mtsd_root, capsys):
+    """Weights trained without the perceptual backbone: `test` reads it from the named file."""
+    import torch
+    from safetensors.torch import save_file
+
+    from defectscope.layers.backbones.mobilenetv2 import MobileNetV2Features
+    from helpers.runs import tiny_config_text
+
+    torch.manual_seed(0)
+    weights = tmp_path / "mobilenet.safetensors"
+    save_file(MobileNetV2Features(last=3).state_dict(), str(weights))
+    config = tmp_path / "run.yaml"
+    config.write_text(tiny_config_text(mtsd_root, tmp_path / "run", "pvqae", steps=2))
+    assert main(["train", str(config)]) == 0
+    ckpt = str(tmp_path / "run" / "checkpoints" / "final")
+    scoring = ["--model.rec_distance", "perceptual", "--model.perceptual_taps", "[1, 3]",
+               "--model.perceptual_backbone_sha256", "''"]
+    absent = tmp_path / "absent.safetensors"
+    assert main(["test", ckpt, *scoring, "--model.perceptual_backbone_path", str(absent),
+                 "--output", str(tmp_path / "x")]) == 2
+    assert str(absent) in capsys.readouterr().err
+    assert main(["test", ckpt, *scoring, "--model.perceptual_backbone_path", str(weights),
+                 "--output", str(tmp_path / "p")]) == 0
+    pixel = json.loads((tmp_path / "run" / "results.json").read_text())["categories"]["mtsd"]
+    perceptual = json.loads((tmp_path / "p" / "results.json").read_text())["categories"]["mtsd"]
+    assert perceptual["pixel_auroc"] != pixel["pixel_auroc"]

@@ -61,3 +61,25 @@ def test_checkpoints_get_ordinary_permissions(tmp_path, model_and_config):
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "ck").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "ck" / "model.safetensors").stat().st_mode) == 0o644
+
+
+def test_load_weights_lets_only_an_unloaded_pretrained_backbone_go_without_its_keys():
+    from defectscope.engine.checkpoint import load_weights
+    from defectscope.layers.backbones import FrozenBackbone
+
+    class WithBackbone(torch.nn.Module):
+        def __init__(self, pretrained):
+            super().__init__()
+            self.head = torch.nn.Linear(2, 2)
+            self.backbone = FrozenBackbone("mobilenet_v2", (1,), path="no/such/file", pretrained=pretrained)
+
+    head_only = {f"head.{k}": v for k, v in torch.nn.Linear(2, 2).state_dict().items()}
+    model = WithBackbone(pretrained=True)
+    load_weights(model, head_only)  # the backbone will read its own file when first used
+    assert torch.equal(model.head.weight, head_only["head.weight"]) and not model.backbone.loaded
+    with pytest.raises(ValueError, match="head.bias"):
+        load_weights(model, {"head.weight": head_only["head.weight"]})
+    with pytest.raises(ValueError, match="backbone"):
+        load_weights(WithBackbone(pretrained=False), head_only)  # random-init backbones must come from the state
+    with pytest.raises(ValueError, match="extra"):
+        load_weights(model, {**head_only, "extra": torch.zeros(1)})

@@ -79,3 +79,15 @@ def test_pretrained_distance_ranks_a_blurred_image_closer_than_noise():
     blurred = torch.nn.functional.avg_pool2d(x, 3, 1, 1)
     noisy = (x + 0.3 * torch.randn_like(x)).clamp(0, 1)
     assert loss(x, blurred) < loss(x, noisy)
+
+
+def test_perceptual_distance_map_sums_the_upsampled_taps():
+    torch.manual_seed(0)
+    loss = PerceptualLoss("mobilenet_v2", taps=(1, 3), pretrained=False)
+    x, y = torch.rand(2, 1, 3, 32, 32)
+    maps = loss.distance_maps(x, y)
+    assert [m.shape[-1] for m in maps] == [16, 8]
+    dense = loss.distance_map(x, y)
+    assert dense.shape == (1, 32, 32)
+    # bilinear upsampling keeps each tap's mean up to border effects
+    assert dense.mean().item() == pytest.approx(sum(m.mean() for m in maps).item(), rel=0.05)

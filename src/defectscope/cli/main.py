@@ -8,6 +8,7 @@ import sys
 from defectscope.config import ConfigError
 from defectscope.data.errors import DataError
 from defectscope.engine.checkpoint import CheckpointError
+from defectscope.layers.backbones import BackboneWeightsError
 from defectscope.report.errors import ReportError
 
 VERBS = ("train", "test", "predict", "demo", "benchmark", "report")
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = parser.parse_known_args(argv)
     try:
         return int(args.run(args, overrides) or 0)
-    except (ConfigError, DataError, CheckpointError, ReportError) as err:
+    except (ConfigError, DataError, CheckpointError, ReportError, BackboneWeightsError) as err:
         print(f"defectscope {args.verb}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

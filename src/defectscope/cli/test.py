@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from defectscope.data import build_datasets
     from defectscope.engine import evaluate, load_checkpoint
+    from defectscope.engine.checkpoint import load_weights
     from defectscope.engine.evaluate import calibrate
     from defectscope.models import create_model
 
@@ -44,8 +45,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         # weights; thresholds and standardiser are fitted again on the held-out normal images
         model = create_model(cfg.model_name, cfg.model, cfg.data.image_size, max(1, len(ckpt.class_names)))
         try:
-            model.load_state_dict(ckpt.model.state_dict())
-        except RuntimeError as err:
+            load_weights(model, ckpt.model.state_dict())
+        except ValueError as err:
             raise ConfigError(f"{ckpt.path}: the overrides change the network, not only its scoring ({err})") from err
         calibration, standardizer = calibrate(model, bundle.validation, cfg, device, max(1, len(ckpt.class_names)))
     missing = [n for n in bundle.class_names if n not in ckpt.class_names]

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from defectscope.config import RunConfig, config_from_yaml, config_to_yaml
 from defectscope.engine.standardize import MapStandardizer
+from defectscope.layers.backbones import FrozenBackbone
 from defectscope.models import AnomalyModel, create_model
 from defectscope.models.base import ModelOutput
 
@@ -128,6 +129,23 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return metadata
 
 
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load `state` into `model`; raises ValueError naming the keys that do not fit.
+
+    Keys may be missing only under a pretrained frozen backbone that has not been loaded: it
+    reads its weights from its own local file when first used (a scoring option on weights
+    trained without that backbone, e.g. PVQAE's `rec_distance: perceptual`).
+    """
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes that differ
+        raise ValueError(str(err)) from err
+    own_file = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, FrozenBackbone) and not m.loaded)
+    missing = [k for k in missing if not k.startswith(own_file)]
+    if missing or unexpected:
+        raise ValueError(f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     """Rebuild the model from the config stored in the checkpoint and load its weights."""
     weights = _weights_path(Path(path))
@@ -140,12 +158,10 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{weights}: cannot read weights ({err})") from err
     standardizer = MapStandardizer.pop_from(state)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{weights}: weights do not fit model '{config.model_name}' "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    try:
+        load_weights(model, state)
+    except ValueError as err:
+        raise CheckpointError(f"{weights}: weights do not fit model '{config.model_name}' ({err})") from err
     return Checkpoint(
         model=model,
         config=config,

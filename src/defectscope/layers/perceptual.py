@@ -10,6 +10,7 @@ squared difference, sum over channels, average over positions, sum over taps. An
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from defectscope.layers.backbones import FrozenBackbone
@@ -44,6 +45,14 @@ class PerceptualLoss(nn.Module):
             (unit_channels(ours) - unit_channels(target)).pow(2).sum(dim=1)
             for ours, target in zip(self.net(reconstructions), targets, strict=True)
         ]
+
+    def distance_map(self, images: Tensor, reconstructions: Tensor) -> Tensor:
+        """(B, H, W): every tap's distance upsampled to the image and summed (LPIPS's spatial map)."""
+        size = images.shape[-2:]
+        return sum(
+            F.interpolate(d[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+            for d in self.distance_maps(images, reconstructions)
+        )
 
     def forward(self, images: Tensor, reconstructions: Tensor) -> Tensor:
         return sum(d.mean() for d in self.distance_maps(images, reconstructions))

@@ -153,3 +153,15 @@ def test_without_perceptual_weight_no_backbone_is_built():
     assert model.perceptual is None
     assert not any(k.startswith("perceptual.") for k in model.state_dict())
     assert "perceptual" not in model.training_step(*images(), 5, "main", "main").parts
+
+
+def test_perceptual_rec_distance_scores_with_the_feature_distance_map():
+    model = make(rec_distance="perceptual", perceptual_pretrained=False, perceptual_taps=(1, 3)).eval()
+    assert model.perceptual is not None  # built for scoring even without the training term
+    x, c = images()
+    out = model.explain(x, c)
+    expected = model.perceptual.distance_map(x, out.reconstruction)
+    assert torch.allclose(out.rec_score, expected)
+    assert out.rec_score.shape == (2, 32, 32) and (out.rec_score >= 0).all()
+    assert "perceptual" not in model.training_step(x, c, 5, "main", "main").parts  # weight 0: no training term
+

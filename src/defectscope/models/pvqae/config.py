@@ -78,6 +78,10 @@ class PVQAEConfig:
     prior_lr: float = 1e-3
     # §1.7 scoring
     score: Literal["product", "one_plus_product", "sum", "rec", "budget"] = "product"
+    # ours: S_rec as the paper's squared pixel error, or as the perceptual distance between the
+    # image and its reconstruction (the perceptual backbone above; read from its path if the
+    # weights were trained without it)
+    rec_distance: Literal["pixel", "perceptual"] = "pixel"
     smoothing_sigma: float = 4.0
     image_score: Literal["max", "topk_mean"] = "max"
     topk: float = 0.01

@@ -48,7 +48,7 @@ class Explanation(NamedTuple):
     levels: Tensor  # (B, h, w) dynamic level map (0 = finest)
     prior_levels: Tensor  # (B, h, w) the prior's levels (= levels without a prior)
     budget_score: Tensor  # (B, H, W) S_budget at pixels (zeros without a prior)
-    rec_score: Tensor  # (B, H, W) S_rec
+    rec_score: Tensor  # (B, H, W) S_rec (squared pixel error, or perceptual distance)
     anomaly_map: Tensor  # (B, H, W)
 
 
@@ -78,7 +78,7 @@ class PVQAE(AnomalyModel):
             PatchDiscriminator(3, cfg.disc_channels, cfg.disc_layers) if cfg.adversarial else None
         )
         self.perceptual = None
-        if cfg.perceptual_weight > 0:
+        if cfg.perceptual_weight > 0 or cfg.rec_distance == "perceptual":
             self.perceptual = PerceptualLoss(cfg.perceptual_backbone, cfg.perceptual_taps, cfg.perceptual_backbone_path,
                                              cfg.perceptual_backbone_sha256, cfg.perceptual_pretrained)
         self.prior = None
@@ -157,7 +157,7 @@ class PVQAE(AnomalyModel):
         rec = self.reconstruct(features, routing.scores)
         rec_loss = reconstruction_loss(x, rec.image, cfg.rec_loss)
         parts = {}
-        if self.perceptual is not None:
+        if cfg.perceptual_weight > 0:
             perceptual = self.perceptual(images, (rec.image + 1) * 0.5)  # no clamp: it would stop gradients
             parts = {"pixel": rec_loss.detach(), "perceptual": perceptual.detach()}
             rec_loss = rec_loss + cfg.perceptual_weight * perceptual  # VQ-GAN's nll: one term for the adaptive weight
@@ -244,7 +244,10 @@ class PVQAE(AnomalyModel):
         else:
             prior_levels, budget, scores = routing.levels, None, routing.scores
         reconstruction = to_unit_range(self.reconstruct(features, scores).image)
-        rec = squared_error_map(images, reconstruction)
+        if cfg.rec_distance == "perceptual":
+            rec = self.perceptual.distance_map(images, reconstruction)
+        else:
+            rec = squared_error_map(images, reconstruction)
         amap = anomaly_map(budget, rec, cfg.score, cfg.smoothing_sigma)
         return Explanation(
             reconstruction, routing.levels, prior_levels,
