@@ -1,0 +1,23 @@
+import pytest
+
+from defectscope.config import load_config
+from defectscope.models import create_model
+from helpers.benchmarks import REPO_ROOT
+
+CONFIGS = sorted((REPO_ROOT / "configs" / "pvqae").glob("*.yaml"))
+
+
+def test_the_shipped_configs():
+    assert {p.stem for p in CONFIGS} == {"small", "small_mvtec", "paper"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_config_loads_and_builds_without_reading_weights(path):
+    cfg = load_config(path, [])
+    assert cfg.model_name == "pvqae"
+    model = create_model("pvqae", cfg.model, cfg.data.image_size)
+    if path.stem == "paper":  # the paper's λ_max and VQ-GAN's perceptual weight
+        assert (cfg.model.lambda_max, cfg.model.perceptual_weight) == (1.25, 1.0)
+        assert model.perceptual is not None and not model.perceptual.net.loaded  # read at the first step
+    else:  # the CPU configs need no pretrained weights
+        assert cfg.model.perceptual_weight == 0 and model.perceptual is None
