@@ -116,3 +116,11 @@ def test_the_shared_mobilenet_file_loads_and_gives_ordinary_features():
     g = torch.Generator().manual_seed(0)
     out = net(torch.rand(2, 3, 64, 64, generator=g))
     assert all(torch.isfinite(f).all() and f.std() > 0.05 for f in out)
+
+
+def test_an_unread_pretrained_backbone_leaves_no_random_weights_in_a_state_dict():
+    net = FrozenBackbone("mobilenet_v2", (1,), path="no/such/file")
+    holder = torch.nn.Sequential(torch.nn.Linear(2, 2), net)
+    assert set(holder.state_dict()) == {"0.weight", "0.bias"}
+    random_init = FrozenBackbone("mobilenet_v2", (1,), pretrained=False)
+    assert any(k.startswith("net.") for k in random_init.state_dict())
