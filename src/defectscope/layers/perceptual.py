@@ -31,11 +31,11 @@ class PerceptualLoss(nn.Module):
     """
 
     def __init__(self, backbone: str, taps: tuple[int, ...] = (), path: str = "", sha256: str = "published",
-                 pretrained: bool = True) -> None:
+                 pretrained: bool = True, setting: str = "model.perceptual_backbone_path") -> None:
         super().__init__()
         if backbone not in DEFAULT_TAPS:
             raise ValueError(f"unknown perceptual backbone '{backbone}' (known: {', '.join(DEFAULT_TAPS)})")
-        self.net = FrozenBackbone(backbone, tuple(taps) or DEFAULT_TAPS[backbone], path, sha256, pretrained)
+        self.net = FrozenBackbone(backbone, tuple(taps) or DEFAULT_TAPS[backbone], path, sha256, pretrained, setting)
 
     def distance_maps(self, images: Tensor, reconstructions: Tensor) -> list[Tensor]:
         """Per tap, the (B, h, w) squared distance of the unit-normalised features."""

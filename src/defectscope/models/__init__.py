@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from defectscope.config import ConfigError
 from defectscope.models.ae_ssim.config import AESSIMConfig
 from defectscope.models.ae_ssim.model import AESSIM
 from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, Phase
@@ -42,7 +43,10 @@ def create_model(name: str, config: Any = None, image_size: int = 256, num_class
     model_cls, config_cls = MODELS[name] if name in MODELS else (None, None)
     if model_cls is None:
         raise KeyError(f"unknown model '{name}' (known: {', '.join(sorted(MODELS))})")
-    return model_cls(config if config is not None else config_cls(), image_size, num_classes)
+    try:
+        return model_cls(config if config is not None else config_cls(), image_size, num_classes)
+    except ValueError as err:  # settings that do not fit together: a config error, not a traceback
+        raise ConfigError(f"model '{name}': {err}") from err
 
 
 __all__ = ["MODELS", "AnomalyModel", "LossParts", "ModelOutput", "Phase", "create_model", "model_config_class"]

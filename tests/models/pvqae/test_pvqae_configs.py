@@ -21,3 +21,13 @@ def test_every_config_loads_and_builds_without_reading_weights(path):
         assert model.perceptual is not None and not model.perceptual.net.loaded  # read at the first step
     else:  # the CPU configs need no pretrained weights
         assert cfg.model.perceptual_weight == 0 and model.perceptual is None
+
+
+def test_settings_that_do_not_fit_are_a_config_error_naming_the_model():
+    from defectscope.config import ConfigError
+    from defectscope.models.pvqae.config import PVQAEConfig
+
+    with pytest.raises(ConfigError, match="pvqae.*taps"):
+        create_model("pvqae", PVQAEConfig(perceptual_weight=1.0, perceptual_taps=(20,)), 256)
+    with pytest.raises(ConfigError, match="pvqae.*divisible"):
+        create_model("pvqae", PVQAEConfig(), 100)

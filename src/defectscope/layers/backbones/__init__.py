@@ -39,13 +39,14 @@ class FrozenBackbone(nn.Module):
     """A frozen, always-eval feature extractor; `taps` are block indices (MobileNetV2) or layers (ResNet)."""
 
     def __init__(self, name: str, taps: tuple[int, ...], path: str = "", sha256: str = "published",
-                 pretrained: bool = True) -> None:
+                 pretrained: bool = True, setting: str = "model.backbone_path") -> None:
         super().__init__()
         if name not in BACKBONES:
             raise ValueError(f"unknown backbone '{name}' (known: {', '.join(BACKBONES)})")
         if not taps or list(taps) != sorted(set(taps)):
             raise ValueError(f"backbone taps must be distinct and increasing, got {taps}")
         self.name, self.taps, self.path, self.sha256 = name, tuple(taps), path, sha256
+        self.setting = setting  # the config key errors name for the path
         if name == "mobilenet_v2":
             if max(taps) > 18 or min(taps) < 0:
                 raise ValueError(f"mobilenet_v2 taps are block indices 0…18, got {taps}")
@@ -72,7 +73,7 @@ class FrozenBackbone(nn.Module):
         if self.loaded:
             return
         device = self.mean.device
-        state = read_state_dict(Path(self.path), self.name, self.sha256)
+        state = read_state_dict(Path(self.path), self.name, self.sha256, self.setting)
         load_into(self.net, state, self.path, self.name)
         self.net.to(device)
         self.loaded = True

@@ -46,14 +46,15 @@ def expected_sha256(backbone: str, setting: str) -> str:
     return setting.lower()
 
 
-def read_state_dict(path: str | Path, backbone: str, sha256: str = "published") -> dict[str, Tensor]:
+def read_state_dict(path: str | Path, backbone: str, sha256: str = "published",
+                    setting: str = "model.backbone_path") -> dict[str, Tensor]:
     """The tensors in `path` (.safetensors, or a torch file read with weights_only=True)."""
     path = Path(path)
     if not path.is_file():
         raise BackboneWeightsError(
             f"{path}: pretrained weights for backbone '{backbone}' not found. defectscope never "
             f"downloads weights: put {PUBLISHED_NAMES[backbone]} at this path, or set "
-            f"model.backbone_path to where the file is."
+            f"{setting} to where the file is."
         )
     want = expected_sha256(backbone, sha256)
     if want:
@@ -62,7 +63,7 @@ def read_state_dict(path: str | Path, backbone: str, sha256: str = "published") 
             raise BackboneWeightsError(
                 f"{path}: sha256 {got} is not the expected {want} for backbone '{backbone}' "
                 f"({PUBLISHED_NAMES[backbone]}). If you converted the file on purpose (e.g. to "
-                f"safetensors), set model.backbone_sha256 to its sum, or to '' to skip the check."
+                f"safetensors), set {setting.removesuffix('_path')}_sha256 to its sum, or to '' to skip the check."
             )
     try:
         if path.suffix == ".safetensors":
