@@ -124,12 +124,12 @@ def test_pvqae_scores_in_perceptual_space_with_a_backbone_read_from_its_file(tmp
     assert main(["train", str(config)]) == 0
     ckpt = str(tmp_path / "run" / "checkpoints" / "final")
     scoring = ["--model.rec_distance", "perceptual", "--model.perceptual_taps", "[1, 3]",
-               "--model.perceptual_backbone_sha256", "''"]
+               "--model.backbone_sha256", "''"]
     absent = tmp_path / "absent.safetensors"
-    assert main(["test", ckpt, *scoring, "--model.perceptual_backbone_path", str(absent),
+    assert main(["test", ckpt, *scoring, "--model.backbone_path", str(absent),
                  "--output", str(tmp_path / "x")]) == 2
     assert str(absent) in capsys.readouterr().err
-    assert main(["test", ckpt, *scoring, "--model.perceptual_backbone_path", str(weights),
+    assert main(["test", ckpt, *scoring, "--model.backbone_path", str(weights),
                  "--output", str(tmp_path / "p")]) == 0
     pixel = json.loads((tmp_path / "run" / "results.json").read_text())["categories"]["mtsd"]
     perceptual = json.loads((tmp_path / "p" / "results.json").read_text())["categories"]["mtsd"]

@@ -62,7 +62,7 @@ def test_backbone_stays_in_eval_mode():
 
 def test_missing_weights_file_is_named():
     loss = PerceptualLoss("mobilenet_v2", path="no/such/file.safetensors")
-    with pytest.raises(BackboneWeightsError, match="no/such/file.safetensors.*model.perceptual_backbone_path"):
+    with pytest.raises(BackboneWeightsError, match="no/such/file.safetensors.*model.backbone_path"):
         loss(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
 
 

@@ -31,7 +31,7 @@ class PerceptualLoss(nn.Module):
     """
 
     def __init__(self, backbone: str, taps: tuple[int, ...] = (), path: str = "", sha256: str = "published",
-                 pretrained: bool = True, setting: str = "model.perceptual_backbone_path") -> None:
+                 pretrained: bool = True, setting: str = "model.backbone_path") -> None:
         super().__init__()
         if backbone not in DEFAULT_TAPS:
             raise ValueError(f"unknown perceptual backbone '{backbone}' (known: {', '.join(DEFAULT_TAPS)})")

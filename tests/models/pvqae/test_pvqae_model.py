@@ -73,7 +73,7 @@ def test_explain_reconstructs_with_the_prior_budget():
     features = model.encoder(x * 2 - 1)
     from defectscope.models.pvqae.routing import one_hot_levels
 
-    expected = model.reconstruct(features, one_hot_levels(out.prior_levels, 3)).image.clamp(-1, 1) * 0.5 + 0.5
+    expected = model.reconstruct(features, one_hot_levels(out.prior_levels, 3)).output.clamp(-1, 1) * 0.5 + 0.5
     assert torch.allclose(out.reconstruction, expected, atol=1e-6)
 
 
@@ -134,7 +134,7 @@ def test_pixel_shuffle_output_has_no_full_resolution_convolution():
 
 
 def test_perceptual_term_joins_the_reconstruction_loss_but_not_the_optimiser():
-    model = make(perceptual_weight=0.5, perceptual_pretrained=False, perceptual_taps=(1, 3))
+    model = make(perceptual_weight=0.5, backbone_pretrained=False, perceptual_taps=(1, 3))
     x, c = images()
     model.progress = 0.5
     loss = model.training_step(x, c, 5, "main", "main")
@@ -156,7 +156,7 @@ def test_without_perceptual_weight_no_backbone_is_built():
 
 
 def test_perceptual_rec_distance_scores_with_the_feature_distance_map():
-    model = make(rec_distance="perceptual", perceptual_pretrained=False, perceptual_taps=(1, 3)).eval()
+    model = make(rec_distance="perceptual", backbone_pretrained=False, perceptual_taps=(1, 3)).eval()
     assert model.perceptual is not None  # built for scoring even without the training term
     x, c = images()
     out = model.explain(x, c)

@@ -52,14 +52,25 @@ class PVQAEConfig:
     budget_target: float = 0.0
     # §1.4 reconstruction
     rec_loss: Literal["l1", "l2", "l1_l2"] = "l1_l2"
-    # VQ-GAN adds LPIPS (VGG weights we cannot ship); > 0 adds LPIPS's unweighted distance on a
-    # frozen ImageNet backbone read from a local file (layers/perceptual.py), weight as VQ-GAN's 1.0
+    # VQ-GAN adds LPIPS (VGG weights we cannot ship); > 0 adds LPIPS's unweighted distance on
+    # the frozen ImageNet backbone below (layers/perceptual.py), weight as VQ-GAN's 1.0
     perceptual_weight: float = 0.0
-    perceptual_backbone: Literal["mobilenet_v2", "resnet18", "wide_resnet50_2"] = "mobilenet_v2"
-    perceptual_backbone_path: str = DEFAULT_MOBILENET_WEIGHTS  # relative paths resolve against the current folder
-    perceptual_backbone_sha256: str = "published"  # "": no check
     perceptual_taps: tuple[int, ...] = ()  # (): MobileNetV2 blocks 1, 3, 6, 13 (strides 2…16); ResNet layers 1…3
-    perceptual_pretrained: bool = True  # False: random init (tests), no file read
+    # ours (not in the paper): what the autoencoder reconstructs. "image" is the paper's PVQAE.
+    # "features": the frozen backbone's patch features, aggregated as PatchCore's (taps resized
+    # to the finest one's grid after a p×p average), so that the codes describe texture the
+    # network need not learn from a few hundred images; S_rec is then the squared feature
+    # error. The code levels are the encoder's last three stages over that grid (stride 8,
+    # 16, 32 for MobileNetV2 blocks 6 and 13), the budget still comes from the image's DWT.
+    target: Literal["image", "features"] = "image"
+    feature_taps: tuple[int, ...] = ()  # (): the two middle stages, as PatchCore (MobileNetV2 6, 13)
+    feature_neighbourhood: int = 3  # PatchCore's p
+    # the frozen ImageNet backbone of the perceptual term, the feature-distance S_rec and the
+    # feature target, read from a local file (nothing downloads)
+    backbone: Literal["mobilenet_v2", "resnet18", "wide_resnet50_2"] = "mobilenet_v2"
+    backbone_path: str = DEFAULT_MOBILENET_WEIGHTS  # relative paths resolve against the current folder
+    backbone_sha256: str = "published"  # "": no check
+    backbone_pretrained: bool = True  # False: random init (tests), no file read
     # §1.5 adversarial training
     adversarial: bool = True
     disc_channels: int = 64

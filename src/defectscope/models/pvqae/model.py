@@ -6,8 +6,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from defectscope.layers.backbones import MIDDLE_TAPS, FrozenBackbone
+from defectscope.layers.patch_features import PatchFeatures
 from defectscope.layers.perceptual import PerceptualLoss
 from defectscope.layers.quantizer import VectorQuantizer
 from defectscope.layers.scoring import image_score, squared_error_map, to_model_range, to_unit_range
@@ -35,7 +38,7 @@ from defectscope.models.pvqae.routing import (
 
 
 class Reconstruction(NamedTuple):
-    image: Tensor  # (B, 3, H, W) in [-1, 1]
+    output: Tensor  # what the decoder rebuilds: the image (B, 3, H, W) in [-1, 1], or the patch features
     vq_loss: Tensor
     perplexity: list[Tensor]
     live_codes: list[Tensor]
@@ -44,11 +47,11 @@ class Reconstruction(NamedTuple):
 class Explanation(NamedTuple):
     """Every intermediate of the scoring, for pictures and debugging."""
 
-    reconstruction: Tensor  # (B, 3, H, W) in [0, 1], made with the prior budget
+    reconstruction: Tensor | None  # (B, 3, H, W) in [0, 1], made with the prior budget; None for target features
     levels: Tensor  # (B, h, w) dynamic level map (0 = finest)
     prior_levels: Tensor  # (B, h, w) the prior's levels (= levels without a prior)
     budget_score: Tensor  # (B, H, W) S_budget at pixels (zeros without a prior)
-    rec_score: Tensor  # (B, H, W) S_rec (squared pixel error, or perceptual distance)
+    rec_score: Tensor  # (B, H, W) S_rec (squared pixel or feature error, or perceptual distance)
     anomaly_map: Tensor  # (B, H, W)
 
 
@@ -59,12 +62,26 @@ class PVQAE(AnomalyModel):
         super().__init__()
         cfg = self.config = config
         stages = len(cfg.channel_mult)
-        if image_size % 2 ** (stages - 1):
-            raise ValueError(f"pvqae: image_size {image_size} must be divisible by {2 ** (stages - 1)}")
+        self.features = None  # the frozen patch-feature extractor of target "features"
+        if cfg.target == "features":
+            if cfg.perceptual_weight > 0 or cfg.rec_distance == "perceptual":
+                raise ValueError("pvqae: target 'features' rebuilds no image, so it takes neither "
+                                 "perceptual_weight > 0 nor rec_distance 'perceptual'")
+            backbone = FrozenBackbone(cfg.backbone, tuple(cfg.feature_taps) or MIDDLE_TAPS[cfg.backbone],
+                                      cfg.backbone_path, cfg.backbone_sha256, cfg.backbone_pretrained,
+                                      "model.backbone_path")
+            self.features = PatchFeatures(backbone, cfg.feature_neighbourhood)
+            channels, stride = self.features.channels, self.features.stride
+        else:
+            channels, stride = 3, 1
+        if image_size % (stride * 2 ** (stages - 1)):
+            raise ValueError(f"pvqae: image_size {image_size} must be divisible by {stride * 2 ** (stages - 1)}"
+                             + (f" (feature stride {stride} × 2^{stages - 1})" if stride > 1 else ""))
+        grid = image_size // stride
         self.num_levels = cfg.num_levels
-        self.coarse_grid = (image_size // 2 ** (stages - 1),) * 2
-        finest = image_size // 2 ** (stages - cfg.num_levels)
-        self.encoder = Encoder(cfg)
+        self.coarse_grid = (grid // 2 ** (stages - 1),) * 2
+        finest = grid // 2 ** (stages - cfg.num_levels)
+        self.encoder = Encoder(cfg, in_channels=channels)
         shared = cfg.shared_codebook or cfg.routing_design == "route_then_quantize"
         self.quantizers = nn.ModuleList(
             VectorQuantizer(cfg.num_codes, cfg.code_dim, cfg.beta, cfg.ema, cfg.ema_decay, cfg.kmeans_init,
@@ -73,14 +90,14 @@ class PVQAE(AnomalyModel):
         )
         self.router = DynamicRouter(cfg.code_dim, cfg.num_levels, cfg.router_hidden)
         positional = (finest, finest) if cfg.routing_design == "route_then_quantize" else None
-        self.decoder = Decoder(cfg, positional=positional)
+        self.decoder = Decoder(cfg, out_channels=channels, positional=positional)
         self.discriminator = (
-            PatchDiscriminator(3, cfg.disc_channels, cfg.disc_layers) if cfg.adversarial else None
+            PatchDiscriminator(channels, cfg.disc_channels, cfg.disc_layers) if cfg.adversarial else None
         )
         self.perceptual = None
         if cfg.perceptual_weight > 0 or cfg.rec_distance == "perceptual":
-            self.perceptual = PerceptualLoss(cfg.perceptual_backbone, cfg.perceptual_taps, cfg.perceptual_backbone_path,
-                                             cfg.perceptual_backbone_sha256, cfg.perceptual_pretrained)
+            self.perceptual = PerceptualLoss(cfg.backbone, cfg.perceptual_taps, cfg.backbone_path,
+                                             cfg.backbone_sha256, cfg.backbone_pretrained, "model.backbone_path")
         self.prior = None
         if cfg.prior != "none":
             self.prior = BudgetPriorTransformer(
@@ -127,6 +144,23 @@ class PVQAE(AnomalyModel):
 
     # --- pieces -------------------------------------------------------------------------
 
+    def target(self, images: Tensor) -> Tensor:
+        """What the autoencoder takes in and rebuilds: the image in [-1, 1], or its patch features."""
+        if self.features is None:
+            return to_model_range(images)
+        with torch.no_grad():
+            return self.features(images)
+
+    def rec_score(self, images: Tensor, target: Tensor, output: Tensor) -> tuple[Tensor, Tensor | None]:
+        """S_rec at pixels (B, H, W), and the reconstructed image in [0, 1] (None for target features)."""
+        if self.features is not None:
+            error = (output - target).pow(2).sum(dim=1, keepdim=True)
+            return F.interpolate(error, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0], None
+        reconstruction = to_unit_range(output)
+        if self.config.rec_distance == "perceptual":
+            return self.perceptual.distance_map(images, reconstruction), reconstruction
+        return squared_error_map(images, reconstruction), reconstruction
+
     def quantizer(self, level: int) -> VectorQuantizer:
         return self.quantizers[0 if len(self.quantizers) == 1 else level]
 
@@ -150,15 +184,15 @@ class PVQAE(AnomalyModel):
 
     def _autoencoder_step(self, images: Tensor, step: int) -> LossParts:
         cfg = self.config
-        x = to_model_range(images)
+        x = self.target(images)
         features = self.encoder(x)
         tau = gumbel_tau(self.progress, cfg.tau_start, cfg.tau_end)
         routing = self.router(features, tau=tau, hard=cfg.straight_through, sample=True)
         rec = self.reconstruct(features, routing.scores)
-        rec_loss = reconstruction_loss(x, rec.image, cfg.rec_loss)
+        rec_loss = reconstruction_loss(x, rec.output, cfg.rec_loss)
         parts = {}
         if cfg.perceptual_weight > 0:
-            perceptual = self.perceptual(images, (rec.image + 1) * 0.5)  # no clamp: it would stop gradients
+            perceptual = self.perceptual(images, (rec.output + 1) * 0.5)  # no clamp: it would stop gradients
             parts = {"pixel": rec_loss.detach(), "perceptual": perceptual.detach()}
             rec_loss = rec_loss + cfg.perceptual_weight * perceptual  # VQ-GAN's nll: one term for the adaptive weight
         entropy = patch_entropy(images, self.coarse_grid, cfg.dwt_levels, cfg.dwt_include_approximation)
@@ -168,12 +202,12 @@ class PVQAE(AnomalyModel):
         total = rec_loss + rec.vq_loss + lambda_b * budget_penalty(l_budget, cfg.budget_target)
         parts.update({"rec": rec_loss.detach(), "vq": rec.vq_loss.detach(), "budget": l_budget.detach()})
         if self._adversarial_on(step):
-            g_loss = generator_loss(self.discriminator(rec.image))
+            g_loss = generator_loss(self.discriminator(rec.output))
             weight = adaptive_weight(rec_loss, g_loss, self.decoder.last_layer, cfg.disc_weight) \
                 if torch.is_grad_enabled() else torch.tensor(cfg.disc_weight)
             total = total + weight * g_loss
             parts.update({"g_adv": g_loss.detach(), "adv_weight": weight})
-        self._fake = rec.image.detach()
+        self._fake = rec.output.detach()
         share = routing.scores.detach().mean(dim=(0, 2, 3))
         self._last = {
             "tau": tau, "lambda_b": lambda_b,
@@ -191,14 +225,14 @@ class PVQAE(AnomalyModel):
         if not self._adversarial_on(step) or self._fake is None:
             idle = sum(p.sum() for p in self.discriminator.parameters()) * 0.0  # keeps DDP and autograd happy
             return LossParts(idle, {})
-        real = to_model_range(images)
+        real = self.target(images)
         loss = hinge_d_loss(self.discriminator(real), self.discriminator(self._fake))
         return LossParts(loss, {"d_hinge": loss.detach()})
 
     @torch.no_grad()
     def dynamic_levels(self, images: Tensor) -> Tensor:
         """The router's hard level map for images in [0, 1] (no Gumbel noise): (B, h, w)."""
-        return self.router(self.encoder(to_model_range(images)), sample=False).levels
+        return self.router(self.encoder(self.target(images)), sample=False).levels
 
     def _prior_step(self, images: Tensor, class_ids: Tensor) -> LossParts:
         self.encoder.eval()
@@ -233,7 +267,8 @@ class PVQAE(AnomalyModel):
         cfg = self.config
         if class_ids is None:
             class_ids = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
-        features = self.encoder(to_model_range(images))
+        target = self.target(images)
+        features = self.encoder(target)
         routing = self.router(features, sample=False)
         size = images.shape[-2:]
         if self.prior is not None:
@@ -243,11 +278,7 @@ class PVQAE(AnomalyModel):
             scores = one_hot_levels(prior_levels, self.num_levels).to(features[0].dtype)
         else:
             prior_levels, budget, scores = routing.levels, None, routing.scores
-        reconstruction = to_unit_range(self.reconstruct(features, scores).image)
-        if cfg.rec_distance == "perceptual":
-            rec = self.perceptual.distance_map(images, reconstruction)
-        else:
-            rec = squared_error_map(images, reconstruction)
+        rec, reconstruction = self.rec_score(images, target, self.reconstruct(features, scores).output)
         amap = anomaly_map(budget, rec, cfg.score, cfg.smoothing_sigma)
         return Explanation(
             reconstruction, routing.levels, prior_levels,

@@ -1,7 +1,7 @@
 """Where PVQAE's inference time goes: `python -m defectscope.models.pvqae.profile CONFIG`.
 
-Times each stage of `PVQAE.explain` on random images (encoder, routing, budget prior,
-quantise + decode, scoring), so a slow configuration says which part to shrink.
+Times each stage of `PVQAE.explain` on random images (patch features for target `features`,
+encoder, routing, budget prior, quantise + decode, scoring), so a slow configuration says which part to shrink.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from defectscope.config import load_config
-from defectscope.layers.scoring import image_score, squared_error_map, to_model_range, to_unit_range
+from defectscope.layers.scoring import image_score
 from defectscope.models import create_model
 from defectscope.models.pvqae.anomaly_map import anomaly_map, budget_score, pixel_budget
 from defectscope.models.pvqae.model import PVQAE
@@ -36,7 +36,10 @@ def profile_parts(model: PVQAE, batch: int, size: int, iterations: int = 3) -> d
     images = torch.rand(batch, 3, size, size)
     classes = torch.zeros(batch, dtype=torch.long)
     out: dict[str, float] = {}
-    t, features = _timed(lambda: model.encoder(to_model_range(images)), iterations)
+    t, target = _timed(lambda: model.target(images), iterations)
+    if model.features is not None:
+        out["patch features (frozen backbone)"] = t
+    t, features = _timed(lambda: model.encoder(target), iterations)
     out["encoder"] = t
     t, routing = _timed(lambda: model.router(features, sample=False), iterations)
     out["routing"] = t
@@ -46,12 +49,12 @@ def profile_parts(model: PVQAE, batch: int, size: int, iterations: int = 3) -> d
         t, probs = _timed(lambda: model.prior.predict_each_masked(routing.levels, classes), iterations)
         out["budget prior"] = t
         scores = one_hot_levels(probs.argmax(1), model.num_levels)
-    t, rec = _timed(lambda: model.reconstruct(features, scores).image, iterations)
+    t, rec = _timed(lambda: model.reconstruct(features, scores).output, iterations)
     out["quantise + decode"] = t
 
     def score() -> torch.Tensor:
         budget = pixel_budget(budget_score(routing.levels, probs), images.shape[-2:]) if probs is not None else None
-        maps = anomaly_map(budget, squared_error_map(images, to_unit_range(rec)), model.config.score,
+        maps = anomaly_map(budget, model.rec_score(images, target, rec)[0], model.config.score,
                            model.config.smoothing_sigma)
         return image_score(maps)
 
