@@ -134,3 +134,27 @@ def test_pvqae_scores_in_perceptual_space_with_a_backbone_read_from_its_file(tmp
     pixel = json.loads((tmp_path / "run" / "results.json").read_text())["categories"]["mtsd"]
     perceptual = json.loads((tmp_path / "p" / "results.json").read_text())["categories"]["mtsd"]
     assert perceptual["pixel_auroc"] != pixel["pixel_auroc"]
+
+
+def test_pvqae_on_features_keeps_its_backbone_in_the_checkpoint(tmp_path, mtsd_root, capsys):
+    """Trained with the backbone read from a file; `test` from the checkpoint needs no file."""
+    import torch
+    from safetensors.torch import save_file
+
+    from defectscope.layers.backbones.mobilenetv2 import MobileNetV2Features
+    from helpers.runs import tiny_config_text
+
+    torch.manual_seed(0)
+    weights = tmp_path / "mobilenet.safetensors"
+    save_file(MobileNetV2Features(last=6).state_dict(), str(weights))
+    config = tmp_path / "run.yaml"
+    config.write_text(tiny_config_text(mtsd_root, tmp_path / "run", "pvqae", steps=2).replace(
+        "channel_mult: [1, 1, 2, 2], res_blocks: [1, 1, 1, 1]",
+        f"channel_mult: [1, 2, 2], res_blocks: [1, 1, 1], target: features, feature_taps: [3, 6], "
+        f"adversarial: false, backbone_sha256: '', backbone_path: '{weights}'"))
+    assert main(["train", str(config)]) == 0
+    trained = json.loads((tmp_path / "run" / "results.json").read_text())["categories"]["mtsd"]
+    weights.unlink()
+    assert main(["test", str(tmp_path / "run" / "checkpoints" / "final"), "--output", str(tmp_path / "t")]) == 0
+    again = json.loads((tmp_path / "t" / "results.json").read_text())["categories"]["mtsd"]
+    assert again["pixel_auroc"] == pytest.approx(trained["pixel_auroc"])

@@ -8,7 +8,7 @@ CONFIGS = sorted((REPO_ROOT / "configs" / "pvqae").glob("*.yaml"))
 
 
 def test_the_shipped_configs():
-    assert {p.stem for p in CONFIGS} == {"small", "small_mvtec", "paper"}
+    assert {p.stem for p in CONFIGS} == {"small", "small_mvtec", "small_features", "small_features_mvtec", "paper"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -19,8 +19,13 @@ def test_every_config_loads_and_builds_without_reading_weights(path):
     if path.stem == "paper":  # the paper's λ_max and VQ-GAN's perceptual weight
         assert (cfg.model.lambda_max, cfg.model.perceptual_weight) == (1.25, 1.0)
         assert model.perceptual is not None and not model.perceptual.net.loaded  # read at the first step
-    else:  # the CPU configs need no pretrained weights
+    else:  # the CPU configs train without a perceptual term
         assert cfg.model.perceptual_weight == 0 and model.perceptual is None
+    if path.stem.startswith("small_features"):  # rebuild the backbone's features, read at the first step
+        assert model.features is not None and not model.features.backbone.loaded
+        assert model.coarse_grid == (8, 8)  # the same 8×8 budget grid as the image configs at 256 px
+    else:
+        assert model.features is None
 
 
 def test_settings_that_do_not_fit_are_a_config_error_naming_the_model():
@@ -31,3 +36,5 @@ def test_settings_that_do_not_fit_are_a_config_error_naming_the_model():
         create_model("pvqae", PVQAEConfig(perceptual_weight=1.0, perceptual_taps=(20,)), 256)
     with pytest.raises(ConfigError, match="pvqae.*divisible"):
         create_model("pvqae", PVQAEConfig(), 100)
+    with pytest.raises(ConfigError, match="pvqae.*rebuilds no image"):
+        create_model("pvqae", PVQAEConfig(target="features", rec_distance="perceptual"), 256)

@@ -3,6 +3,7 @@ import torch
 
 from defectscope.models.pvqae.config import PVQAEConfig
 from defectscope.models.pvqae.model import PVQAE
+from defectscope.models.pvqae.routing import one_hot_levels
 
 TINY = dict(channels=8, channel_mult=(1, 1, 2, 2), res_blocks=(1, 1, 1, 1), num_codes=16, code_dim=8,
             router_hidden=8, disc_channels=8, disc_layers=2, disc_start=0, prior_dim=16, prior_heads=2)
@@ -71,7 +72,6 @@ def test_explain_reconstructs_with_the_prior_budget():
     assert (out.budget_score >= 0).all()
     # reconstructing with the prior levels is what S_rec measures
     features = model.encoder(x * 2 - 1)
-    from defectscope.models.pvqae.routing import one_hot_levels
 
     expected = model.reconstruct(features, one_hot_levels(out.prior_levels, 3)).output.clamp(-1, 1) * 0.5 + 0.5
     assert torch.allclose(out.reconstruction, expected, atol=1e-6)
@@ -165,3 +165,61 @@ def test_perceptual_rec_distance_scores_with_the_feature_distance_map():
     assert out.rec_score.shape == (2, 32, 32) and (out.rec_score >= 0).all()
     assert "perceptual" not in model.training_step(x, c, 5, "main", "main").parts  # weight 0: no training term
 
+
+
+def make_features(**overrides):
+    """A feature-target PVQAE on random MobileNetV2 blocks 3 and 6 (stride 4: a 16² grid for 64 px)."""
+    torch.manual_seed(0)
+    cfg = {**TINY, "channel_mult": (1, 2, 2), "res_blocks": (1, 1, 1), "target": "features",
+           "feature_taps": (3, 6), "backbone_pretrained": False, **overrides}
+    return PVQAE(PVQAEConfig(**cfg), image_size=64, num_classes=2)
+
+
+def test_feature_target_codes_levels_over_the_feature_grid():
+    model = make_features()
+    x = torch.rand(2, 3, 64, 64)
+    target = model.target(x)
+    assert target.shape == (2, 24 + 32, 16, 16)  # MobileNetV2 block 3 (24) and 6 (32) channels
+    assert [f.shape[-1] for f in model.encoder(target)] == [16, 8, 4]
+    assert model.coarse_grid == (4, 4)
+    assert model.reconstruct(model.encoder(target), torch.ones(2, 3, 4, 4) / 3).output.shape == target.shape
+
+
+def test_feature_target_trains_the_autoencoder_on_the_features_and_never_the_backbone():
+    model = make_features()
+    x = torch.rand(2, 3, 64, 64)
+    model.progress = 0.5
+    loss = model.training_step(x, torch.tensor([0, 1]), 5, "main", "main")
+    trained = {id(p) for group in model.optimizer_groups("main").values() for p in group}
+    assert not any(id(p) in trained for p in model.features.parameters())
+    loss.total.backward()
+    assert model.encoder.conv_in.weight.grad is not None and model.decoder.last_layer.grad is not None
+    assert all(p.grad is None for p in model.features.parameters())
+    assert model.discriminator.net[0].in_channels == 56  # judges features, as the decoder makes them
+    model.training_step(x, torch.tensor([0, 1]), 5, "main", "disc").total.backward()
+
+
+def test_feature_target_scores_the_squared_feature_error_at_pixels():
+    model = make_features(score="rec", smoothing_sigma=0.0).eval()
+    x, c = torch.rand(2, 3, 64, 64), torch.tensor([0, 1])
+    out = model.explain(x, c)
+    assert out.reconstruction is None and out.rec_score.shape == (2, 64, 64)
+    target = model.target(x)
+    rebuilt = model.reconstruct(model.encoder(target), one_hot_levels(out.prior_levels, 3).float()).output
+    error = (rebuilt - target).pow(2).sum(dim=1)  # (2, 16, 16); each feature cell covers 4×4 pixels
+    assert torch.allclose(out.rec_score.mean(dim=(1, 2)), error.mean(dim=(1, 2)), rtol=1e-4)
+    assert out.rec_score.argmax() // 64 // 4 == error.argmax() // 16  # the worst cell's row, at pixels
+    assert torch.equal(out.anomaly_map, out.rec_score)
+
+
+@pytest.mark.parametrize("bad", [dict(perceptual_weight=1.0), dict(rec_distance="perceptual")])
+def test_feature_target_refuses_image_only_settings(bad):
+    with pytest.raises(ValueError, match="target 'features' rebuilds no image"):
+        make_features(**bad)
+
+
+def test_feature_target_image_size_must_fit_the_feature_stride():
+    cfg = PVQAEConfig(**{**TINY, "channel_mult": (1, 2, 2), "res_blocks": (1, 1, 1), "target": "features",
+                         "feature_taps": (3, 6), "backbone_pretrained": False})
+    with pytest.raises(ValueError, match=r"divisible by 16 \(feature stride 4"):
+        PVQAE(cfg, image_size=56)
