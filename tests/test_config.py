@@ -5,6 +5,7 @@ import pytest
 from defectscope.config import (
     ConfigError,
     RunConfig,
+    build_config,
     config_from_yaml,
     config_to_yaml,
     load_config,
@@ -74,3 +75,17 @@ def test_override_parser_reads_yaml_values():
         parse_overrides(["--a.b"])
     with pytest.raises(ConfigError, match="expected --section.key"):
         parse_overrides(["value"])
+
+
+def test_a_renamed_model_key_still_loads_under_its_new_name_with_a_warning():
+    old = {"perceptual_backbone_path": "old/file.safetensors", "perceptual_pretrained": False}
+    raw = {"model": {"name": "pvqae", **old}}
+    with pytest.warns(UserWarning, match="'model.perceptual_backbone_path' is now 'model.backbone_path'"):
+        cfg = build_config(raw, "stored config")
+    assert (cfg.model.backbone_path, cfg.model.backbone_pretrained) == ("old/file.safetensors", False)
+
+
+def test_an_old_and_a_new_name_that_disagree_are_an_error():
+    raw = {"model": {"name": "pvqae", "perceptual_backbone_path": "a.safetensors", "backbone_path": "b.safetensors"}}
+    with pytest.raises(ConfigError, match="old name of 'model.backbone_path'"):
+        build_config(raw, "x.yaml")

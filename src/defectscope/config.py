@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -231,9 +232,25 @@ def build_config(raw: dict[str, Any], source: str) -> RunConfig:
         config_cls = model_config_class(name)
     except KeyError as err:
         raise ConfigError(f"{source}: 'model.name': {err.args[0]}") from None
+    model_section = _renamed(model_section, getattr(config_cls, "RENAMED_KEYS", {}), source)
     model_cfg = from_dict(config_cls, model_section, "model", source)
     run = from_dict(RunConfig, raw, "", source)
     return dataclasses.replace(run, model_name=name, model=model_cfg)
+
+
+def _renamed(section: dict[str, Any], renamed: dict[str, str], source: str) -> dict[str, Any]:
+    """Old model keys under their new names, so configs and checkpoints written before a rename still load."""
+    moved = []
+    for old, new in renamed.items():
+        if old not in section:
+            continue
+        if new in section and section[new] != section[old]:
+            raise ConfigError(f"{source}: 'model.{old}' is the old name of 'model.{new}'; give only 'model.{new}'")
+        section[new] = section.pop(old)
+        moved.append(f"'model.{old}' is now 'model.{new}'")
+    if moved:
+        warnings.warn(f"{source}: {'; '.join(moved)}", UserWarning, stacklevel=3)
+    return section
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:

@@ -5,13 +5,19 @@ paper's where it gives them; `open` marks choices the paper leaves open."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from defectscope.layers.backbones import DEFAULT_MOBILENET_WEIGHTS
 
 
 @dataclass(frozen=True)
 class PVQAEConfig:
+    # old name → new name: configs and checkpoints written before session 6 still load
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {
+        "perceptual_backbone": "backbone", "perceptual_backbone_path": "backbone_path",
+        "perceptual_backbone_sha256": "backbone_sha256", "perceptual_pretrained": "backbone_pretrained",
+    }
+
     # §1.1 VQ-GAN-style backbone. Stage i works at H / 2^i; the last three stages give the
     # code levels z¹ (finest), z², z³ (coarsest): 32², 16², 8² for a 256 input with 6 stages.
     channels: int = 64
