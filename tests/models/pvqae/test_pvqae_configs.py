@@ -8,7 +8,9 @@ CONFIGS = sorted((REPO_ROOT / "configs" / "pvqae").glob("*.yaml"))
 
 
 def test_the_shipped_configs():
-    assert {p.stem for p in CONFIGS} == {"small", "small_mvtec", "small_features", "small_features_mvtec", "paper"}
+    assert {p.stem for p in CONFIGS} == {
+        "small", "small_mvtec", "small_features", "small_features_mvtec", "small_features_fine", "paper",
+    }
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -24,6 +26,7 @@ def test_every_config_loads_and_builds_without_reading_weights(path):
     if path.stem.startswith("small_features"):  # rebuild the backbone's features, read at the first step
         assert model.features is not None and not model.features.backbone.loaded
         assert model.coarse_grid == (8, 8)  # the same 8×8 budget grid as the image configs at 256 px
+        assert model.features.grid(cfg.data.image_size) == (64 if path.stem.endswith("fine") else 32)
     else:
         assert model.features is None
 
