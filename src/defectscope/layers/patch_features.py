@@ -50,3 +50,12 @@ class PatchFeatures(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return aggregate_taps(self.backbone(images), self.neighbourhood, self.mode)
+
+
+def jitter_features(features: Tensor, scale: float, generator: torch.Generator | None = None) -> Tensor:
+    """UniAD's feature jittering: noise of std scale · ‖f‖ / C at each position of (B, C, h, w)."""
+    if scale <= 0:
+        return features
+    std = features.norm(dim=1, keepdim=True) * (scale / features.shape[1])
+    noise = torch.randn(features.shape, generator=generator, device=features.device, dtype=features.dtype)
+    return features + noise * std

@@ -223,3 +223,24 @@ def test_feature_target_image_size_must_fit_the_feature_stride():
                          "feature_taps": (3, 6), "backbone_pretrained": False})
     with pytest.raises(ValueError, match=r"divisible by 16 \(feature stride 4"):
         PVQAE(cfg, image_size=56)
+
+
+def test_feature_jitter_noises_the_encoders_input_in_training_only():
+    model = make_features(feature_jitter=20.0)
+    x, c = torch.rand(2, 3, 64, 64), torch.tensor([0, 1])
+    seen = []
+    model.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    model.progress = 0.5
+    model.training_step(x, c, 5, "main", "main")
+    target = model.target(x)
+    assert seen[0].shape == target.shape and not torch.allclose(seen[0], target)
+    model.eval()
+    model.explain(x, c)
+    assert torch.equal(seen[-1], target)  # scoring sees the clean features
+
+
+def test_feature_jitter_needs_the_feature_target():
+    with pytest.raises(ValueError, match="feature_jitter.*target 'features'"):
+        PVQAE(PVQAEConfig(**{**TINY, "feature_jitter": 1.0}), image_size=64)
+    with pytest.raises(ValueError, match="feature_jitter must be ≥ 0"):
+        make_features(feature_jitter=-1.0)

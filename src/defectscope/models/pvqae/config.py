@@ -71,6 +71,11 @@ class PVQAEConfig:
     target: Literal["image", "features"] = "image"
     feature_taps: tuple[int, ...] = ()  # (): the two middle stages, as PatchCore (MobileNetV2 6, 13)
     feature_neighbourhood: int = 3  # PatchCore's p
+    # ours, from UniAD (You et al. 2022, "feature jittering"): > 0 adds Gaussian noise of std
+    # feature_jitter · ‖f‖ / C to each position of the encoder's input features while training
+    # (the target stays clean), so the autoencoder learns to map off-normal features back to
+    # normal ones rather than to copy them; UniAD uses 20. Target "features" only.
+    feature_jitter: float = 0.0
     # the frozen ImageNet backbone of the perceptual term, the feature-distance S_rec and the
     # feature target, read from a local file (nothing downloads)
     backbone: Literal["mobilenet_v2", "resnet18", "wide_resnet50_2"] = "mobilenet_v2"

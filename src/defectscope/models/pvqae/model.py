@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from defectscope.layers.backbones import MIDDLE_TAPS, FrozenBackbone
-from defectscope.layers.patch_features import PatchFeatures
+from defectscope.layers.patch_features import PatchFeatures, jitter_features
 from defectscope.layers.perceptual import PerceptualLoss
 from defectscope.layers.quantizer import VectorQuantizer
 from defectscope.layers.scoring import image_score, squared_error_map, to_model_range, to_unit_range
@@ -73,7 +73,11 @@ class PVQAE(AnomalyModel):
             self.features = PatchFeatures(backbone, cfg.feature_neighbourhood)
             channels, stride = self.features.channels, self.features.stride
         else:
+            if cfg.feature_jitter:
+                raise ValueError("pvqae: feature_jitter jitters patch features; it needs target 'features'")
             channels, stride = 3, 1
+        if cfg.feature_jitter < 0:
+            raise ValueError(f"pvqae: feature_jitter must be ≥ 0, got {cfg.feature_jitter}")
         if image_size % (stride * 2 ** (stages - 1)):
             raise ValueError(f"pvqae: image_size {image_size} must be divisible by {stride * 2 ** (stages - 1)}"
                              + (f" (feature stride {stride} × 2^{stages - 1})" if stride > 1 else ""))
@@ -185,7 +189,7 @@ class PVQAE(AnomalyModel):
     def _autoencoder_step(self, images: Tensor, step: int) -> LossParts:
         cfg = self.config
         x = self.target(images)
-        features = self.encoder(x)
+        features = self.encoder(jitter_features(x, cfg.feature_jitter) if self.features is not None else x)
         tau = gumbel_tau(self.progress, cfg.tau_start, cfg.tau_end)
         routing = self.router(features, tau=tau, hard=cfg.straight_through, sample=True)
         rec = self.reconstruct(features, routing.scores)
