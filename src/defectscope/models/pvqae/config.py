@@ -40,6 +40,10 @@ class PVQAEConfig:
     # §1.3 dynamic routing
     routing_design: Literal["quantize_then_route", "route_then_quantize"] = "quantize_then_route"  # open
     router_hidden: int = 128
+    # ours (not in the paper): the router also sees each cell's DWT entropy H_p, the texture
+    # measure the budget charges by, so it can route by texture directly instead of learning
+    # it from the code features through the budget's gradient alone (docs/results/pvqae.md)
+    router_sees_entropy: bool = False
     tau_start: float = 1.0
     tau_end: float = 0.1  # open: the paper anneals towards 0; DQ-VAE keeps 1 (set tau_end = tau_start)
     straight_through: bool = True  # hard one-hot forward, soft gradient (DQ-VAE)

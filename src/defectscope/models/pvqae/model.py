@@ -29,6 +29,7 @@ from defectscope.models.pvqae.network import Decoder, Encoder
 from defectscope.models.pvqae.prior import BudgetPriorTransformer
 from defectscope.models.pvqae.routing import (
     DynamicRouter,
+    Routing,
     codes_per_image,
     gumbel_tau,
     one_hot_levels,
@@ -92,7 +93,7 @@ class PVQAE(AnomalyModel):
                             cfg.dead_code_threshold)
             for _ in range(1 if shared else cfg.num_levels)
         )
-        self.router = DynamicRouter(cfg.code_dim, cfg.num_levels, cfg.router_hidden)
+        self.router = DynamicRouter(cfg.code_dim, cfg.num_levels, cfg.router_hidden, int(cfg.router_sees_entropy))
         positional = (finest, finest) if cfg.routing_design == "route_then_quantize" else None
         self.decoder = Decoder(cfg, out_channels=channels, positional=positional)
         self.discriminator = (
@@ -165,6 +166,15 @@ class PVQAE(AnomalyModel):
             return self.perceptual.distance_map(images, reconstruction), reconstruction
         return squared_error_map(images, reconstruction), reconstruction
 
+    def entropy(self, images: Tensor) -> Tensor:
+        """H_p of every coarse cell (B, h, w): what the budget charges by (and the router may see)."""
+        return patch_entropy(images, self.coarse_grid, self.config.dwt_levels, self.config.dwt_include_approximation)
+
+    def hard_routing(self, features: list[Tensor], images: Tensor) -> Routing:
+        """The hard routing at inference (argmax, no Gumbel noise)."""
+        extra = self.entropy(images)[:, None] if self.config.router_sees_entropy else None
+        return self.router(features, sample=False, extra=extra)
+
     def quantizer(self, level: int) -> VectorQuantizer:
         return self.quantizers[0 if len(self.quantizers) == 1 else level]
 
@@ -191,7 +201,9 @@ class PVQAE(AnomalyModel):
         x = self.target(images)
         features = self.encoder(jitter_features(x, cfg.feature_jitter) if self.features is not None else x)
         tau = gumbel_tau(self.progress, cfg.tau_start, cfg.tau_end)
-        routing = self.router(features, tau=tau, hard=cfg.straight_through, sample=True)
+        entropy = self.entropy(images)
+        routing = self.router(features, tau=tau, hard=cfg.straight_through, sample=True,
+                              extra=entropy[:, None] if cfg.router_sees_entropy else None)
         rec = self.reconstruct(features, routing.scores)
         rec_loss = reconstruction_loss(x, rec.output, cfg.rec_loss)
         parts = {}
@@ -199,7 +211,6 @@ class PVQAE(AnomalyModel):
             perceptual = self.perceptual(images, (rec.output + 1) * 0.5)  # no clamp: it would stop gradients
             parts = {"pixel": rec_loss.detach(), "perceptual": perceptual.detach()}
             rec_loss = rec_loss + cfg.perceptual_weight * perceptual  # VQ-GAN's nll: one term for the adaptive weight
-        entropy = patch_entropy(images, self.coarse_grid, cfg.dwt_levels, cfg.dwt_include_approximation)
         costs = level_costs(entropy, self.num_levels, cfg.alpha, cfg.entropy_floor, cfg.budget_normalize)
         l_budget = budget_loss(routing.scores, costs)
         lambda_b = budget_weight(self.progress, cfg.lambda_max, cfg.budget_schedule)
@@ -236,7 +247,7 @@ class PVQAE(AnomalyModel):
     @torch.no_grad()
     def dynamic_levels(self, images: Tensor) -> Tensor:
         """The router's hard level map for images in [0, 1] (no Gumbel noise): (B, h, w)."""
-        return self.router(self.encoder(self.target(images)), sample=False).levels
+        return self.hard_routing(self.encoder(self.target(images)), images).levels
 
     def _prior_step(self, images: Tensor, class_ids: Tensor) -> LossParts:
         self.encoder.eval()
@@ -273,7 +284,7 @@ class PVQAE(AnomalyModel):
             class_ids = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
         target = self.target(images)
         features = self.encoder(target)
-        routing = self.router(features, sample=False)
+        routing = self.hard_routing(features, images)
         size = images.shape[-2:]
         if self.prior is not None:
             probs = self.prior.predict_each_masked(routing.levels, class_ids)

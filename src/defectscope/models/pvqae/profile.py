@@ -41,7 +41,7 @@ def profile_parts(model: PVQAE, batch: int, size: int, iterations: int = 3) -> d
         out["patch features (frozen backbone)"] = t
     t, features = _timed(lambda: model.encoder(target), iterations)
     out["encoder"] = t
-    t, routing = _timed(lambda: model.router(features, sample=False), iterations)
+    t, routing = _timed(lambda: model.hard_routing(features, images), iterations)
     out["routing"] = t
     probs = None
     scores = routing.scores

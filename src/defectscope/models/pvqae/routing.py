@@ -29,16 +29,24 @@ def gumbel_tau(progress: float, start: float, end: float) -> float:
 
 
 class DynamicRouter(nn.Module):
-    def __init__(self, channels: int, num_levels: int, hidden: int) -> None:
+    def __init__(self, channels: int, num_levels: int, hidden: int, extra_channels: int = 0) -> None:
         super().__init__()
+        self.extra_channels = extra_channels
         self.mlp = nn.Sequential(
-            nn.Conv2d(channels * num_levels, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, num_levels, 1)
+            nn.Conv2d(channels * num_levels + extra_channels, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, num_levels, 1)
         )
 
-    def forward(self, features: list[Tensor], tau: float = 1.0, hard: bool = True, sample: bool = True) -> Routing:
-        """features: per level (B, C, h_k, w_k), finest first; sample=False → argmax, no noise."""
+    def forward(self, features: list[Tensor], tau: float = 1.0, hard: bool = True, sample: bool = True,
+                extra: Tensor | None = None) -> Routing:
+        """features: per level (B, C, h_k, w_k), finest first; extra: (B, E, h, w) more inputs per
+        coarse cell, as many as the router was built for; sample=False → argmax, no noise."""
+        if (0 if extra is None else extra.shape[1]) != self.extra_channels:
+            raise ValueError(f"router built for {self.extra_channels} extra input channels, got "
+                             f"{0 if extra is None else extra.shape[1]}")
         coarse = features[-1].shape[-2:]
         pooled = [F.adaptive_avg_pool2d(f, coarse) for f in features[:-1]] + [features[-1]]
+        if extra is not None:
+            pooled.append(extra.to(pooled[0].dtype))
         logits = self.mlp(torch.cat(pooled, dim=1))
         if sample:
             scores = F.gumbel_softmax(logits, tau=tau, hard=hard, dim=1)
