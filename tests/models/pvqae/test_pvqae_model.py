@@ -244,3 +244,20 @@ def test_feature_jitter_needs_the_feature_target():
         PVQAE(PVQAEConfig(**{**TINY, "feature_jitter": 1.0}), image_size=64)
     with pytest.raises(ValueError, match="feature_jitter must be ≥ 0"):
         make_features(feature_jitter=-1.0)
+
+
+def test_router_that_sees_entropy_is_trained_on_it_and_routes_by_it_at_inference():
+    model = make_features(router_sees_entropy=True)
+    first = model.router.mlp[0]
+    assert first.in_channels == 3 * TINY["code_dim"] + 1  # three pooled levels and H_p
+    x, c = torch.rand(2, 3, 64, 64), torch.tensor([0, 1])
+    model.progress = 0.5
+    model.training_step(x, c, 5, "main", "main").total.backward()
+    assert first.weight.grad[:, -1].abs().sum() > 0  # the entropy channel's weights learn
+    model.eval()
+    features = model.encoder(model.target(x))
+    with torch.no_grad():
+        first.weight[:, -1] += 100.0  # a router ruled by H_p: textured cells and flat ones part
+        flat = torch.full_like(x, 0.5)
+        assert not torch.equal(model.hard_routing(features, x).logits, model.hard_routing(features, flat).logits)
+    assert model.explain(x, c).anomaly_map.shape == (2, 64, 64)

@@ -42,3 +42,16 @@ def test_route_takes_each_cell_from_its_level_on_the_finest_grid():
 def test_codes_per_image_counts_finer_cells_as_more_codes():
     levels = torch.tensor([[[0, 1], [2, 2]]])
     assert codes_per_image(levels, 3).item() == 16 + 4 + 1 + 1
+
+
+def test_extra_inputs_reach_the_router_and_must_match_its_width():
+    torch.manual_seed(0)
+    router = DynamicRouter(channels=4, num_levels=3, hidden=8, extra_channels=1)
+    features = [torch.randn(2, 4, 8, 8), torch.randn(2, 4, 4, 4), torch.randn(2, 4, 2, 2)]
+    low, high = torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2)
+    assert not torch.allclose(router(features, sample=False, extra=low).logits,
+                              router(features, sample=False, extra=high).logits)
+    with pytest.raises(ValueError, match="1 extra input channels, got 0"):
+        router(features, sample=False)
+    with pytest.raises(ValueError, match="0 extra input channels, got 1"):
+        DynamicRouter(4, 3, 8)(features, extra=low)
