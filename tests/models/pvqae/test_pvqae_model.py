@@ -261,3 +261,25 @@ def test_router_that_sees_entropy_is_trained_on_it_and_routes_by_it_at_inference
         flat = torch.full_like(x, 0.5)
         assert not torch.equal(model.hard_routing(features, x).logits, model.hard_routing(features, flat).logits)
     assert model.explain(x, c).anomaly_map.shape == (2, 64, 64)
+
+
+def test_single_level_losses_train_the_decoder_on_every_level_whatever_the_routing():
+    model = make_features(level_rec_weight=1.0)
+    x, c = torch.rand(2, 3, 64, 64), torch.tensor([0, 1])
+    model.progress = 0.5
+    decoded = []
+    model.decoder.register_forward_hook(lambda module, args, out: decoded.append(args[0].detach()))
+    loss = model.training_step(x, c, 5, "main", "main")
+    assert "level_rec" in loss.parts and len(decoded) == 1 + 3  # the routed map, then each level alone
+    for k, block in ((1, 2), (2, 4)):  # level k alone: one code repeated over each of its cells
+        cells = decoded[1 + k].unfold(2, block, block).unfold(3, block, block)  # (B, C, 16/b, 16/b, b, b)
+        assert torch.equal(cells, cells[..., :1, :1].expand_as(cells))
+    assert not torch.equal(decoded[1], decoded[3])
+    loss.total.backward()
+    assert model.decoder.last_layer.grad is not None
+    assert "level_rec" not in make_features().training_step(x, c, 5, "main", "main").parts
+
+
+def test_single_level_losses_need_quantize_then_route():
+    with pytest.raises(ValueError, match="level_rec_weight.*quantize_then_route"):
+        make_features(level_rec_weight=1.0, routing_design="route_then_quantize")

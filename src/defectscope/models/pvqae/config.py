@@ -44,6 +44,11 @@ class PVQAEConfig:
     # measure the budget charges by, so it can route by texture directly instead of learning
     # it from the code features through the budget's gradient alone (docs/results/pvqae.md)
     router_sees_entropy: bool = False
+    # ours: > 0 also decodes every cell at each single level at every step and adds this weight ×
+    # the mean of those K losses. Without it the decoder learns only the levels the router
+    # picks, so a level it leaves soon reconstructs worse than the others and the router never
+    # comes back: the single-level endings of docs/results/pvqae.md, session 7
+    level_rec_weight: float = 0.0
     tau_start: float = 1.0
     tau_end: float = 0.1  # open: the paper anneals towards 0; DQ-VAE keeps 1 (set tau_end = tau_start)
     straight_through: bool = True  # hard one-hot forward, soft gradient (DQ-VAE)

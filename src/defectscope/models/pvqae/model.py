@@ -43,6 +43,7 @@ class Reconstruction(NamedTuple):
     vq_loss: Tensor
     perplexity: list[Tensor]
     live_codes: list[Tensor]
+    codes: list[Tensor] | None = None  # each level's quantised map (quantize_then_route only)
 
 
 class Explanation(NamedTuple):
@@ -77,6 +78,9 @@ class PVQAE(AnomalyModel):
             if cfg.feature_jitter:
                 raise ValueError("pvqae: feature_jitter jitters patch features; it needs target 'features'")
             channels, stride = 3, 1
+        if cfg.level_rec_weight and cfg.routing_design != "quantize_then_route":
+            raise ValueError("pvqae: level_rec_weight decodes each level's own codes; it needs "
+                             "routing_design 'quantize_then_route'")
         if cfg.feature_jitter < 0:
             raise ValueError(f"pvqae: feature_jitter must be ≥ 0, got {cfg.feature_jitter}")
         if image_size % (stride * 2 ** (stages - 1)):
@@ -192,9 +196,8 @@ class PVQAE(AnomalyModel):
             return Reconstruction(self.decoder(q.quantized), q.loss, [q.perplexity], [q.live_codes])
         outs = [self.quantizer(k)(z) for k, z in enumerate(features)]
         routed = route([o.quantized for o in outs], scores)
-        return Reconstruction(
-            self.decoder(routed), sum(o.loss for o in outs), [o.perplexity for o in outs], [o.live_codes for o in outs]
-        )
+        return Reconstruction(self.decoder(routed), sum(o.loss for o in outs), [o.perplexity for o in outs],
+                              [o.live_codes for o in outs], [o.quantized for o in outs])
 
     def _autoencoder_step(self, images: Tensor, step: int) -> LossParts:
         cfg = self.config
@@ -216,6 +219,10 @@ class PVQAE(AnomalyModel):
         lambda_b = budget_weight(self.progress, cfg.lambda_max, cfg.budget_schedule)
         total = rec_loss + rec.vq_loss + lambda_b * budget_penalty(l_budget, cfg.budget_target)
         parts.update({"rec": rec_loss.detach(), "vq": rec.vq_loss.detach(), "budget": l_budget.detach()})
+        if cfg.level_rec_weight > 0:
+            level_rec = self._single_level_loss(x, rec.codes)
+            total = total + cfg.level_rec_weight * level_rec
+            parts["level_rec"] = level_rec.detach()
         if self._adversarial_on(step):
             g_loss = generator_loss(self.discriminator(rec.output))
             weight = adaptive_weight(rec_loss, g_loss, self.decoder.last_layer, cfg.disc_weight) \
@@ -232,6 +239,18 @@ class PVQAE(AnomalyModel):
             **{f"live_codes{k}": float(n) for k, n in enumerate(rec.live_codes)},
         }
         return LossParts(total, parts)
+
+    def _single_level_loss(self, target: Tensor, codes: list[Tensor]) -> Tensor:
+        """Mean reconstruction loss of decoding every cell at one level, over the K levels: keeps
+        the decoder able to use each level, whichever the router currently prefers."""
+        batch, (h, w) = target.shape[0], self.coarse_grid
+        losses = [
+            reconstruction_loss(target, self.decoder(route(codes, one_hot_levels(
+                torch.full((batch, h, w), k, device=target.device), self.num_levels).to(target.dtype))),
+                self.config.rec_loss)
+            for k in range(self.num_levels)
+        ]
+        return torch.stack(losses).mean()
 
     def _adversarial_on(self, step: int) -> bool:
         return self.discriminator is not None and step >= self.config.disc_start
