@@ -1,0 +1,78 @@
+"""Does the budget's trade-off favour fine codes anywhere? Per-cell reconstruction gain vs cost.
+
+Used for docs/results/pvqae.md (session 7). For a trained PVQAE and the first training tiles,
+decode every cell at each level in turn, and compare, per coarse cell, the training loss
+(L1 + L2, as the model trains) gained by a finer level with what the budget charges for it
+(λ_b · (u_{p,k} − u_{p,coarsest}), u as the training step computes it):
+
+    python docs/results/scripts/routing_break_even.py runs/pvqae_features_long_mtsd [--tiles 64]
+
+Prints, per level, the mean gain and how many cells would gain more than they pay at the
+run's final λ_b, the correlation of the gain with H_p, and the router's choices.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from defectscope.data.dataset import AnomalyDataset, build_records
+from defectscope.engine.checkpoint import load_checkpoint
+from defectscope.models.pvqae.budget import budget_weight, level_costs
+from defectscope.models.pvqae.routing import one_hot_levels
+
+
+def cell_loss(target: torch.Tensor, output: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """L1 + L2 per position, averaged over channels and over each coarse cell: (B, h, w)."""
+    diff = output - target
+    return F.adaptive_avg_pool2d((diff.abs() + diff.pow(2)).mean(dim=1, keepdim=True), grid)[:, 0]
+
+
+@torch.no_grad()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--tiles", type=int, default=64)
+    args = parser.parse_args()
+    checkpoint = load_checkpoint(args.run / "checkpoints" / "final")
+    model, cfg = checkpoint.model.eval(), checkpoint.model.config
+    records = build_records(checkpoint.config.data).train[: args.tiles]
+    data = AnomalyDataset(records, {n: i for i, n in enumerate(checkpoint.class_names)},
+                          checkpoint.config.data.image_size, None)
+    images = torch.stack([data[i].image for i in range(len(data))])
+    target = model.target(images)
+    features = model.encoder(target)
+    levels = model.num_levels
+    losses = []
+    for k in range(levels):
+        scores = one_hot_levels(torch.full((len(images), *model.coarse_grid), k), levels)
+        losses.append(cell_loss(target, model.reconstruct(features, scores).output, model.coarse_grid))
+    entropy = model.entropy(images)
+    costs = level_costs(entropy, levels, cfg.alpha, cfg.entropy_floor, cfg.budget_normalize)
+    lambda_b = budget_weight(1.0, cfg.lambda_max, cfg.budget_schedule)
+    chosen = model.hard_routing(features, images).levels
+    coarsest = levels - 1
+    print(f"{len(images)} training tiles, {entropy.numel()} cells; final λ_b {lambda_b:g}")
+    print("loss per cell if decoded at level k (0 = finest):", [round(float(x.mean()), 4) for x in losses])
+    for k in range(coarsest):
+        gain = losses[coarsest] - losses[k]
+        charge = lambda_b * (costs[:, k] - costs[:, coarsest])
+        rho = torch.corrcoef(torch.stack([gain.flatten(), entropy.flatten()]))[0, 1]
+        low, high = float(gain.quantile(0.05)), float(gain.quantile(0.95))
+        break_even = float((gain / (charge / lambda_b)).median())
+        print(f"level {k} vs coarsest: gain mean {float(gain.mean()):.4f} (5-95%: {low:.4f}-{high:.4f}), "
+              f"charge mean {float(charge.mean()):.4f}, "
+              f"cells that gain more than they pay: {float((gain > charge).float().mean()):.2f}, "
+              f"corr(gain, H_p) {float(rho):.2f}, break-even λ_b median {break_even:.5f}")
+    print("router's choice, share per level:", [round(float((chosen == k).float().mean()), 2) for k in range(levels)])
+    for k in range(levels):
+        picked = chosen == k
+        if picked.any():
+            print(f"  cells routed to level {k}: mean H_p {float(entropy[picked].mean()):.3f}")
+
+
+if __name__ == "__main__":
+    main()
