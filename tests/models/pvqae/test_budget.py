@@ -82,3 +82,15 @@ def test_budget_target_penalises_only_the_spend_above_it():
     assert penalty.tolist() == [0.0, 0.0, 1.5]
     penalty.sum().backward()
     assert spend.grad.tolist() == [0.0, 0.0, 1.0]  # below the ceiling nothing pushes the router
+
+
+def test_entropy_ranks_faint_noise_above_a_sharp_edge():
+    """The paper's richness measure reads how evenly detail energy is spread, not how much
+    structure there is: faint sensor noise is "rich", one sharp edge is "poor" (so dear to code
+    finely); docs/results/pvqae.md, session 7."""
+    torch.manual_seed(0)
+    noise = (0.5 + 0.05 * torch.randn(1, 1, 32, 32)).expand(1, 3, 32, 32)
+    edge = torch.zeros(1, 3, 32, 32)
+    edge[..., 13:] = 1.0
+    h_noise, h_edge = patch_entropy(noise, (1, 1)).item(), patch_entropy(edge, (1, 1)).item()
+    assert h_noise > 0.8 and h_edge < 0.3
