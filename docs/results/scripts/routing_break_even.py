@@ -8,7 +8,8 @@ decode every cell at each level in turn, and compare, per coarse cell, the train
     python docs/results/scripts/routing_break_even.py runs/pvqae_features_long_mtsd [--tiles 64]
 
 Prints, per level, the mean gain and how many cells would gain more than they pay at the
-run's final λ_b, the correlation of the gain with H_p, and the router's choices.
+run's final λ_b, the correlation of the gain with H_p and with the log of the patch's variance
+(the amount of detail, for comparison), and the router's choices.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def main() -> None:
         scores = one_hot_levels(torch.full((len(images), *model.coarse_grid), k), levels)
         losses.append(cell_loss(target, model.reconstruct(features, scores).output, model.coarse_grid))
     entropy = model.entropy(images)
+    # another richness measure for comparison: the amount of detail, the log of the grey
+    # patch's variance (with the full Haar transform, its detail energy over the pixel count)
+    grey = F.pixel_unshuffle(images.mean(dim=1, keepdim=True), images.shape[-1] // model.coarse_grid[-1])
+    log_variance = grey.var(dim=1).clamp_min(1e-8).log()
     costs = level_costs(entropy, levels, cfg.alpha, cfg.entropy_floor, cfg.budget_normalize)
     lambda_b = budget_weight(1.0, cfg.lambda_max, cfg.budget_schedule)
     chosen = model.hard_routing(features, images).levels
@@ -61,12 +66,14 @@ def main() -> None:
         gain = losses[coarsest] - losses[k]
         charge = lambda_b * (costs[:, k] - costs[:, coarsest])
         rho = torch.corrcoef(torch.stack([gain.flatten(), entropy.flatten()]))[0, 1]
+        rho_var = torch.corrcoef(torch.stack([gain.flatten(), log_variance.flatten()]))[0, 1]
         low, high = float(gain.quantile(0.05)), float(gain.quantile(0.95))
         break_even = float((gain / (charge / lambda_b)).median())
         print(f"level {k} vs coarsest: gain mean {float(gain.mean()):.4f} (5-95%: {low:.4f}-{high:.4f}), "
               f"charge mean {float(charge.mean()):.4f}, "
               f"cells that gain more than they pay: {float((gain > charge).float().mean()):.2f}, "
-              f"corr(gain, H_p) {float(rho):.2f}, break-even λ_b median {break_even:.5f}")
+              f"corr(gain, H_p) {float(rho):.2f}, corr(gain, log patch variance) {float(rho_var):.2f}, "
+              f"break-even λ_b median {break_even:.5f}")
     print("router's choice, share per level:", [round(float((chosen == k).float().mean()), 2) for k in range(levels)])
     for k in range(levels):
         picked = chosen == k
