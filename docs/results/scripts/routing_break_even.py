@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from defectscope.data.dataset import AnomalyDataset, build_records
 from defectscope.engine.checkpoint import load_checkpoint
-from defectscope.models.pvqae.budget import budget_weight, level_costs
+from defectscope.models.pvqae.budget import budget_weight
 from defectscope.models.pvqae.routing import one_hot_levels
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     # patch's variance (with the full Haar transform, its detail energy over the pixel count)
     grey = F.pixel_unshuffle(images.mean(dim=1, keepdim=True), images.shape[-1] // model.coarse_grid[-1])
     log_variance = grey.var(dim=1).clamp_min(1e-8).log()
-    costs = level_costs(entropy, levels, cfg.alpha, cfg.entropy_floor, cfg.budget_normalize)
+    costs = model.budget_costs(images)
     lambda_b = budget_weight(1.0, cfg.lambda_max, cfg.budget_schedule)
     chosen = model.hard_routing(features, images).levels
     coarsest = levels - 1

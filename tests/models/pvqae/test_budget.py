@@ -10,6 +10,7 @@ from defectscope.models.pvqae.budget import (
     budget_weight,
     haar_dwt2,
     level_costs,
+    patch_detail,
     patch_entropy,
 )
 
@@ -94,3 +95,15 @@ def test_entropy_ranks_faint_noise_above_a_sharp_edge():
     edge[..., 13:] = 1.0
     h_noise, h_edge = patch_entropy(noise, (1, 1)).item(), patch_entropy(edge, (1, 1)).item()
     assert h_noise > 0.8 and h_edge < 0.3
+
+
+def test_detail_richness_is_each_cells_grey_standard_deviation():
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 16, 16)
+    detail = patch_detail(images, (2, 2))
+    grey = images.mean(dim=1)
+    assert detail.shape == (2, 2, 2)
+    assert torch.allclose(detail[1, 0, 1], grey[1, :8, 8:].std(unbiased=False))
+    assert patch_detail(torch.full((1, 3, 16, 16), 0.3), (2, 2)).abs().max() < 1e-6  # flat: no detail
+    with pytest.raises(ValueError, match="does not divide"):
+        patch_detail(images, (3, 3))

@@ -283,3 +283,14 @@ def test_single_level_losses_train_the_decoder_on_every_level_whatever_the_routi
 def test_single_level_losses_need_quantize_then_route():
     with pytest.raises(ValueError, match="level_rec_weight.*quantize_then_route"):
         make_features(level_rec_weight=1.0, routing_design="route_then_quantize")
+
+
+def test_detail_richness_makes_fine_codes_cheap_where_the_patch_varies():
+    model = PVQAE(PVQAEConfig(**{**TINY, "budget_richness": "detail"}), image_size=64)
+    images = torch.full((1, 3, 64, 64), 0.5)
+    images[..., :16, :16] += 0.2 * torch.randn(16, 16)  # the top-left cell has detail
+    costs = model.budget_costs(images)
+    assert costs.shape == (1, 3, *model.coarse_grid)
+    assert costs[0, 0, 0, 0] < costs[0, 0, 0, 3] == costs[0, 0, 3, 3]  # detail cheap, flat cells all at the floor
+    model.progress = 0.5
+    model.training_step(images, torch.zeros(1, dtype=torch.long), 5, "main", "main")

@@ -64,16 +64,28 @@ def patch_entropy(
     return entropy.reshape(b, gh, gw)
 
 
-def level_costs(entropy: Tensor, num_levels: int, alpha: float, floor: float, normalize: bool = False) -> Tensor:
-    """u_{p,k} = u_p · α^{K−k} with u_p = 1 / max(H_p, ε); (B, h, w) → (B, K, h, w).
+def patch_detail(images: Tensor, grid: tuple[int, int]) -> Tensor:
+    """σ_p, the grey-level standard deviation of every cell of a grid over (B, C, H, W) → (B, h, w)."""
+    b, _, height, width = images.shape
+    gh, gw = grid
+    if height % gh or width % gw:
+        raise ValueError(f"image {height}x{width} does not divide into a {gh}x{gw} grid")
+    grey = images.mean(dim=1)
+    patches = grey.reshape(b, gh, height // gh, gw, width // gw).permute(0, 1, 3, 2, 4).flatten(3)
+    return patches.std(dim=3, unbiased=False)
 
-    Level index 0 is the finest (most codes, most expensive), K − 1 the coarsest (costs u_p).
-    normalize divides u_p by its batch mean, so costs are relative and λ_b alone sets the scale.
+
+def level_costs(richness: Tensor, num_levels: int, alpha: float, floor: float, normalize: bool = False) -> Tensor:
+    """u_{p,k} = u_p · α^{K−k} with u_p = 1 / max(r_p, ε); (B, h, w) → (B, K, h, w).
+
+    r_p is the patch's richness: H_p (the paper) or σ_p (`patch_detail`). Level index 0 is the
+    finest (most codes, most expensive), K − 1 the coarsest (costs u_p). normalize divides u_p
+    by its batch mean, so costs are relative and λ_b alone sets the scale.
     """
-    base = 1.0 / entropy.clamp_min(floor)
+    base = 1.0 / richness.clamp_min(floor)
     if normalize:
         base = base / base.mean().detach()
-    factors = torch.tensor([alpha ** (num_levels - 1 - k) for k in range(num_levels)], device=entropy.device)
+    factors = torch.tensor([alpha ** (num_levels - 1 - k) for k in range(num_levels)], device=richness.device)
     return base[:, None] * factors[None, :, None, None].to(base.dtype)
 
 

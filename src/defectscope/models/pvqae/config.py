@@ -58,6 +58,12 @@ class PVQAEConfig:
     dwt_include_approximation: bool = False  # open: with the patch mean, H_p ≈ 0 everywhere
     budget_normalize: bool = True  # costs relative to the batch mean (open: the paper gives no scale)
     entropy_floor: float = 0.05  # ε in u_p = 1 / max(H_p, ε)
+    # ours: what makes a patch "rich" (its fine codes cheap). "entropy" is the paper's H_p;
+    # "detail" is the patch's grey-level standard deviation (u_p = 1 / max(σ_p, detail_floor)).
+    # H_p is high for evenly spread faint noise and low for one sharp edge, and on MTSD the
+    # loss fine codes save grows with σ_p and falls with H_p (docs/results/pvqae.md, session 7)
+    budget_richness: Literal["entropy", "detail"] = "entropy"
+    detail_floor: float = 0.01  # in [0, 1] grey levels
     budget_schedule: Literal["linear", "constant", "cosine"] = "linear"
     lambda_max: float = 1.25  # the paper's best
     # ours (open in the paper): > 0 makes the budget a ceiling, as DQ-VAE's budget ratio: only

@@ -16,7 +16,14 @@ from defectscope.layers.quantizer import VectorQuantizer
 from defectscope.layers.scoring import image_score, squared_error_map, to_model_range, to_unit_range
 from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, Phase
 from defectscope.models.pvqae.anomaly_map import anomaly_map, budget_score, pixel_budget
-from defectscope.models.pvqae.budget import budget_loss, budget_penalty, budget_weight, level_costs, patch_entropy
+from defectscope.models.pvqae.budget import (
+    budget_loss,
+    budget_penalty,
+    budget_weight,
+    level_costs,
+    patch_detail,
+    patch_entropy,
+)
 from defectscope.models.pvqae.config import PVQAEConfig
 from defectscope.models.pvqae.discriminator import (
     PatchDiscriminator,
@@ -174,6 +181,15 @@ class PVQAE(AnomalyModel):
         """H_p of every coarse cell (B, h, w): what the budget charges by (and the router may see)."""
         return patch_entropy(images, self.coarse_grid, self.config.dwt_levels, self.config.dwt_include_approximation)
 
+    def budget_costs(self, images: Tensor, entropy: Tensor | None = None) -> Tensor:
+        """u_{p,k} (B, K, h, w): what each level of each cell costs, from the chosen richness."""
+        cfg = self.config
+        if cfg.budget_richness == "detail":
+            richness, floor = patch_detail(images, self.coarse_grid), cfg.detail_floor
+        else:
+            richness, floor = (self.entropy(images) if entropy is None else entropy), cfg.entropy_floor
+        return level_costs(richness, self.num_levels, cfg.alpha, floor, cfg.budget_normalize)
+
     def hard_routing(self, features: list[Tensor], images: Tensor) -> Routing:
         """The hard routing at inference (argmax, no Gumbel noise)."""
         extra = self.entropy(images)[:, None] if self.config.router_sees_entropy else None
@@ -214,7 +230,7 @@ class PVQAE(AnomalyModel):
             perceptual = self.perceptual(images, (rec.output + 1) * 0.5)  # no clamp: it would stop gradients
             parts = {"pixel": rec_loss.detach(), "perceptual": perceptual.detach()}
             rec_loss = rec_loss + cfg.perceptual_weight * perceptual  # VQ-GAN's nll: one term for the adaptive weight
-        costs = level_costs(entropy, self.num_levels, cfg.alpha, cfg.entropy_floor, cfg.budget_normalize)
+        costs = self.budget_costs(images, entropy)
         l_budget = budget_loss(routing.scores, costs)
         lambda_b = budget_weight(self.progress, cfg.lambda_max, cfg.budget_schedule)
         total = rec_loss + rec.vq_loss + lambda_b * budget_penalty(l_budget, cfg.budget_target)
