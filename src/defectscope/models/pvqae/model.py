@@ -220,9 +220,9 @@ class PVQAE(AnomalyModel):
         x = self.target(images)
         features = self.encoder(jitter_features(x, cfg.feature_jitter) if self.features is not None else x)
         tau = gumbel_tau(self.progress, cfg.tau_start, cfg.tau_end)
-        entropy = self.entropy(images)
+        entropy = self.entropy(images) if cfg.router_sees_entropy else None  # else budget_costs reads it if it needs it
         routing = self.router(features, tau=tau, hard=cfg.straight_through, sample=True,
-                              extra=entropy[:, None] if cfg.router_sees_entropy else None)
+                              extra=None if entropy is None else entropy[:, None])
         rec = self.reconstruct(features, routing.scores)
         rec_loss = reconstruction_loss(x, rec.output, cfg.rec_loss)
         parts = {}
