@@ -294,3 +294,10 @@ def test_detail_richness_makes_fine_codes_cheap_where_the_patch_varies():
     assert costs[0, 0, 0, 0] < costs[0, 0, 0, 3] == costs[0, 0, 3, 3]  # detail cheap, flat cells all at the floor
     model.progress = 0.5
     model.training_step(images, torch.zeros(1, dtype=torch.long), 5, "main", "main")
+
+
+@pytest.mark.parametrize("bad, field", [(dict(level_rec_weight=-1.0), "level_rec_weight must be ≥ 0"),
+                                        (dict(detail_floor=0.0), "detail_floor must be > 0")])
+def test_new_weights_and_floors_out_of_range_are_named(bad, field):
+    with pytest.raises(ValueError, match=field):
+        PVQAE(PVQAEConfig(**{**TINY, **bad}), image_size=64)

@@ -85,11 +85,14 @@ class PVQAE(AnomalyModel):
             if cfg.feature_jitter:
                 raise ValueError("pvqae: feature_jitter jitters patch features; it needs target 'features'")
             channels, stride = 3, 1
-        if cfg.level_rec_weight and cfg.routing_design != "quantize_then_route":
+        if cfg.level_rec_weight > 0 and cfg.routing_design != "quantize_then_route":
             raise ValueError("pvqae: level_rec_weight decodes each level's own codes; it needs "
                              "routing_design 'quantize_then_route'")
-        if cfg.feature_jitter < 0:
-            raise ValueError(f"pvqae: feature_jitter must be ≥ 0, got {cfg.feature_jitter}")
+        for name in ("feature_jitter", "level_rec_weight"):
+            if getattr(cfg, name) < 0:
+                raise ValueError(f"pvqae: {name} must be ≥ 0, got {getattr(cfg, name)}")
+        if cfg.detail_floor <= 0:
+            raise ValueError(f"pvqae: detail_floor must be > 0 (it bounds u_p = 1 / σ_p), got {cfg.detail_floor}")
         if image_size % (stride * 2 ** (stages - 1)):
             raise ValueError(f"pvqae: image_size {image_size} must be divisible by {stride * 2 ** (stages - 1)}"
                              + (f" (feature stride {stride} × 2^{stages - 1})" if stride > 1 else ""))
