@@ -13,7 +13,9 @@ first 64 of one run all middle where a random 64 are a third finest).
 
 Prints, per level, the mean gain and how many cells would gain more than they pay at the
 run's final λ_b, the correlation of the gain with H_p and with the log of the patch's variance
-(the amount of detail, for comparison), and the router's choices.
+(the amount of detail, for comparison), and the router's choices: its share per level, the
+median margin between its two highest logits, and how its probability of each level ranks
+with the patch's log variance and with H_p.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from scipy.stats import spearmanr
 
 from defectscope.data.dataset import AnomalyDataset, build_records
 from defectscope.engine.checkpoint import load_checkpoint
@@ -82,6 +85,14 @@ def main() -> None:
               f"corr(gain, H_p) {float(rho):.2f}, corr(gain, log patch variance) {float(rho_var):.2f}, "
               f"break-even λ_b median {break_even:.5f}")
     print("router's choice, share per level:", [round(float((chosen == k).float().mean()), 2) for k in range(levels)])
+    routing = model.hard_routing(features, images)
+    top2 = routing.logits.topk(2, dim=1).values
+    probability = routing.logits.softmax(dim=1)
+    print(f"router's logit margin (top 1 − top 2), median: {float((top2[:, 0] - top2[:, 1]).median()):.2f}")
+    for k in range(levels):
+        p_k = probability[:, k].flatten()
+        print(f"  Spearman of P(level {k}) with log patch variance {spearmanr(p_k, log_variance.flatten())[0]:.2f}, "
+              f"with H_p {spearmanr(p_k, entropy.flatten())[0]:.2f}")
     for k in range(levels):
         picked = chosen == k
         if picked.any():
