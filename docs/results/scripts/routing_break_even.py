@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0, help="which random tiles")
     args = parser.parse_args()
+    if args.tiles < 1:
+        parser.error(f"--tiles must be at least 1, got {args.tiles}")
     checkpoint = load_checkpoint(args.run / "checkpoints" / "final")
     model, cfg = checkpoint.model.eval(), checkpoint.model.config
     records = build_records(checkpoint.config.data).train
@@ -68,7 +70,8 @@ def main() -> None:
     log_variance = grey.var(dim=1).clamp_min(1e-8).log()
     costs = model.budget_costs(images)
     lambda_b = budget_weight(1.0, cfg.lambda_max, cfg.budget_schedule)
-    chosen = model.hard_routing(features, images).levels
+    routing = model.hard_routing(features, images)
+    chosen = routing.levels
     coarsest = levels - 1
     print(f"{len(images)} training tiles, {entropy.numel()} cells; final λ_b {lambda_b:g}")
     print("loss per cell if decoded at level k (0 = finest):", [round(float(x.mean()), 4) for x in losses])
@@ -85,7 +88,6 @@ def main() -> None:
               f"corr(gain, H_p) {float(rho):.2f}, corr(gain, log patch variance) {float(rho_var):.2f}, "
               f"break-even λ_b median {break_even:.5f}")
     print("router's choice, share per level:", [round(float((chosen == k).float().mean()), 2) for k in range(levels)])
-    routing = model.hard_routing(features, images)
     top2 = routing.logits.topk(2, dim=1).values
     probability = routing.logits.softmax(dim=1)
     print(f"router's logit margin (top 1 − top 2), median: {float((top2[:, 0] - top2[:, 1]).median()):.2f}")
