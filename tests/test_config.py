@@ -1,4 +1,6 @@
 import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
 
 import pytest
 
@@ -8,6 +10,7 @@ from defectscope.config import (
     build_config,
     config_from_yaml,
     config_to_yaml,
+    from_dict,
     load_config,
     parse_overrides,
 )
@@ -77,15 +80,43 @@ def test_override_parser_reads_yaml_values():
         parse_overrides(["value"])
 
 
-def test_a_renamed_model_key_still_loads_under_its_new_name_with_a_warning():
-    old = {"perceptual_backbone_path": "old/file.safetensors", "perceptual_pretrained": False}
-    raw = {"model": {"name": "pvqae", **old}}
-    with pytest.warns(UserWarning, match="'model.perceptual_backbone_path' is now 'model.backbone_path'"):
-        cfg = build_config(raw, "stored config")
-    assert (cfg.model.backbone_path, cfg.model.backbone_pretrained) == ("old/file.safetensors", False)
+def test_the_old_model_name_key_and_a_model_that_is_not_a_mapping_are_clear_errors():
+    with pytest.raises(ConfigError, match="unknown key 'model_name'"):
+        build_config({"model_name": "vq_e"}, "old.yaml")
+    for bad in ("vq_e", ["vq_e"]):
+        with pytest.raises(ConfigError, match="'model' must be a mapping"):
+            build_config({"model": bad}, "x.yaml")
+    with pytest.raises(ConfigError, match="'model.name'"):
+        build_config({"model": {"name": ["vq_e"]}}, "x.yaml")
 
 
-def test_an_old_and_a_new_name_that_disagree_are_an_error():
-    raw = {"model": {"name": "pvqae", "perceptual_backbone_path": "a.safetensors", "backbone_path": "b.safetensors"}}
-    with pytest.raises(ConfigError, match="old name of 'model.backbone_path'"):
-        build_config(raw, "x.yaml")
+@dataclass(frozen=True)
+class _Pixels:
+    kind: Literal["pixels"] = "pixels"
+    perceptual_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Features:
+    kind: Literal["features"] = "features"
+    jitter: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Chooser:
+    target: _Pixels | _Features = field(default_factory=_Pixels)
+
+
+def test_exclusive_choices_are_one_kind_with_its_own_keys():
+    assert from_dict(_Chooser, {}, "model", "f.yaml").target == _Pixels()
+    assert from_dict(_Chooser, {"target": "features"}, "model", "f.yaml").target == _Features()
+    chosen = from_dict(_Chooser, {"target": {"kind": "features", "jitter": 2}}, "model", "f").target
+    assert chosen == _Features(jitter=2.0)
+    with pytest.raises(ConfigError) as err:
+        from_dict(_Chooser, {"target": {"kind": "features", "perceptual_weight": 1}}, "model", "f.yaml")
+    message = str(err.value)  # names both keys that exclude each other, and the file
+    assert "f.yaml" in message and "'model.target.perceptual_weight'" in message
+    assert "'model.target.kind: features'" in message and "kind 'pixels'" in message
+    with pytest.raises(ConfigError, match="'model.target.kind' must be one of 'pixels', 'features'"):
+        from_dict(_Chooser, {"target": {"kind": "voxels"}}, "model", "f.yaml")
+

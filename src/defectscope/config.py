@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from defectscope.data.config import DataConfig
+from defectscope.models import model_config_class
 
 
 class ConfigError(ValueError):
@@ -110,6 +110,9 @@ def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        variants = [a for a in args if a is not type(None)]
+        if all(dataclasses.is_dataclass(a) for a in variants) and all(_kind_of(a) for a in variants):
+            return _choose_variant(variants, value, where, source)
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
@@ -151,6 +154,44 @@ def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
     else:
         raise ConfigError(f"{source}: '{where}' has an unsupported type {tp!r}")
     raise ConfigError(f"{source}: '{where}' must be {tp.__name__}, got {value!r}")
+
+
+def _kind_of(cls: type) -> str | None:
+    """The value of a variant dataclass's `kind: Literal["..."]` field, which names the choice."""
+    hint = typing.get_type_hints(cls).get("kind")
+    if typing.get_origin(hint) is Literal and len(typing.get_args(hint)) == 1:
+        return typing.get_args(hint)[0]
+    return None
+
+
+def _choose_variant(variants: list[type], value: Any, where: str, source: str) -> Any:
+    """One of several exclusive choices, each a dataclass with its own keys, picked by `kind`.
+
+    A key that belongs to another choice is an error naming both it and the chosen `kind`, so
+    a config cannot combine settings that exclude each other.
+    """
+    kinds = {_kind_of(v): v for v in variants}
+    if isinstance(value, tuple(variants)):
+        return value
+    if isinstance(value, str):  # `target: features` is short for `target: {kind: features}`
+        value = {"kind": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: '{where}' must be a mapping with a 'kind' "
+                          f"({', '.join(map(repr, kinds))}), got {value!r}")
+    kind = value.get("kind", next(iter(kinds)))
+    if kind not in kinds:
+        raise ConfigError(f"{source}: '{where}.kind' must be one of {', '.join(map(repr, kinds))}, got {kind!r}")
+    chosen = kinds[kind]
+    known = {f.name for f in dataclasses.fields(chosen) if f.init}
+    stray = sorted(set(value) - known)
+    if stray:
+        owners = [k for k, v in kinds.items() if stray[0] in {f.name for f in dataclasses.fields(v)}]
+        belongs = f" (it belongs to kind {', '.join(map(repr, owners))})" if owners else ""
+        raise ConfigError(
+            f"{source}: '{where}.{stray[0]}' does not apply with '{where}.kind: {kind}'{belongs}; "
+            f"keys for {kind!r}: {', '.join(sorted(known))}"
+        )
+    return from_dict(chosen, {**value, "kind": kind}, where, source)
 
 
 def to_dict(obj: Any) -> Any:
@@ -223,34 +264,25 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 def build_config(raw: dict[str, Any], source: str) -> RunConfig:
     """A raw mapping (file merged with overrides) → RunConfig with the model's own dataclass."""
-    from defectscope.models import model_config_class
-
     raw = dict(raw)
-    model_section = dict(raw.pop("model", None) or {})
-    name = model_section.pop("name", raw.pop("model_name", RunConfig.model_name))
+    if "model_name" in raw:
+        raise ConfigError(f"{source}: unknown key 'model_name' (the model is chosen by 'model.name')")
+    model_section = raw.pop("model", None)
+    if model_section is None:
+        model_section = {}
+    if not isinstance(model_section, dict):
+        raise ConfigError(f"{source}: 'model' must be a mapping with at least 'name' (e.g. model: {{name: vq_e}}), "
+                          f"got {model_section!r}")
+    model_section = dict(model_section)
+    name = model_section.pop("name", RunConfig.model_name)
     try:
         config_cls = model_config_class(name)
-    except KeyError as err:
-        raise ConfigError(f"{source}: 'model.name': {err.args[0]}") from None
-    model_section = _renamed(model_section, getattr(config_cls, "RENAMED_KEYS", {}), source)
+    except (KeyError, TypeError) as err:
+        message = err.args[0] if isinstance(err, KeyError) else f"unknown model {name!r}"
+        raise ConfigError(f"{source}: 'model.name': {message}") from None
     model_cfg = from_dict(config_cls, model_section, "model", source)
     run = from_dict(RunConfig, raw, "", source)
     return dataclasses.replace(run, model_name=name, model=model_cfg)
-
-
-def _renamed(section: dict[str, Any], renamed: dict[str, str], source: str) -> dict[str, Any]:
-    """Old model keys under their new names, so configs and checkpoints written before a rename still load."""
-    moved = []
-    for old, new in renamed.items():
-        if old not in section:
-            continue
-        if new in section and section[new] != section[old]:
-            raise ConfigError(f"{source}: 'model.{old}' is the old name of 'model.{new}'; give only 'model.{new}'")
-        section[new] = section.pop(old)
-        moved.append(f"'model.{old}' is now 'model.{new}'")
-    if moved:
-        warnings.warn(f"{source}: {'; '.join(moved)}", UserWarning, stacklevel=3)
-    return section
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from defectscope.data import build_datasets
-from defectscope.engine import evaluate, fit
-from defectscope.engine.artifacts import MAX_CURVE_POINTS, gallery_indices
+from defectscope.engine import evaluate, run
+from defectscope.engine.artifacts import MAX_CURVE_POINTS
+from defectscope.engine.gallery import GalleryPlan, gallery_indices
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +22,11 @@ def evaluated(tmp_path_factory, mtsd_root):
     tmp = tmp_path_factory.mktemp("artifacts")
     (tmp / "run.yaml").write_text(tiny_config_text(mtsd_root, tmp / "run", "ae_ssim", steps=2))
     cfg = load_config(tmp / "run.yaml")
-    model = fit(cfg).model
+    model = run(cfg, evaluate_test=False).model
     model.explain_maps = lambda images, class_ids: {"level": images[:, 0] > 0.5}
     bundle = build_datasets(cfg.data)
     results = evaluate(model, bundle.test, bundle.class_names, cfg, torch.device("cpu"), tmp / "eval",
-                       gallery_per_end=3)
+                       gallery=GalleryPlan(per_end=3))
     return tmp / "eval", results, bundle
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from defectscope.data import build_datasets
-from defectscope.engine import evaluate, fit, load_checkpoint
+from defectscope.engine import evaluate, load_checkpoint, run
 from defectscope.engine.evaluate import predict_dataset
 from defectscope.models import Phase
 
@@ -18,7 +18,7 @@ def test_phases_are_gradient_phases_unless_told():
 @pytest.mark.parametrize("model", ["patchcore", "padim"])
 def test_a_collect_fit_writes_a_checkpoint_that_scores_like_the_fitted_model(tiny_config, model, tmp_path):
     cfg = tiny_config(model=model)
-    result = fit(cfg)
+    result = run(cfg, evaluate_test=False)
     bundle = build_datasets(cfg.data)
     batches = -(-len(bundle.train) // cfg.data.batch_size)
     assert result.steps == batches  # one pass, every training image, no drop_last
@@ -35,7 +35,7 @@ def test_a_collect_fit_writes_a_checkpoint_that_scores_like_the_fitted_model(tin
 
 
 def test_patchcore_bank_size_is_restored_from_the_checkpoint(tiny_config):
-    result = fit(tiny_config(model="patchcore"))
+    result = run(tiny_config(model="patchcore"), evaluate_test=False)
     ckpt = load_checkpoint(result.checkpoint)
     bank = result.model.memory.bank
     assert 0 < len(bank) < result.model.memory.patches_seen

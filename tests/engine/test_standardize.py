@@ -6,7 +6,7 @@ import torch
 
 from defectscope.config import ConfigError
 from defectscope.data import build_datasets
-from defectscope.engine import evaluate, fit, load_checkpoint
+from defectscope.engine import evaluate, load_checkpoint, run
 from defectscope.engine.checkpoint import save_checkpoint
 from defectscope.engine.evaluate import predict_dataset
 from defectscope.engine.standardize import STD_FLOOR, MapStandardizer
@@ -74,7 +74,7 @@ def test_a_map_of_another_size_is_refused():
 def test_the_checkpoint_carries_the_standardiser_and_applies_it(tmp_path, tiny_config):
     overrides = ["--eval.map_standardization", "position", "--data.validation_fraction", "0.5"]
     cfg = tiny_config(steps=1, overrides=overrides)
-    result = fit(cfg)
+    result = run(cfg, evaluate_test=False)
     ckpt = load_checkpoint(result.checkpoint)
     assert ckpt.standardizer is not None and ckpt.standardizer.mean.shape == (1, 32, 32)
     bundle = build_datasets(cfg.data)
@@ -86,7 +86,7 @@ def test_the_checkpoint_carries_the_standardiser_and_applies_it(tmp_path, tiny_c
     raw, scored = ckpt.model.predict(images), ckpt.predict(images)
     assert torch.allclose(scored.anomaly_map, ckpt.standardizer(raw, None).anomaly_map)
     results = evaluate(ckpt.model, bundle.test, ckpt.class_names, cfg, torch.device("cpu"), tmp_path / "e",
-                       standardizer=ckpt.standardizer, artifacts=False)
+                       standardizer=ckpt.standardizer)
     assert results["map_standardization"] == "position"
     # saved again without it, the same weights load as a plain checkpoint
     save_checkpoint(tmp_path / "plain", ckpt.model, ckpt.config, ckpt.class_names)
@@ -97,5 +97,5 @@ def test_too_few_held_out_images_stop_the_run_before_training(tiny_config):
     overrides = ["--eval.map_standardization", "position", "--data.validation_fraction", "0"]
     cfg = tiny_config(steps=1, overrides=overrides)
     with pytest.raises(ConfigError, match="at least 2 held-out normal images"):
-        fit(cfg)
+        run(cfg, evaluate_test=False)
     assert not (cfg.output_dir and (Path(cfg.output_dir) / "checkpoints").exists())

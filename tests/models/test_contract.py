@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from defectscope.models import MODELS, create_model
+from defectscope.models.base import StepContext
 
 SIZE = 64
 
@@ -36,7 +37,7 @@ def fit_a_little(model, images, classes):
                 model.collect(images, classes, phase.name)
             model.finish_collection(phase.name)
         else:
-            model.training_step(images, classes, 0, phase.name, "main")  # initialise lazily-built state
+            model.training_step(images, classes, StepContext(0, phase=phase.name))  # lazily-built state
             return
 
 
@@ -49,7 +50,7 @@ def test_training_step_returns_finite_losses_for_every_group(model):
     images, classes = batch()
     for phase in train_phases(model):
         for group in model.optimizer_groups(phase.name):
-            parts = model.training_step(images, classes, 0, phase.name, group)
+            parts = model.training_step(images, classes, StepContext(0, phase=phase.name, group=group))
             assert parts.total.ndim == 0 and torch.isfinite(parts.total)
 
 
@@ -59,9 +60,10 @@ def test_backward_reaches_every_trainable_parameter(model):
         assert not any(p.requires_grad for p in model.parameters()), "a collect-only model has nothing to train"
         return
     phase = train_phases(model)[0].name
-    for name, params in model.optimizer_groups(phase).items():
+    for name, group in model.optimizer_groups(phase).items():
+        params = group.params
         model.zero_grad()
-        model.training_step(images, classes, 0, phase, name).total.backward()
+        model.training_step(images, classes, StepContext(0, phase=phase, group=name)).total.backward()
         missing = [p.shape for p in params if p.grad is None]
         assert not missing, f"{name}: {len(missing)} parameters got no gradient"
 

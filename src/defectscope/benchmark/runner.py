@@ -86,8 +86,8 @@ def _finite(value: Any) -> Any:
 
 def run_cell(suite: Suite, cell: Cell, output: Path) -> dict[str, Any]:
     """Train, evaluate and profile one cell; write its cell.json last and return it."""
-    from defectscope.data import build_datasets
-    from defectscope.engine import evaluate, fit, load_checkpoint, make_fabric
+    from defectscope.engine import run
+    from defectscope.engine.gallery import GalleryPlan
 
     cfg = cell_config(suite, cell, output)
     directory = cell_dir(output, cell)
@@ -95,16 +95,8 @@ def run_cell(suite: Suite, cell: Cell, output: Path) -> dict[str, Any]:
         shutil.rmtree(directory)
     began = time.perf_counter()
     reset_peak_memory()
-    fabric = make_fabric(cfg)
-    fitted = fit(cfg, fabric=fabric)
-    ckpt = load_checkpoint(fitted.checkpoint)
-    bundle = build_datasets(cfg.data)
-    device = fabric.device
-    results = evaluate(
-        ckpt.model, bundle.test, ckpt.class_names, cfg, device, directory, checkpoint=fitted.checkpoint,
-        calibration=ckpt.calibration, gallery_per_end=suite.config.gallery_per_end, standardizer=ckpt.standardizer,
-    )
-    model = ckpt.model.to(device)
+    fitted = run(cfg, gallery=GalleryPlan(per_end=suite.config.gallery_per_end))
+    results, model, device = fitted.results, fitted.model, fitted.device
     prof = suite.config.profile
     speeds = {str(b): images_per_second(model, cfg.data.image_size, b, device, prof.warmup, prof.iterations)
               for b in prof.batch_sizes}
@@ -121,7 +113,7 @@ def run_cell(suite: Suite, cell: Cell, output: Path) -> dict[str, Any]:
         "num_test_images": results["num_test_images"],
         "image_size": cfg.data.image_size,
         "train_steps": fitted.steps,
-        "train_seconds": round(fitted.seconds, 2),
+        "train_seconds": round(fitted.train_seconds, 2),
         "images_per_second": speeds,
         "profile": {"warmup": prof.warmup, "iterations": prof.iterations},
         "eval_images_per_second": results["images_per_second"],

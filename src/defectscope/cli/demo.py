@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from defectscope.config import ConfigError
+from defectscope.cli.common import print_results, with_save_maps
+from defectscope.config import ConfigError, load_config
 
 DEMO_CONFIG = Path("configs") / "demo.yaml"
 
@@ -21,20 +22,20 @@ def repo_root() -> Path | None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train + test on the demo data that ships in the repo (a few minutes on a CPU)")
     p.add_argument("--output", default="runs/demo", metavar="DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --output")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    from defectscope.cli import train
+    from defectscope.engine import run as run_engine
 
     root = repo_root()
     if root is None:
         raise ConfigError(f"the demo needs the repository checkout ({DEMO_CONFIG} and demo/); run it from the clone")
-    demo_args = argparse.Namespace(
-        config=str(root / DEMO_CONFIG), resume=None, no_test=False, save_maps=True, overwrite=True, verb="demo",
-    )
     data_root = root / "demo" / "mtsd_mini"
-    return train.run(
-        demo_args,
-        ["--output_dir", args.output, "--data.sources", f"[{{layout: mtsd, root: '{data_root}'}}]", *overrides],
-    )
+    cfg = load_config(root / DEMO_CONFIG, [
+        "--output_dir", args.output, "--data.sources", f"[{{layout: mtsd, root: '{data_root}'}}]", *overrides,
+    ])
+    result = run_engine(with_save_maps(cfg, True), overwrite=args.overwrite)
+    print_results(result.results, result.run_dir)
+    return 0

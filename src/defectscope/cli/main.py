@@ -11,12 +11,10 @@ from defectscope.engine.checkpoint import CheckpointError
 from defectscope.layers.backbones import BackboneWeightsError
 from defectscope.report.errors import ReportError
 
-VERBS = ("train", "test", "predict", "demo", "benchmark", "report")
-
 
 def build_parser() -> argparse.ArgumentParser:
     from defectscope import __version__
-    from defectscope.cli import benchmark, demo, predict, report, test, train
+    from defectscope.cli import benchmark, demo, predict, report, test, train, tune_mosaic
 
     parser = argparse.ArgumentParser(
         prog="defectscope",
@@ -25,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"defectscope {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for module in (train, test, predict, demo, benchmark, report):
+    for module in (train, test, predict, demo, benchmark, report, tune_mosaic):
         module.add_parser(sub)
     return parser
 

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from defectscope.data.image_io import load_image
     from defectscope.data.transforms import resize_image
     from defectscope.engine import load_checkpoint
-    from defectscope.engine.maps import overlay_panel
+    from defectscope.engine.gallery import overlay_panel
 
     ckpt = load_checkpoint(args.checkpoint)
     size = ckpt.config.data.image_size

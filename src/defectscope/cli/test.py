@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from defectscope.cli.common import pick_device, print_results
+from defectscope.cli.common import pick_device, print_results, with_save_maps
 from defectscope.config import ConfigError, build_config, config_to_raw, merge, parse_overrides, read_yaml
 
 
@@ -21,42 +20,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    from defectscope.data import build_datasets
-    from defectscope.engine import evaluate, load_checkpoint
-    from defectscope.engine.checkpoint import load_weights
-    from defectscope.engine.evaluate import calibrate
-    from defectscope.models import create_model
+    from defectscope.engine import load_checkpoint
+    from defectscope.engine import run as run_engine
 
     ckpt = load_checkpoint(args.checkpoint)
-    cfg = ckpt.config
-    raw = config_to_raw(cfg)
+    raw = config_to_raw(ckpt.config)
     if args.data:
-        raw["data"] = merge(raw["data"], read_yaml(args.data).get("data", {}))
+        data = read_yaml(args.data).get("data", {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"{args.data}: 'data' must be a mapping, got {type(data).__name__}")
+        raw["data"] = merge(raw["data"], data)
     if overrides:
         raw = merge(raw, parse_overrides(overrides))
-    cfg = build_config(raw, f"{ckpt.path}/config + command line")
-    if cfg.data.image_size != ckpt.config.data.image_size:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=ckpt.config.data.image_size))
-    bundle = build_datasets(cfg.data)
-    model, calibration, standardizer = ckpt.model, ckpt.calibration, ckpt.standardizer
-    device = pick_device(args.device)
-    if cfg.model != ckpt.config.model or cfg.eval.map_standardization != ckpt.config.eval.map_standardization:
-        # scoring settings (e.g. --model.score, --eval.map_standardization) apply to the trained
-        # weights; thresholds and standardiser are fitted again on the held-out normal images
-        model = create_model(cfg.model_name, cfg.model, cfg.data.image_size, max(1, len(ckpt.class_names)))
-        try:
-            load_weights(model, ckpt.model.state_dict())
-        except ValueError as err:
-            raise ConfigError(f"{ckpt.path}: the overrides change the network, not only its scoring ({err})") from err
-        calibration, standardizer = calibrate(model, bundle.validation, cfg, device, max(1, len(ckpt.class_names)))
-    missing = [n for n in bundle.class_names if n not in ckpt.class_names]
-    class_names = bundle.class_names
+    cfg = with_save_maps(build_config(raw, f"{ckpt.path}/config + command line"), args.save_maps)
+    out = Path(args.output) if args.output else Path(ckpt.path).parent.parent / "test"
+    result = run_engine(cfg, weights=ckpt, output_dir=out, device=pick_device(args.device))
+    missing = [n for n in result.class_names if n not in ckpt.class_names]
     if missing and len(ckpt.class_names) > 1:
         print(f"note: categories not seen in training: {', '.join(missing)}")
-    out = Path(args.output) if args.output else Path(ckpt.path).parent.parent / "test"
-    results = evaluate(
-        model, bundle.test, class_names, cfg, device, out, checkpoint=ckpt.path,
-        calibration=calibration, save_maps=args.save_maps or None, standardizer=standardizer,
-    )
-    print_results(results, out)
+    print_results(result.results, out)
     return 0

@@ -27,7 +27,7 @@ from defectscope.layers.backbones import FrozenBackbone
 from defectscope.models import AnomalyModel, create_model
 from defectscope.models.base import ModelOutput
 
-FORMAT = "defectscope-checkpoint/1"
+FORMAT = "defectscope-checkpoint/2"  # 2: nested backbone and choice configs, StepContext-era models
 WEIGHTS = "model.safetensors"
 TRAINER_STATE = "trainer_state.pt"
 
@@ -124,8 +124,14 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({err})") from err
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{weights}: not a defectscope checkpoint (format {metadata.get('format')!r})")
+    found = metadata.get("format")
+    if isinstance(found, str) and found.startswith("defectscope-checkpoint/") and found != FORMAT:
+        raise CheckpointError(
+            f"{weights}: written by another version of defectscope (format {found!r}; this version reads "
+            f"{FORMAT!r}); train the model again with this version, or load it with the version that wrote it"
+        )
+    if found != FORMAT:
+        raise CheckpointError(f"{weights}: not a defectscope checkpoint (format {found!r})")
     return metadata
 
 
@@ -152,7 +158,10 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     metadata = read_metadata(weights)
     config = config_from_yaml(metadata["config"], f"{weights} (stored config)")
     class_names = json.loads(metadata.get("class_names", "[]"))
-    model = create_model(config.model_name, config.model, config.data.image_size, max(1, len(class_names)))
+    try:
+        model = create_model(config.model_name, config.model, config.data.image_size, max(1, len(class_names)))
+    except ValueError as err:
+        raise CheckpointError(f"{weights}: its config does not build model '{config.model_name}' ({err})") from err
     try:
         state = load_file(str(weights), device=map_location)
     except (SafetensorError, OSError) as err:
@@ -163,7 +172,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     except ValueError as err:
         raise CheckpointError(f"{weights}: weights do not fit model '{config.model_name}' ({err})") from err
     return Checkpoint(
-        model=model,
+        model=model.eval(),  # loaded for scoring; training builds its own model and loads weights into it
         config=config,
         class_names=class_names,
         calibration=json.loads(metadata.get("calibration", "{}")),

@@ -1,139 +1,49 @@
-"""Scoring a test set: anomaly maps → metrics per category and mean, speed and memory."""
+"""Scoring a test set: anomaly maps → metrics per category and mean, speed and memory, and the
+files a report draws from (scores, curves, gallery)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import resource
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from defectscope.config import RunConfig
+from defectscope.engine.artifacts import CURVES_JSON, SCORES_CSV, category_curves, save_scores
 from defectscope.engine.environment import environment
 from defectscope.engine.files import json_default, write_text_atomic
-from defectscope.engine.standardize import MapStandardizer, require_held_out_images
-from defectscope.metrics import compute_metrics, f1_max, image_auroc
-from defectscope.models import AnomalyModel
-from defectscope.models.base import ModelOutput
+from defectscope.engine.gallery import GalleryPlan, write_gallery
+from defectscope.engine.predictions import Predictions, predict_dataset
+from defectscope.engine.standardize import MapStandardizer
+from defectscope.metrics import Measurement, f1_max, image_auroc, measure
+from defectscope.metrics.curves import roc_curve
+from defectscope.models.base import AnomalyModel
 
 METRIC_NAMES = ("image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max")
 
 
-@dataclass
-class Predictions:
-    """Everything scored on a test set, in dataset order, on the CPU."""
-
-    image_scores: np.ndarray  # (N,)
-    maps: np.ndarray  # (N, H, W) float32
-    masks: np.ndarray  # (N, H, W) bool
-    labels: np.ndarray  # (N,)
-    class_ids: np.ndarray  # (N,)
-    paths: list[str]
-    model_seconds: float  # time spent inside model.predict
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@torch.no_grad()
-def predict_dataset(
-    model: AnomalyModel,
-    dataset: Dataset,
-    batch_size: int,
-    device: torch.device,
-    keep_maps: bool = True,
-    standardizer: MapStandardizer | None = None,
-) -> Predictions:
-    model.eval().to(device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    scores, maps, masks, labels, class_ids, paths = [], [], [], [], [], []
-    seconds = 0.0
-    for batch in loader:
-        images = batch.image.to(device)
-        _sync(device)
-        began = time.perf_counter()
-        out = model.predict(images, batch.class_id.to(device))
-        if standardizer is not None:
-            out = standardizer(out, batch.class_id)
-        _sync(device)
-        seconds += time.perf_counter() - began
-        scores.append(out.image_score.float().cpu().numpy())
-        if keep_maps:
-            maps.append(out.anomaly_map.float().cpu().numpy())
-            masks.append(batch.mask[:, 0].bool().numpy())
-        labels.append(np.asarray(batch.label))
-        class_ids.append(np.asarray(batch.class_id))
-        paths.extend(batch.path)
-    empty = np.zeros((0, 1, 1), np.float32)
-    return Predictions(
-        image_scores=np.concatenate(scores) if scores else np.zeros(0, np.float32),
-        maps=np.concatenate(maps) if maps else empty,
-        masks=np.concatenate(masks) if masks else empty.astype(bool),
-        labels=np.concatenate(labels) if labels else np.zeros(0, int),
-        class_ids=np.concatenate(class_ids) if class_ids else np.zeros(0, int),
-        paths=paths,
-        model_seconds=seconds,
-    )
-
-
-def calibrate(
-    model: AnomalyModel, validation: Dataset, cfg: RunConfig, device: torch.device, num_classes: int = 1
-) -> tuple[dict[str, float], MapStandardizer | None]:
-    """Thresholds (and the map standardiser, if configured) from held-out *normal* images only.
-
-    image_threshold is the largest validation image score (no held-out normal image is
-    flagged); pixel_threshold is the 99.9th percentile of validation pixel scores, used to
-    scale heatmaps for display. Both are taken after standardisation when it is on.
-    """
-    require_held_out_images(cfg.eval.map_standardization, len(validation))
-    if len(validation) == 0:
-        return {}, None
-    was_training = model.training
-    preds = predict_dataset(model, validation, cfg.data.eval_batch_size, device)
-    standardizer = None
-    if cfg.eval.map_standardization == "position":
-        standardizer = MapStandardizer.fit(preds.maps, preds.class_ids, num_classes)
-        z = standardizer(ModelOutput(torch.from_numpy(preds.maps), torch.from_numpy(preds.image_scores)),
-                         torch.from_numpy(preds.class_ids))
-        preds = dataclasses.replace(preds, maps=z.anomaly_map.numpy(), image_scores=z.image_score.numpy())
-    model.train(was_training)
-    calibration = {
-        "image_threshold": float(preds.image_scores.max()),
-        "image_score_mean": float(preds.image_scores.mean()),
-        "image_score_std": float(preds.image_scores.std()),
-        "pixel_threshold": float(np.quantile(preds.maps, 0.999)),
-        "num_validation_images": len(validation),
-    }
-    return calibration, standardizer
-
-
-def category_metrics(
+def category_measurements(
     preds: Predictions, class_names: list[str], pixel_metrics: bool = True
-) -> dict[str, dict[str, float]]:
-    per_category: dict[str, dict[str, float]] = {}
+) -> dict[str, Measurement]:
+    """Metrics and curves per category present in the predictions."""
+    measured: dict[str, Measurement] = {}
     for class_id, name in enumerate(class_names):
         pick = preds.class_ids == class_id
         if not pick.any():
             continue
+        scores, labels = preds.image_scores[pick], preds.labels[pick]
         if pixel_metrics:
-            per_category[name] = compute_metrics(
-                preds.image_scores[pick], preds.labels[pick], preds.maps[pick], preds.masks[pick]
-            )
+            measured[name] = measure(scores, labels, preds.maps[pick], preds.masks[pick])
         else:
-            per_category[name] = {
-                "image_auroc": image_auroc(preds.image_scores[pick], preds.labels[pick]),
-                "image_f1_max": f1_max(preds.image_scores[pick], preds.labels[pick]),
-            }
-    return per_category
+            metrics = {"image_auroc": image_auroc(scores, labels), "image_f1_max": f1_max(scores, labels)}
+            measured[name] = Measurement(metrics, roc_curve(scores, labels), None, None)
+    return measured
 
 
 def mean_metrics(per_category: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -163,21 +73,19 @@ def evaluate(
     output_dir: str | Path,
     checkpoint: str | Path | None = None,
     calibration: dict[str, float] | None = None,
-    save_maps: bool | None = None,
-    artifacts: bool = True,
-    gallery_per_end: int = 4,
     standardizer: MapStandardizer | None = None,
+    gallery: GalleryPlan | None = None,
 ) -> dict[str, Any]:
-    """Score the test set, write results.json and results.md, return the results.
-
-    With `artifacts`, also scores.csv, curves.json and gallery/ for `defectscope report`.
-    """
+    """Score the test set with the model as given; write results.json, results.md, scores.csv,
+    curves.json and gallery/ (and maps/ when the plan asks for pictures); return the results."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    gallery = gallery or GalleryPlan()
     began = time.perf_counter()
     preds = predict_dataset(model, test_set, cfg.data.eval_batch_size, device, standardizer=standardizer)
     wall = time.perf_counter() - began
-    per_category = category_metrics(preds, class_names, cfg.eval.pixel_metrics)
+    measured = category_measurements(preds, class_names, cfg.eval.pixel_metrics)
+    per_category = {name: m.metrics for name, m in measured.items()}
     n = len(preds.image_scores)
     results: dict[str, Any] = {
         "model": cfg.model_name,
@@ -194,16 +102,14 @@ def evaluate(
         "calibration": calibration or {},
         "environment": environment(device),
     }
-    if save_maps if save_maps is not None else cfg.eval.save_maps:
-        from defectscope.engine.maps import save_anomaly_maps
-
-        results["maps_dir"] = str(save_anomaly_maps(preds, test_set, output_dir / "maps", calibration or {},
-                                                     cfg.eval.max_saved_maps, model, device))
-    if artifacts:
-        from defectscope.engine.artifacts import save_artifacts
-
-        results["artifacts"] = save_artifacts(model, preds, test_set, class_names, per_category, output_dir, device,
-                                              cfg.eval.pixel_metrics, gallery_per_end)
+    save_scores(preds, class_names, test_set, output_dir / SCORES_CSV)
+    curves = category_curves(measured)
+    (output_dir / CURVES_JSON).write_text(json.dumps(curves, allow_nan=False, default=json_default))
+    written = write_gallery(model, preds, test_set, class_names, output_dir, device, gallery,
+                            (calibration or {}).get("pixel_threshold"))
+    results["artifacts"] = {"scores": SCORES_CSV, "curves": CURVES_JSON, "gallery": written["gallery"]}
+    if "maps_dir" in written:
+        results["maps_dir"] = written["maps_dir"]
     write_text_atomic(output_dir / "results.json", json.dumps(results, indent=2, default=json_default))
     write_text_atomic(output_dir / "results.md", results_markdown(results))
     return results

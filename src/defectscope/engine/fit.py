@@ -1,4 +1,8 @@
-"""The training loop: one Fabric loop for CPU, one GPU or many (DDP under torchrun)."""
+"""The training loop: one Fabric loop for CPU, one GPU or many (DDP under torchrun).
+
+`fit` trains a model it is given, on datasets it is given, and returns how far it got; it
+does not build, calibrate, save a final checkpoint or evaluate — `engine.run` does, once.
+"""
 
 from __future__ import annotations
 
@@ -13,31 +17,29 @@ from typing import Any
 import torch
 from lightning.fabric import Fabric
 from lightning.fabric.strategies import DDPStrategy
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from defectscope.config import ConfigError, RunConfig, config_to_yaml
-from defectscope.data import build_datasets
-from defectscope.engine.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
-from defectscope.engine.environment import git_commit
-from defectscope.engine.evaluate import calibrate
+from defectscope.config import RunConfig
+from defectscope.engine.checkpoint import Checkpoint, load_trainer_state, save_checkpoint
 from defectscope.engine.schedules import learning_rate
-from defectscope.engine.standardize import require_held_out_images
-from defectscope.models import MODELS, AnomalyModel, Phase, create_model
+from defectscope.models.base import AnomalyModel, Phase, StepContext
+
+TRAIN_LOG = "train_log.jsonl"
 
 
 @dataclass
 class FitResult:
-    run_dir: Path
-    checkpoint: Path
-    steps: int
+    steps: int  # optimiser steps (or collect batches) over all phases
     seconds: float
-    class_names: list[str]
-    model: AnomalyModel  # the trained network, unwrapped, on this process's device
 
 
-def make_fabric(cfg: RunConfig) -> Fabric:
-    """Fabric from the config; under torchrun the process count comes from torchrun itself."""
+def make_fabric(cfg: RunConfig, find_unused_parameters: bool = False) -> Fabric:
+    """Fabric from the config; under torchrun the process count comes from torchrun itself.
+
+    `find_unused_parameters` is the model's own `ddp_find_unused_parameters`: DDP must know
+    before the first step whether some parameters get no gradient (several groups or phases).
+    """
     train = cfg.train
     devices: Any = train.devices
     if devices == "auto":
@@ -48,8 +50,7 @@ def make_fabric(cfg: RunConfig) -> Fabric:
     if strategy == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         strategy = "ddp"
     if strategy == "ddp":
-        model_cls = MODELS[cfg.model_name][0]
-        strategy = DDPStrategy(find_unused_parameters=model_cls.ddp_find_unused_parameters)
+        strategy = DDPStrategy(find_unused_parameters=find_unused_parameters)
     accelerator = "gpu" if train.accelerator == "cuda" else train.accelerator
     num_nodes = max(1, int(os.environ.get("WORLD_SIZE", "1")) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     return Fabric(
@@ -66,7 +67,7 @@ def _total_steps(phase: Phase, cfg: RunConfig, steps_per_epoch: int) -> int:
     return max(1, total)
 
 
-class _Log:
+class TrainLog:
     """Append-only JSON-lines log of every logged step (rank 0 only)."""
 
     def __init__(self, path: Path, enabled: bool) -> None:
@@ -78,41 +79,34 @@ class _Log:
                 f.write(json.dumps(record) + "\n")
 
 
-class RunExistsError(ConfigError):
-    """The output folder already holds a finished run that a new run would overwrite."""
+@dataclass
+class _Loop:
+    """What every phase of one fit shares."""
+
+    fabric: Fabric
+    module: Any  # the model as Fabric wrapped it (DDP under torchrun), or the model itself
+    model: AnomalyModel
+    cfg: RunConfig
+    log: TrainLog
+    began: float
+    run_dir: Path
+    class_names: list[str]
 
 
 def fit(
-    cfg: RunConfig, resume: str | Path | None = None, fabric: Fabric | None = None, overwrite: bool = False
+    cfg: RunConfig,
+    model: AnomalyModel,
+    train_set: Dataset,
+    class_names: list[str],
+    fabric: Fabric,
+    resume: Checkpoint | None = None,
 ) -> FitResult:
-    """Train cfg's model on cfg's data; writes checkpoints and train_log.jsonl into output_dir."""
+    """Train `model` (already built and, on resume, loaded) through all its phases."""
     run_dir = Path(cfg.output_dir)
-    if resume is None and not overwrite and (run_dir / "checkpoints" / "final").exists():
-        raise RunExistsError(
-            f"{run_dir}: already holds a trained run; choose another output_dir, resume it with "
-            f"--resume {run_dir / 'checkpoints' / 'last'}, or pass --overwrite to replace it"
-        )
-    commit = git_commit()  # read once, before the checkout can change under a long run
-    fabric = fabric or make_fabric(cfg)
-    fabric.launch()
-    fabric.seed_everything(cfg.train.seed)
-    if fabric.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
-    fabric.barrier()
-
-    bundle = build_datasets(cfg.data)
-    class_names = list(bundle.class_names)
-    require_held_out_images(cfg.eval.map_standardization, len(bundle.validation))
-    with fabric.init_module():
-        model = create_model(cfg.model_name, cfg.model, cfg.data.image_size, len(class_names))
-
     start = {"phase_index": 0, "step": 0, "epoch": 0}
     trainer_state: dict[str, Any] | None = None
     if resume is not None:
-        restored = load_checkpoint(resume)
-        model.load_state_dict(restored.model.state_dict())
-        trainer_state = load_trainer_state(resume)
+        trainer_state = load_trainer_state(resume.path)
         start = {k: int(trainer_state[k]) for k in start}
         torch.set_rng_state(trainer_state["torch_rng"])
 
@@ -123,90 +117,70 @@ def fit(
         module = model.to(fabric.device)
     loader = fabric.setup_dataloaders(
         DataLoader(
-            bundle.train,
+            train_set,
             batch_size=cfg.data.batch_size,
             shuffle=True,
-            drop_last=len(bundle.train) >= cfg.data.batch_size * fabric.world_size,
+            drop_last=len(train_set) >= cfg.data.batch_size * fabric.world_size,
             num_workers=cfg.data.num_workers,
             persistent_workers=cfg.data.num_workers > 0,
         )
     )
-    log = _Log(run_dir / "train_log.jsonl", fabric.is_global_zero)
-    if resume is None and fabric.is_global_zero:
-        (run_dir / "train_log.jsonl").unlink(missing_ok=True)
+    loop = _Loop(fabric, module, model, cfg, TrainLog(run_dir / TRAIN_LOG, fabric.is_global_zero),
+                 time.perf_counter(), run_dir, class_names)
 
-    began = time.perf_counter()
     global_step = 0
-    phases = model.phases()
-    for phase_index, phase in enumerate(phases):
+    for phase_index, phase in enumerate(model.phases()):
         if phase_index < start["phase_index"]:
             continue
+        resuming = trainer_state is not None and phase_index == start["phase_index"]
+        if not resuming:
+            model.start_phase(phase.name)
         if phase.kind == "collect":
-            global_step += _run_collect(fabric, model, bundle.train, phase, cfg, log, began)
+            global_step += _run_collect(loop, train_set, phase)
             continue
         groups = model.optimizer_groups(phase.name)
         base_lr = phase.lr if phase.lr is not None else cfg.train.lr
         optimizers = {
-            name: torch.optim.AdamW(
-                params, lr=base_lr * model.optimizer_lr_scale(phase.name, name),
-                weight_decay=cfg.train.weight_decay, betas=(0.5, 0.9) if name == "disc" else (0.9, 0.999),
-            )
-            for name, params in groups.items()
+            name: torch.optim.AdamW(group.params, lr=base_lr * group.lr_scale, weight_decay=cfg.train.weight_decay,
+                                    betas=group.betas)
+            for name, group in groups.items()
         }
         wrapped = fabric.setup_optimizers(*optimizers.values())
         fabric_opts = dict(zip(optimizers, (wrapped,) if len(optimizers) == 1 else wrapped, strict=True))
-        resuming = trainer_state is not None and phase_index == start["phase_index"]
         if resuming:
             for name, opt in fabric_opts.items():
                 opt.load_state_dict(trainer_state["optimizers"][name])
         step = start["step"] if resuming else 0
         first_epoch = start["epoch"] if resuming else 0
-        total = _total_steps(phase, cfg, len(loader))
-        epochs = math.ceil(total / max(1, len(loader)))
-        done = _run_phase(
-            fabric, module, model, loader, fabric_opts, phase, cfg, log, step, first_epoch, epochs,
-            total, base_lr, began, run_dir, class_names, phase_index,
-        )
-        global_step += done
-
-    seconds = time.perf_counter() - began
-    final = run_dir / "checkpoints" / "final"
-    if fabric.is_global_zero:
-        calibration, standardizer = calibrate(model, bundle.validation, cfg, fabric.device, len(class_names))
-        save_checkpoint(final, model, cfg, class_names, calibration, step=global_step, standardizer=standardizer)
-        summary = {"steps": global_step, "train_seconds": round(seconds, 2), "world_size": fabric.world_size,
-                   "commit": commit}
-        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
-    fabric.barrier()
-    return FitResult(run_dir, final, global_step, seconds, class_names, model)
+        lr_scales = {name: group.lr_scale for name, group in groups.items()}
+        global_step += _run_phase(loop, loader, fabric_opts, lr_scales, phase, phase_index, step, first_epoch,
+                                  base_lr)
+    return FitResult(global_step, time.perf_counter() - loop.began)
 
 
 def _run_phase(
-    fabric: Fabric,
-    module: Any,
-    model: AnomalyModel,
+    loop: _Loop,
     loader: DataLoader,
     optimizers: dict[str, Any],
+    lr_scales: dict[str, float],
     phase: Phase,
-    cfg: RunConfig,
-    log: _Log,
+    phase_index: int,
     step: int,
     first_epoch: int,
-    epochs: int,
-    total: int,
     base_lr: float,
-    began: float,
-    run_dir: Path,
-    class_names: list[str],
-    phase_index: int,
 ) -> int:
-    train = cfg.train
+    fabric, module, model, train = loop.fabric, loop.module, loop.model, loop.cfg.train
+    total = _total_steps(phase, loop.cfg, len(loader))
+    epochs = math.ceil(total / max(1, len(loader)))
+    began = loop.began
     deadline = began + train.max_minutes * 60 if train.max_minutes > 0 and phase.epochs is None else None
     bar = tqdm(
         total=total, initial=step, desc=f"train {phase.name}", disable=not (train.progress and fabric.is_global_zero),
         dynamic_ncols=True,
     )
     module.train()
+    for name in phase.frozen:
+        model.get_submodule(name).eval()
     stop = step >= total
     epoch = first_epoch
     while not stop and epoch < epochs:
@@ -215,15 +189,17 @@ def _run_phase(
                 seeded.set_epoch(epoch)
         for batch in loader:
             lr = learning_rate(step, base_lr, total, train.warmup_steps, train.lr_schedule)
-            model.progress = step / total
+            progress = step / total
             if deadline is not None:
-                model.progress = max(model.progress, 1 - (deadline - time.perf_counter()) / (deadline - began))
-            losses = {}
+                progress = max(progress, 1 - (deadline - time.perf_counter()) / (deadline - began))
+            losses, handoff = {}, {}
             for name, opt in optimizers.items():
                 for group in opt.param_groups:
-                    group["lr"] = lr * model.optimizer_lr_scale(phase.name, name)
+                    group["lr"] = lr * lr_scales[name]
                 opt.zero_grad(set_to_none=True)
-                losses[name] = module.training_step(batch.image, batch.class_id, step, phase.name, name)
+                ctx = StepContext(step, progress, phase.name, name, handoff)
+                losses[name] = module.training_step(batch.image, batch.class_id, ctx)
+                handoff = {**handoff, **losses[name].handoff}
                 fabric.backward(losses[name].total)
                 if train.grad_clip > 0:
                     fabric.clip_gradients(module, opt, max_norm=train.grad_clip)
@@ -236,11 +212,12 @@ def _run_phase(
                 for name, parts in losses.items():
                     record[f"{name}/loss"] = float(parts.total.detach())
                     record.update({f"{name}/{k}": float(v) for k, v in parts.parts.items()})
-                record.update(model.training_metrics())
-                log.write(record)
+                for parts in losses.values():
+                    record.update(parts.metrics)
+                loop.log.write(record)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.endswith("loss")})
             if train.checkpoint_every > 0 and step % train.checkpoint_every == 0:
-                _save_periodic(fabric, model, optimizers, cfg, class_names, phase_index, step, epoch, run_dir)
+                _save_last(loop, optimizers, phase_index, step, epoch)
             stop = step >= total
             if deadline is not None:
                 stop = bool(fabric.broadcast(stop or time.perf_counter() > deadline, src=0))
@@ -249,20 +226,19 @@ def _run_phase(
         epoch += 1
     bar.close()
     if train.checkpoint_every > 0:
-        _save_periodic(fabric, model, optimizers, cfg, class_names, phase_index, step, epoch, run_dir)
+        _save_last(loop, optimizers, phase_index, step, epoch)
     return step
 
 
 @torch.no_grad()
-def _run_collect(
-    fabric: Fabric, model: AnomalyModel, dataset: Any, phase: Phase, cfg: RunConfig, log: _Log, began: float
-) -> int:
+def _run_collect(loop: _Loop, dataset: Dataset, phase: Phase) -> int:
     """A "collect" phase: one no-grad pass over the training images in dataset order.
 
     Every process reads every training image (no distributed sampler), so under DDP each rank
     builds the same bank or statistics without any gathering; the pass is cheap next to
     training. Returns the number of batches.
     """
+    cfg, model, fabric = loop.cfg, loop.model, loop.fabric
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=False, num_workers=cfg.data.num_workers)
     for seeded in (loader.sampler, loader.dataset):
         if hasattr(seeded, "set_epoch"):
@@ -279,24 +255,22 @@ def _run_collect(
         bar.update(1)
     bar.close()
     collected = time.perf_counter()
-    model.finish_collection(phase.name)
+    metrics = model.finish_collection(phase.name)
     finished = time.perf_counter()
-    log.write({"phase": phase.name, "step": batches, "epoch": 0, "images": images,
-               "collect_seconds": round(collected - started, 2), "finish_seconds": round(finished - collected, 2),
-               "seconds": round(finished - began, 2), **model.training_metrics()})
+    loop.log.write({"phase": phase.name, "step": batches, "epoch": 0, "images": images,
+                    "collect_seconds": round(collected - started, 2), "finish_seconds": round(finished - collected, 2),
+                    "seconds": round(finished - loop.began, 2), **metrics})
     return batches
 
 
-def _save_periodic(
-    fabric: Fabric, model: AnomalyModel, optimizers: dict[str, Any], cfg: RunConfig,
-    class_names: list[str], phase_index: int, step: int, epoch: int, run_dir: Path,
-) -> None:
+def _save_last(loop: _Loop, optimizers: dict[str, Any], phase_index: int, step: int, epoch: int) -> None:
     """`checkpoints/last`: weights plus everything `train --resume` needs."""
-    if fabric.is_global_zero:
+    if loop.fabric.is_global_zero:
         state = {
             "phase_index": phase_index, "step": step, "epoch": epoch,
             "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
             "torch_rng": torch.get_rng_state(),
         }
-        save_checkpoint(run_dir / "checkpoints" / "last", model, cfg, class_names, step=step, trainer_state=state)
-    fabric.barrier()
+        save_checkpoint(loop.run_dir / "checkpoints" / "last", loop.model, loop.cfg, loop.class_names, step=step,
+                        trainer_state=state)
+    loop.fabric.barrier()

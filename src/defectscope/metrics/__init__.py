@@ -7,15 +7,37 @@ Convention everywhere: higher score = more anomalous; label/mask 1 (True) = defe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import numpy.typing as npt
 
 from ._core import as_binary, as_scores, check_ndim, check_same_shape, cumulative_counts
 from ._core import rank_descending as _rank_descending
-from .aupro import _aupro_ranked, _check_fpr_limit, aupro
+from .aupro import _aupro_from_curve, _check_fpr_limit, _pro_curve_ranked, aupro
 from .auroc import _auroc_from_counts, image_auroc, pixel_auroc
+from .curves import cut_at
 from .f1max import _f1_max_from_counts, f1_max
 
-__all__ = ["aupro", "compute_metrics", "f1_max", "image_auroc", "pixel_auroc"]
+__all__ = ["Measurement", "aupro", "compute_metrics", "f1_max", "image_auroc", "measure", "pixel_auroc"]
+
+Curve = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The standard metrics of one test set and the curves they summarise (None where undefined)."""
+
+    metrics: dict[str, float]
+    image_roc: Curve | None
+    pixel_roc: Curve | None
+    pro: Curve | None  # cut at the AU-PRO limit
+
+
+def _roc(tp: np.ndarray, fp: np.ndarray) -> Curve | None:
+    if tp[-1] == 0 or fp[-1] == 0:
+        return None
+    return np.concatenate(([0.0], fp / fp[-1])), np.concatenate(([0.0], tp / tp[-1]))
 
 
 def compute_metrics(
@@ -26,7 +48,21 @@ def compute_metrics(
     *,
     fpr_limit: float = 0.3,
 ) -> dict[str, float]:
-    """All standard metrics of one test set, after checking the inputs belong together.
+    """All standard metrics of one test set (see `measure`, which also returns the curves)."""
+    return measure(image_scores, image_labels, maps, masks, fpr_limit=fpr_limit).metrics
+
+
+def measure(
+    image_scores: npt.ArrayLike,
+    image_labels: npt.ArrayLike,
+    maps: npt.ArrayLike,
+    masks: npt.ArrayLike,
+    *,
+    fpr_limit: float = 0.3,
+) -> Measurement:
+    """All standard metrics of one test set and their curves, after checking the inputs belong together.
+
+    All pixels are sorted once, the costly step at 10^7 pixels; metrics and curves share it.
 
     image_scores (N,), image_labels (N,) bool or 0/1, maps (N, H, W), masks (N, H, W) bool or
     0/1. Returns image_auroc, pixel_auroc, aupro (up to fpr_limit), image_f1_max, pixel_f1_max;
@@ -51,10 +87,13 @@ def compute_metrics(
     image_tp, image_fp = cumulative_counts(y, _rank_descending(s))
     pixel_ranking = _rank_descending(m)  # one sort of all pixels, shared by the pixel metrics
     pixel_tp, pixel_fp = cumulative_counts(g, pixel_ranking)
-    return {
+    pro = _pro_curve_ranked(g, pixel_ranking)
+    metrics = {
         "image_auroc": _auroc_from_counts(image_tp, image_fp),
         "pixel_auroc": _auroc_from_counts(pixel_tp, pixel_fp),
-        "aupro": _aupro_ranked(g, pixel_ranking, limit),
+        "aupro": _aupro_from_curve(pro, limit),
         "image_f1_max": _f1_max_from_counts(image_tp, image_fp),
         "pixel_f1_max": _f1_max_from_counts(pixel_tp, pixel_fp),
     }
+    return Measurement(metrics, _roc(image_tp, image_fp), _roc(pixel_tp, pixel_fp),
+                       cut_at(*pro, limit) if pro is not None else None)

@@ -55,7 +55,10 @@ def _check_fpr_limit(fpr_limit: float) -> float:
 
 
 def _aupro_ranked(masks: np.ndarray, ranking: Ranking, fpr_limit: float) -> float:
-    curve = _pro_curve_ranked(masks, ranking)
+    return _aupro_from_curve(_pro_curve_ranked(masks, ranking), fpr_limit)
+
+
+def _aupro_from_curve(curve: tuple[np.ndarray, np.ndarray] | None, fpr_limit: float) -> float:
     if curve is None:
         return float("nan")
     fpr, pro = curve

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from defectscope.config import ConfigError
 from defectscope.models.ae_ssim.config import AESSIMConfig
 from defectscope.models.ae_ssim.model import AESSIM
-from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, Phase
+from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, OptimizerGroup, Phase, StepContext
 from defectscope.models.fader.config import FADeRConfig
 from defectscope.models.fader.model import FADeR
 from defectscope.models.padim.config import PaDiMConfig
@@ -39,14 +38,17 @@ def model_config_class(name: str) -> type:
 
 
 def create_model(name: str, config: Any = None, image_size: int = 256, num_classes: int = 1) -> AnomalyModel:
-    """Build a registered model from its config dataclass (defaults when config is None)."""
-    model_cls, config_cls = MODELS[name] if name in MODELS else (None, None)
+    """Build a registered model from its config dataclass (defaults when config is None).
+
+    Settings that do not fit together raise ValueError naming the setting.
+    """
+    model_cls = MODELS[name][0] if name in MODELS else None
     if model_cls is None:
         raise KeyError(f"unknown model '{name}' (known: {', '.join(sorted(MODELS))})")
-    try:
-        return model_cls(config if config is not None else config_cls(), image_size, num_classes)
-    except ValueError as err:  # settings that do not fit together: a config error, not a traceback
-        raise ConfigError(f"model '{name}': {err}") from err
+    return model_cls(config if config is not None else model_config_class(name)(), image_size, num_classes)
 
 
-__all__ = ["MODELS", "AnomalyModel", "LossParts", "ModelOutput", "Phase", "create_model", "model_config_class"]
+__all__ = [
+    "MODELS", "AnomalyModel", "LossParts", "ModelOutput", "OptimizerGroup", "Phase", "StepContext", "create_model",
+    "model_config_class",
+]

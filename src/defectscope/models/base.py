@@ -1,15 +1,22 @@
 """The contract between a method and the engine: every model implements this and nothing more.
 
 The engine knows models only through this file, so a new method plugs in by subclassing
-`AnomalyModel` and adding one line to `defectscope.models.MODELS`.
+`AnomalyModel` and adding one line to `defectscope.models.MODELS`. A model keeps no state
+between calls except its parameters and buffers: where a step stands (its index, the share of
+the phase done, what an earlier optimiser group of the same step produced) comes in a
+`StepContext`, and what a step wants logged or handed on goes out in its `LossParts`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from torch import Tensor, nn
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class ModelOutput(NamedTuple):
@@ -20,10 +27,37 @@ class ModelOutput(NamedTuple):
 
 
 class LossParts(NamedTuple):
-    """A loss to back-propagate plus its named parts, logged without knowing the model."""
+    """A loss to back-propagate, its named parts, and what else the step reports.
+
+    `metrics` are numbers to log that are not losses (a temperature, codebook usage);
+    `handoff` holds detached results a later optimiser group of the same step reads (a GAN's
+    reconstruction for its discriminator), passed on by the engine in `StepContext.handoff`.
+    """
 
     total: Tensor
-    parts: dict[str, Tensor]
+    parts: Mapping[str, Tensor]
+    metrics: Mapping[str, float] = _EMPTY
+    handoff: Mapping[str, Any] = _EMPTY
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Where a training step stands, passed in by the engine on every call."""
+
+    step: int = 0  # steps done in this phase before this one
+    progress: float = 0.0  # share of the phase done in [0, 1] (steps, or time under a time budget)
+    phase: str = "main"
+    group: str = "main"
+    handoff: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)  # what earlier groups of this step handed on
+
+
+@dataclass(frozen=True)
+class OptimizerGroup:
+    """Parameters stepped by one optimiser, with its own lr factor and Adam betas."""
+
+    params: list[nn.Parameter]
+    lr_scale: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.999)
 
 
 @dataclass(frozen=True)
@@ -33,13 +67,15 @@ class Phase:
     kind "train" is gradient training (training_step, optimisers). kind "collect" is a fit
     without gradients (memory banks, Gaussians): the engine runs one no-grad pass over the
     training images in a fixed order, calling `collect` per batch, then `finish_collection`;
-    epochs, lr and optimisers do not apply.
+    epochs, lr and optimisers do not apply. `frozen` names sub-modules the engine keeps in eval
+    mode throughout the phase (their BatchNorm statistics stay as an earlier phase left them).
     """
 
     name: str
     epochs: int | None = None  # None: the run's train.epochs / max_steps / max_minutes
     lr: float | None = None  # None: train.lr
     kind: Literal["train", "collect"] = "train"
+    frozen: tuple[str, ...] = field(default=())
 
 
 class AnomalyModel(nn.Module):
@@ -48,26 +84,22 @@ class AnomalyModel(nn.Module):
     config: Any
     # DDP must tolerate parameters without gradients (several optimiser groups or phases)
     ddp_find_unused_parameters: bool = False
-    # share of the current phase done (steps, or time under a time budget), set by the engine
-    # before every step; schedules (budget weights, temperatures) read it
-    progress: float = 0.0
 
     def phases(self) -> list[Phase]:
         return [Phase("main")]
 
-    def optimizer_groups(self, phase: str) -> dict[str, list[nn.Parameter]]:
-        """Parameters per optimiser, in the order the engine steps them (e.g. generator, disc)."""
-        return {"main": [p for p in self.parameters() if p.requires_grad]}
+    def optimizer_groups(self, phase: str) -> dict[str, OptimizerGroup]:
+        """One optimiser per group, stepped in this order within a training step."""
+        return {"main": OptimizerGroup([p for p in self.parameters() if p.requires_grad])}
 
-    def optimizer_lr_scale(self, phase: str, group: str) -> float:
-        """Per-group learning-rate factor (e.g. a discriminator or a fine-tuned decoder)."""
-        return 1.0
+    def start_phase(self, phase: str) -> None:
+        """Called once when a phase starts from its first step (not when a run resumes inside it)."""
 
-    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str, group: str) -> LossParts:
+    def training_step(self, images: Tensor, class_ids: Tensor, ctx: StepContext) -> LossParts:
         """The loss of one optimiser group; called once per group and step, in group order.
 
-        One forward and one backward per call keeps DDP's gradient hooks happy; a model whose
-        later group reuses an earlier result (a GAN's detached reconstruction) caches it.
+        One forward and one backward per call keeps DDP's gradient hooks happy; a later group
+        that needs an earlier group's result reads it from `ctx.handoff`.
         """
         raise NotImplementedError
 
@@ -75,19 +107,16 @@ class AnomalyModel(nn.Module):
         """One batch of training images (in [0, 1]) for a "collect" phase; runs under no_grad."""
         raise NotImplementedError
 
-    def finish_collection(self, phase: str) -> None:
-        """Called once after the last `collect` batch of a phase (e.g. coreset, covariances)."""
+    def finish_collection(self, phase: str) -> dict[str, float]:
+        """Called once after the last `collect` batch of a phase (e.g. coreset, covariances).
+
+        Returns numbers worth logging about the fit (bank size, coreset time).
+        """
+        return {}
 
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         raise NotImplementedError
 
     def explain_maps(self, images: Tensor, class_ids: Tensor | None = None) -> dict[str, Tensor]:
         """Named (B, H, W) intermediate maps worth showing beside the anomaly map (optional)."""
-        return {}
-
-    def training_metrics(self) -> dict[str, float]:
-        """Extra numbers to log (e.g. codebook perplexity); called on the logging steps."""
-        return {}
-
-    def extra_checkpoint_tensors(self) -> dict[str, Tensor]:
         return {}

@@ -23,8 +23,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from defectscope.benchmark.table import Table, TableCell, build_tables, cells_table, reported_legend
-from defectscope.engine.artifacts import CURVES_JSON, GALLERY_DIR, GALLERY_INDEX, SCORES_CSV
+from defectscope.engine.artifacts import CURVES_JSON, SCORES_CSV
 from defectscope.engine.evaluate import METRIC_NAMES
+from defectscope.engine.gallery import GALLERY_DIR, GALLERY_INDEX
 from defectscope.report.errors import ReportError
 from defectscope.report.plots import (
     curves_figure,

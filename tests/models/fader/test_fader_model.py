@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from defectscope.config import load_config
-from defectscope.engine import fit
+from defectscope.engine import run
 from defectscope.models import create_model
+from defectscope.models.base import StepContext
 from defectscope.models.fader.config import FADeRConfig
 from defectscope.models.fader.masks import DinoAttentionSource, load_dino, sha256_of
 
@@ -31,8 +32,9 @@ def test_phases_groups_and_decoder_lr_scale():
     assert [(p.name, p.epochs, p.lr) for p in m.phases()] == [("main", 3, None), ("fader", 2, 1e-4)]
     groups = m.optimizer_groups("fader")
     assert list(groups) == ["fader", "decoder"]
-    assert {id(p) for p in groups["decoder"]} == {id(p) for p in m.unet.decoder.parameters()}
-    assert m.optimizer_lr_scale("fader", "decoder") == 0.1 and m.optimizer_lr_scale("fader", "fader") == 1.0
+    assert {id(p) for p in groups["decoder"].params} == {id(p) for p in m.unet.decoder.parameters()}
+    assert groups["decoder"].lr_scale == 0.1 and groups["fader"].lr_scale == 1.0
+    assert m.phases()[1].frozen == ("unet.encoder",)
     off = model(fader=False)
     assert [p.name for p in off.phases()] == ["main"] and off.predictor is None
 
@@ -40,17 +42,23 @@ def test_phases_groups_and_decoder_lr_scale():
 def test_fader_phase_trains_the_predictor_and_decoder_but_not_the_encoder():
     m = model()
     m.train()
+    for name in m.phases()[1].frozen:  # the phase declares them frozen; the engine keeps them in eval mode
+        m.get_submodule(name).eval()
+    m.start_phase("fader")
     enc_before = {k: v.clone() for k, v in m.unet.encoder.state_dict().items()}
     x = images()
-    opts = {g: torch.optim.SGD(p, lr=0.1) for g, p in m.optimizer_groups("fader").items()}
+    opts = {g: torch.optim.SGD(group.params, lr=0.1) for g, group in m.optimizer_groups("fader").items()}
     dec_before = [p.clone() for p in m.unet.decoder.parameters()]
+    handoff, metrics = {}, {}
     for group, opt in opts.items():
         opt.zero_grad()
-        parts = m.training_step(x, torch.zeros(2, dtype=torch.long), 0, "fader", group)
+        ctx = StepContext(0, phase="fader", group=group, handoff=handoff)
+        parts = m.training_step(x, torch.zeros(2, dtype=torch.long), ctx)
+        handoff, metrics = {**handoff, **parts.handoff}, {**metrics, **parts.metrics}
         parts.total.backward()
-        assert all(p.grad is not None for p in m.optimizer_groups("fader")[group])
+        assert all(p.grad is not None for p in m.optimizer_groups("fader")[group].params)
         opt.step()
-    assert "pair_accuracy" in m.training_metrics()
+    assert "pair_accuracy" in metrics
     for k, v in m.unet.encoder.state_dict().items():  # weights and BN running statistics
         assert torch.equal(v, enc_before[k]), k
     assert any(not torch.equal(a, b) for a, b in zip(dec_before, m.unet.decoder.parameters(), strict=True))
@@ -88,7 +96,8 @@ def test_variants_train_and_score(changes):
     x = images()
     for phase in m.phases():
         for group in m.optimizer_groups(phase.name):
-            assert torch.isfinite(m.training_step(x, torch.zeros(2, dtype=torch.long), 0, phase.name, group).total)
+            ctx = StepContext(0, phase=phase.name, group=group)
+            assert torch.isfinite(m.training_step(x, torch.zeros(2, dtype=torch.long), ctx).total)
     m.eval()
     out = m.predict(x)
     assert out.anomaly_map.shape == (2, SIZE, SIZE) and torch.isfinite(out.image_score).all()
@@ -205,7 +214,7 @@ data:
 train: {{epochs: 1, log_every: 1, progress: false, accelerator: cpu}}
 output_dir: '{tmp_path / "run"}'
 """)
-    result = fit(load_config(cfg_file))
+    result = run(load_config(cfg_file), evaluate_test=False)
     log = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
     assert {r["phase"] for r in log} == {"main", "fader"}
     assert any("fader/rank" in r and "decoder/l2" in r for r in log)
@@ -215,13 +224,19 @@ output_dir: '{tmp_path / "run"}'
 def test_a_frozen_target_decoder_keeps_the_pretrained_reconstruction_while_the_decoder_is_tuned():
     m = model(target_decoder="frozen")
     m.train()
+    for name in m.phases()[1].frozen:  # as the engine does for the phase
+        m.get_submodule(name).eval()
     x, cls = images(), torch.zeros(2, dtype=torch.long)
     pretrained = {k: v.clone() for k, v in m.unet.decoder.state_dict().items()}
-    opts = {g: torch.optim.SGD(p, lr=0.5) for g, p in m.optimizer_groups("fader").items()}
+    m.start_phase("fader")
+    opts = {g: torch.optim.SGD(group.params, lr=0.5) for g, group in m.optimizer_groups("fader").items()}
     for _ in range(2):
+        handoff = {}
         for group, opt in opts.items():
             opt.zero_grad()
-            m.training_step(x, cls, 0, "fader", group).total.backward()
+            parts = m.training_step(x, cls, StepContext(0, phase="fader", group=group, handoff=handoff))
+            handoff = parts.handoff or handoff
+            parts.total.backward()
             opt.step()
     assert bool(m.target_decoder_filled)
     for k, v in m.target_decoder.state_dict().items():
@@ -231,7 +246,5 @@ def test_a_frozen_target_decoder_keeps_the_pretrained_reconstruction_while_the_d
     # the copy and its flag travel with the weights: a reload does not copy the tuned decoder
     again = model(target_decoder="frozen")
     again.load_state_dict(m.state_dict())
-    again.train()
-    again._plain_decoder()
-    for k, v in again.target_decoder.state_dict().items():
+    for k, v in again._plain_decoder().state_dict().items():
         assert torch.equal(v, pretrained[k]), k

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from defectscope.models.base import StepContext
 from defectscope.models.pvqae.config import PVQAEConfig
 from defectscope.models.pvqae.model import PVQAE
 from defectscope.models.pvqae.routing import one_hot_levels
@@ -35,14 +36,13 @@ def test_phases_and_groups():
 def test_autoencoder_step_logs_codebook_and_budget_numbers():
     model = make()
     x, c = images()
-    model.progress = 0.5
-    loss = model.training_step(x, c, 5, "main", "main")
+    loss = model.training_step(x, c, StepContext(5, progress=0.5))
     assert {"rec", "vq", "budget", "g_adv"} <= set(loss.parts)
-    metrics = model.training_metrics()
+    metrics = loss.metrics
     assert metrics["lambda_b"] == pytest.approx(1.25 * 0.5)
     assert sum(metrics[f"level{k}_share"] for k in range(3)) == pytest.approx(1.0)
     assert 1 <= metrics["live_codes0"] <= 16
-    d = model.training_step(x, c, 5, "main", "disc")
+    d = model.training_step(x, c, StepContext(5, phase="main", group="disc", progress=0.5, handoff=loss.handoff))
     d.total.backward()
     assert all(p.grad is not None for p in model.discriminator.parameters())
 
@@ -51,12 +51,12 @@ def test_prior_phase_changes_neither_the_autoencoder_nor_its_codebooks():
     model = make()
     x, c = images()
     model.train()
-    model.training_step(x, c, 0, "main", "main")  # k-means initialises the codebooks
+    model.training_step(x, c, StepContext(0))  # k-means initialises the codebooks
     frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("prior.")}
-    opt = torch.optim.Adam(model.optimizer_groups("prior")["prior"], 1e-2)
+    opt = torch.optim.Adam(model.optimizer_groups("prior")["prior"].params, 1e-2)
     for _ in range(3):
         opt.zero_grad()
-        model.training_step(x, c, 0, "prior", "prior").total.backward()
+        model.training_step(x, c, StepContext(0, phase="prior", group="prior")).total.backward()
         opt.step()
     for k, v in model.state_dict().items():
         if k in frozen:
@@ -83,7 +83,7 @@ def test_explain_reconstructs_with_the_prior_budget():
 def test_variants_train_and_score(overrides):
     model = make(**overrides)
     x, c = images()
-    model.training_step(x, c, 0, "main", "main").total.backward()
+    model.training_step(x, c, StepContext(0)).total.backward()
     model.eval()
     out = model.predict(x, c)
     assert out.anomaly_map.shape == (2, 32, 32) and torch.isfinite(out.image_score).all()
@@ -92,11 +92,11 @@ def test_variants_train_and_score(overrides):
 def test_a_few_steps_reduce_the_reconstruction_loss():
     model = make(adversarial=False, lambda_max=0.0)
     x, c = images(2)
-    opt = torch.optim.Adam(model.optimizer_groups("main")["main"], 3e-3)
+    opt = torch.optim.Adam(model.optimizer_groups("main")["main"].params, 3e-3)
     losses = []
     for step in range(30):
         opt.zero_grad()
-        loss = model.training_step(x, c, step, "main", "main")
+        loss = model.training_step(x, c, StepContext(step))
         loss.total.backward()
         opt.step()
         losses.append(loss.parts["rec"].item())
@@ -136,12 +136,11 @@ def test_pixel_shuffle_output_has_no_full_resolution_convolution():
 def test_perceptual_term_joins_the_reconstruction_loss_but_not_the_optimiser():
     model = make(perceptual_weight=0.5, backbone_pretrained=False, perceptual_taps=(1, 3))
     x, c = images()
-    model.progress = 0.5
-    loss = model.training_step(x, c, 5, "main", "main")
+    loss = model.training_step(x, c, StepContext(5, progress=0.5))
     parts = loss.parts
     assert parts["perceptual"] > 0
     assert parts["rec"].item() == pytest.approx((parts["pixel"] + 0.5 * parts["perceptual"]).item(), rel=1e-5)
-    trained = {id(p) for group in model.optimizer_groups("main").values() for p in group}
+    trained = {id(p) for group in model.optimizer_groups("main").values() for p in group.params}
     assert not any(id(p) in trained for p in model.perceptual.parameters())
     loss.total.backward()
     assert model.decoder.last_layer.grad is not None
@@ -163,7 +162,7 @@ def test_perceptual_rec_distance_scores_with_the_feature_distance_map():
     expected = model.perceptual.distance_map(x, out.reconstruction)
     assert torch.allclose(out.rec_score, expected)
     assert out.rec_score.shape == (2, 32, 32) and (out.rec_score >= 0).all()
-    assert "perceptual" not in model.training_step(x, c, 5, "main", "main").parts  # weight 0: no training term
+    assert "perceptual" not in model.training_step(x, c, StepContext(5)).parts  # weight 0: no training term
 
 
 
@@ -188,15 +187,15 @@ def test_feature_target_codes_levels_over_the_feature_grid():
 def test_feature_target_trains_the_autoencoder_on_the_features_and_never_the_backbone():
     model = make_features()
     x = torch.rand(2, 3, 64, 64)
-    model.progress = 0.5
-    loss = model.training_step(x, torch.tensor([0, 1]), 5, "main", "main")
-    trained = {id(p) for group in model.optimizer_groups("main").values() for p in group}
+    loss = model.training_step(x, torch.tensor([0, 1]), StepContext(5, progress=0.5))
+    trained = {id(p) for group in model.optimizer_groups("main").values() for p in group.params}
     assert not any(id(p) in trained for p in model.features.parameters())
     loss.total.backward()
     assert model.encoder.conv_in.weight.grad is not None and model.decoder.last_layer.grad is not None
     assert all(p.grad is None for p in model.features.parameters())
     assert model.discriminator.net[0].in_channels == 56  # judges features, as the decoder makes them
-    model.training_step(x, torch.tensor([0, 1]), 5, "main", "disc").total.backward()
+    disc = StepContext(5, phase="main", group="disc", progress=0.5, handoff=loss.handoff)
+    model.training_step(x, torch.tensor([0, 1]), disc).total.backward()
 
 
 def test_feature_target_scores_the_squared_feature_error_at_pixels():
@@ -230,8 +229,7 @@ def test_feature_jitter_noises_the_encoders_input_in_training_only():
     x, c = torch.rand(2, 3, 64, 64), torch.tensor([0, 1])
     seen = []
     model.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
-    model.progress = 0.5
-    model.training_step(x, c, 5, "main", "main")
+    model.training_step(x, c, StepContext(5, progress=0.5))
     target = model.target(x)
     assert seen[0].shape == target.shape and not torch.allclose(seen[0], target)
     model.eval()
@@ -251,8 +249,7 @@ def test_router_that_sees_entropy_is_trained_on_it_and_routes_by_it_at_inference
     first = model.router.mlp[0]
     assert first.in_channels == 3 * TINY["code_dim"] + 1  # three pooled levels and H_p
     x, c = torch.rand(2, 3, 64, 64), torch.tensor([0, 1])
-    model.progress = 0.5
-    model.training_step(x, c, 5, "main", "main").total.backward()
+    model.training_step(x, c, StepContext(5, progress=0.5)).total.backward()
     assert first.weight.grad[:, -1].abs().sum() > 0  # the entropy channel's weights learn
     model.eval()
     features = model.encoder(model.target(x))
@@ -266,10 +263,9 @@ def test_router_that_sees_entropy_is_trained_on_it_and_routes_by_it_at_inference
 def test_single_level_losses_train_the_decoder_on_every_level_whatever_the_routing():
     model = make_features(level_rec_weight=1.0)
     x, c = torch.rand(2, 3, 64, 64), torch.tensor([0, 1])
-    model.progress = 0.5
     decoded = []
     model.decoder.register_forward_hook(lambda module, args, out: decoded.append(args[0].detach()))
-    loss = model.training_step(x, c, 5, "main", "main")
+    loss = model.training_step(x, c, StepContext(5, progress=0.5))
     assert "level_rec" in loss.parts and len(decoded) == 1 + 3  # the routed map, then each level alone
     for k, block in ((1, 2), (2, 4)):  # level k alone: one code repeated over each of its cells
         cells = decoded[1 + k].unfold(2, block, block).unfold(3, block, block)  # (B, C, 16/b, 16/b, b, b)
@@ -277,7 +273,7 @@ def test_single_level_losses_train_the_decoder_on_every_level_whatever_the_routi
     assert not torch.equal(decoded[1], decoded[3])
     loss.total.backward()
     assert model.decoder.last_layer.grad is not None
-    assert "level_rec" not in make_features().training_step(x, c, 5, "main", "main").parts
+    assert "level_rec" not in make_features().training_step(x, c, StepContext(5, progress=0.5)).parts
 
 
 def test_single_level_losses_need_quantize_then_route():
@@ -292,8 +288,7 @@ def test_detail_richness_makes_fine_codes_cheap_where_the_patch_varies():
     costs = model.budget_costs(images)
     assert costs.shape == (1, 3, *model.coarse_grid)
     assert costs[0, 0, 0, 0] < costs[0, 0, 0, 3] == costs[0, 0, 3, 3]  # detail cheap, flat cells all at the floor
-    model.progress = 0.5
-    model.training_step(images, torch.zeros(1, dtype=torch.long), 5, "main", "main")
+    model.training_step(images, torch.zeros(1, dtype=torch.long), StepContext(5, progress=0.5))
 
 
 @pytest.mark.parametrize("bad, field", [(dict(level_rec_weight=-1.0), "level_rec_weight must be ≥ 0"),

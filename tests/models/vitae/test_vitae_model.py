@@ -1,5 +1,6 @@
 import torch
 
+from defectscope.models.base import StepContext
 from defectscope.models.vitae.anomaly_map import reconstruction_anomaly_map
 from defectscope.models.vitae.config import ViTAEConfig
 from defectscope.models.vitae.loss import vitae_loss
@@ -20,11 +21,11 @@ def images(n=2):
 
 def test_loss_parts_follow_the_switches_and_the_weights():
     x = images()
-    full = make().training_step(x, torch.zeros(2, dtype=torch.long), 0, "main", "main")
+    full = make().training_step(x, torch.zeros(2, dtype=torch.long), StepContext(0))
     assert set(full.parts) == {"l2", "ssim", "entropy"}
     p = full.parts
     assert torch.allclose(full.total, p["l2"] + p["ssim"] + 0.001 * p["entropy"], atol=1e-6)
-    base = make(memory=False).training_step(x, torch.zeros(2, dtype=torch.long), 0, "main", "main")
+    base = make(memory=False).training_step(x, torch.zeros(2, dtype=torch.long), StepContext(0))
     assert set(base.parts) == {"l2", "ssim"}
 
 
@@ -48,12 +49,13 @@ def test_the_map_peaks_where_the_reconstruction_is_wrong():
 
 def test_gradients_reach_the_memory_and_the_encoder_through_it():
     model = make()
-    model.training_step(images(), torch.zeros(2, dtype=torch.long), 0, "main", "main").total.backward()
+    loss = model.training_step(images(), torch.zeros(2, dtype=torch.long), StepContext(0))
+    loss.total.backward()
     net = model.network
     assert net.memory.items.grad is not None and net.memory.items.grad.abs().sum() > 0
     assert net.encoder.patch_embed.weight.grad.abs().sum() > 0
     assert net.coord_attention.to_h.weight.grad.abs().sum() > 0
-    assert 0 < model.training_metrics()["mem_active"] <= 16
+    assert 0 < loss.metrics["mem_active"] <= 16
 
 
 def test_predict_and_explain_maps_have_the_input_size():
@@ -76,7 +78,7 @@ def test_the_full_model_overfits_one_tiny_image():
     first = None
     for step in range(40):
         opt.zero_grad()
-        loss = model.training_step(x, torch.zeros(4, dtype=torch.long), step, "main", "main")
+        loss = model.training_step(x, torch.zeros(4, dtype=torch.long), StepContext(step))
         loss.total.backward()
         opt.step()
         first = first if first is not None else float(loss.parts["l2"])

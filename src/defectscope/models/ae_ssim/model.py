@@ -9,7 +9,7 @@ from defectscope.models.ae_ssim.anomaly_map import ssim_anomaly_map
 from defectscope.models.ae_ssim.config import AESSIMConfig
 from defectscope.models.ae_ssim.loss import ssim_loss
 from defectscope.models.ae_ssim.network import AutoEncoder
-from defectscope.models.base import AnomalyModel, LossParts, ModelOutput
+from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, StepContext
 
 
 class AESSIM(AnomalyModel):
@@ -21,7 +21,7 @@ class AESSIM(AnomalyModel):
     def reconstruct(self, images: Tensor) -> Tensor:
         return to_unit_range(self.network(to_model_range(images)))
 
-    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str, group: str) -> LossParts:
+    def training_step(self, images: Tensor, class_ids: Tensor, ctx: StepContext) -> LossParts:
         return ssim_loss(images, self.reconstruct(images), self.config.ssim_window)
 
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:

@@ -9,13 +9,14 @@ decoder on the attenuated skips at `decoder_lr_scale` × the learning rate (grou
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from defectscope.layers.scoring import image_score, to_model_range
-from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, Phase
+from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, OptimizerGroup, Phase, StepContext
 from defectscope.models.fader.anomaly_map import anomaly_map
 from defectscope.models.fader.config import FADeRConfig
 from defectscope.models.fader.loss import all_pairs, patch_errors, random_pairs, ranking_loss, reconstruction_loss
@@ -59,12 +60,10 @@ class FADeR(AnomalyModel):
         self.mask_source = build_mask_source(cfg, self.grid, self._reconstruct_plain)
         self.target_decoder: nn.Module | None = None
         if self.predictor is not None and cfg.target_decoder == "frozen":
-            # Filled from the pretrained decoder at the first FADeR step; the flag travels in the
-            # checkpoint so that a resumed run does not copy the fine-tuned decoder instead.
+            # Filled from the pretrained decoder when phase "fader" starts; the flag travels in the
+            # checkpoint so that scoring before that phase uses the live decoder.
             self.target_decoder = copy.deepcopy(self.unet.decoder).requires_grad_(False)
             self.register_buffer("target_decoder_filled", torch.zeros((), dtype=torch.bool))
-        self._cache: dict[str, Any] = {}
-        self._last: dict[str, float] = {}
 
     # --- engine contract ----------------------------------------------------------------
 
@@ -73,25 +72,27 @@ class FADeR(AnomalyModel):
         main = Phase("main", epochs=cfg.inpaint_epochs or None)
         if self.predictor is None:
             return [main]
-        return [main, Phase("fader", epochs=cfg.fader_epochs or None, lr=cfg.fader_lr or None)]
+        # the encoder is frozen with its BN statistics; so is the target decoder's copy
+        frozen = ("unet.encoder",) + (("target_decoder",) if self.target_decoder is not None else ())
+        return [main, Phase("fader", epochs=cfg.fader_epochs or None, lr=cfg.fader_lr or None, frozen=frozen)]
 
-    def optimizer_groups(self, phase: str) -> dict[str, list[nn.Parameter]]:
+    def optimizer_groups(self, phase: str) -> dict[str, OptimizerGroup]:
         if phase == "fader":
-            return {"fader": list(self.predictor.parameters()), "decoder": list(self.unet.decoder.parameters())}
-        return {"main": list(self.unet.parameters())}
+            return {"fader": OptimizerGroup(list(self.predictor.parameters())),
+                    "decoder": OptimizerGroup(list(self.unet.decoder.parameters()), self.config.decoder_lr_scale)}
+        return {"main": OptimizerGroup(list(self.unet.parameters()))}
 
-    def optimizer_lr_scale(self, phase: str, group: str) -> float:
-        return self.config.decoder_lr_scale if group == "decoder" else 1.0
+    def start_phase(self, phase: str) -> None:
+        if phase == "fader" and self.target_decoder is not None:
+            self.target_decoder.load_state_dict(self.unet.decoder.state_dict())
+            self.target_decoder_filled.fill_(True)
 
-    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str, group: str) -> LossParts:
-        if group == "fader":
+    def training_step(self, images: Tensor, class_ids: Tensor, ctx: StepContext) -> LossParts:
+        if ctx.group == "fader":
             return self._fader_step(images)
-        if group == "decoder":
-            return self._decoder_step(images)
+        if ctx.group == "decoder":
+            return self._decoder_step(images, ctx.handoff or self._fader_step(images).handoff)
         return self._inpaint_step(images)
-
-    def training_metrics(self) -> dict[str, float]:
-        return dict(self._last)
 
     @torch.no_grad()
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
@@ -113,19 +114,15 @@ class FADeR(AnomalyModel):
 
     def _plain_decoder(self) -> nn.Module:
         """The decoder whose un-attenuated reconstruction Φ reads and whose errors it ranks."""
-        if self.target_decoder is None:
-            return self.unet.decoder
-        if not bool(self.target_decoder_filled):
-            if not self.training:  # scoring before any FADeR step: nothing was frozen yet
-                return self.unet.decoder
-            self.target_decoder.load_state_dict(self.unet.decoder.state_dict())
-            self.target_decoder_filled.fill_(True)
-        return self.target_decoder.eval()
+        if self.target_decoder is None or not bool(self.target_decoder_filled):
+            return self.unet.decoder  # live decoder, or scoring before phase "fader" froze a copy
+        return self.target_decoder
 
     def _reconstruct_plain(self, images: Tensor) -> Tensor:
         """U-Net without attenuation, [0, 1] in and out (the `reconstruction` mask source).
 
-        Runs in eval mode so that this first pass leaves the BN statistics alone in training.
+        Runs in eval mode so that this first pass leaves the BN statistics alone in training;
+        the mode is restored before returning, so nothing carries over to the next call.
         """
         was_training = self.unet.training
         self.unet.eval()
@@ -161,13 +158,11 @@ class FADeR(AnomalyModel):
         x_in, mask = self._obfuscated(images, training=True)
         rec = _unit(self.unet(to_model_range(x_in)))
         total, parts = reconstruction_loss(images, rec, self.config.msgms_weight)
-        self._last = {"masked_share": float(mask.mean())}
-        return LossParts(total, parts)
+        return LossParts(total, parts, {"masked_share": float(mask.mean())})
 
     def _fader_step(self, images: Tensor) -> LossParts:
         """Eq. 1–3: targets are the frozen U-Net's patch errors; the predictor learns their ranking."""
         cfg = self.config
-        self.unet.encoder.eval()  # frozen, BN statistics included
         x_in, _ = self._obfuscated(images, training=True)
         with torch.no_grad():
             feats = [f.detach() for f in self.unet.encoder(to_model_range(x_in))]
@@ -178,22 +173,16 @@ class FADeR(AnomalyModel):
         many = n * (n - 1) // 2 > cfg.rank_pairs
         i, j = random_pairs(n, cfg.rank_pairs, b, device=pred.device) if many else all_pairs(n, b, pred.device)
         loss = ranking_loss(pred, target, cfg.rank_margin, (i, j))
-        self._cache = {"images": images, "feats": feats, "pred": pred.detach()}
         with torch.no_grad():  # how often the predictor orders a pair right: to watch, not a loss
             agree = (pred.gather(1, i) > pred.gather(1, j)) == (target.gather(1, i) > target.gather(1, j))
-        self._last = {"pair_accuracy": float(agree.float().mean())}
-        return LossParts(loss, {"rank": loss.detach()})
+        return LossParts(loss, {"rank": loss.detach()}, {"pair_accuracy": float(agree.float().mean())},
+                         {"feats": feats, "pred": pred.detach()})
 
-    def _decoder_step(self, images: Tensor) -> LossParts:
-        """Fine-tune the decoder on skips attenuated by the (detached) soft mask."""
+    def _decoder_step(self, images: Tensor, handoff: Mapping[str, Any]) -> LossParts:
+        """Fine-tune the decoder on skips attenuated by the (detached) soft mask of group "fader"."""
         cfg = self.config
-        cached = self._cache.get("images")
-        if cached is None or cached is not images:
-            self._fader_step(images)
-        feats, pred = self._cache["feats"], self._cache["pred"]
-        rec = _unit(self.unet.decoder(feats, self.attenuation(pred), cfg.mask_scaling))
+        rec = _unit(self.unet.decoder(handoff["feats"], self.attenuation(handoff["pred"]), cfg.mask_scaling))
         total, parts = reconstruction_loss(images, rec, cfg.msgms_weight)
-        self._cache = {}
         return LossParts(total, parts)
 
     @torch.no_grad()

@@ -34,9 +34,6 @@ class PaDiM(AnomalyModel):
     def phases(self) -> list[Phase]:
         return [Phase("gaussians", kind="collect")]
 
-    def optimizer_groups(self, phase: str) -> dict[str, list]:
-        return {}
-
     def embed(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] → (B, h·w, d) features of the chosen channels."""
         f = self.features(images).index_select(1, self.channels)
@@ -48,15 +45,13 @@ class PaDiM(AnomalyModel):
     def collect(self, images: Tensor, class_ids: Tensor, phase: str) -> None:
         self.gaussians.add(self.embed(images))
 
-    def finish_collection(self, phase: str) -> None:
+    def finish_collection(self, phase: str) -> dict[str, float]:
         self.gaussians.finish()
+        g = self.gaussians
+        return {"gaussian_mib": round((g.mean.numel() + g.inv_cov.numel()) * 4 / 2**20, 2)}
 
     @torch.no_grad()
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         d = self.gaussians.mahalanobis(self.embed(images)).view(-1, self.grid, self.grid)
         maps = upsampled_map(d, images.shape[-2:], self.config.smoothing_sigma)
         return ModelOutput(maps, image_score(maps, "max"))
-
-    def training_metrics(self) -> dict[str, float]:
-        g = self.gaussians
-        return {"gaussian_mib": round((g.mean.numel() + g.inv_cov.numel()) * 4 / 2**20, 2)}

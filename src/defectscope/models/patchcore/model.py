@@ -25,13 +25,9 @@ class PatchCore(AnomalyModel):
         self.features = build_features(config)
         self.memory = MemoryBank(self.features.channels, config.coreset_ratio, config.coreset_chunk,
                                  config.projection_dim, config.seed, config.search)
-        self._fit_seconds = 0.0
 
     def phases(self) -> list[Phase]:
         return [Phase("memory_bank", kind="collect")]
-
-    def optimizer_groups(self, phase: str) -> dict[str, list]:
-        return {}
 
     def embed(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] → (B, C, h, w) aggregated patch features."""
@@ -42,17 +38,8 @@ class PatchCore(AnomalyModel):
         f = self.embed(images)
         self.memory.add(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
 
-    def finish_collection(self, phase: str) -> None:
+    def finish_collection(self, phase: str) -> dict[str, float]:
         self.memory.finish()
-
-    @torch.no_grad()
-    def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
-        scores, index, flat = patch_scores(self.embed(images), self.memory)
-        image = reweighted_image_score(scores, index, flat, self.memory, self.config.num_neighbors)
-        maps = upsampled_map(scores, images.shape[-2:], self.config.smoothing_sigma)
-        return ModelOutput(maps, image)
-
-    def training_metrics(self) -> dict[str, float]:
         bank = self.memory.bank
         return {
             "patches_seen": float(self.memory.patches_seen),
@@ -60,3 +47,10 @@ class PatchCore(AnomalyModel):
             "bank_mib": round(bank.numel() * bank.element_size() / 2**20, 2),
             "coreset_seconds": round(self.memory.coreset_seconds, 2),
         }
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
+        scores, index, flat = patch_scores(self.embed(images), self.memory)
+        image = reweighted_image_score(scores, index, flat, self.memory, self.config.num_neighbors)
+        maps = upsampled_map(scores, images.shape[-2:], self.config.smoothing_sigma)
+        return ModelOutput(maps, image)

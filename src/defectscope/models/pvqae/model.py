@@ -14,7 +14,7 @@ from defectscope.layers.patch_features import PatchFeatures, jitter_features
 from defectscope.layers.perceptual import PerceptualLoss
 from defectscope.layers.quantizer import VectorQuantizer
 from defectscope.layers.scoring import image_score, squared_error_map, to_model_range, to_unit_range
-from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, Phase
+from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, OptimizerGroup, Phase, StepContext
 from defectscope.models.pvqae.anomaly_map import anomaly_map, budget_score, pixel_budget
 from defectscope.models.pvqae.budget import (
     budget_loss,
@@ -123,8 +123,6 @@ class PVQAE(AnomalyModel):
                 cfg.num_levels, self.coarse_grid, num_classes, cfg.prior, cfg.prior_dim, cfg.prior_heads,
                 cfg.prior_layers,
             )
-        self._fake: Tensor | None = None
-        self._last: dict[str, float] = {}
 
     # --- engine contract ----------------------------------------------------------------
 
@@ -132,29 +130,28 @@ class PVQAE(AnomalyModel):
         main = [Phase("main")]
         if self.prior is None:
             return main
-        return main + [Phase("prior", epochs=self.config.prior_epochs, lr=self.config.prior_lr)]
+        # the prior learns the routing the trained encoder and router produce, so they keep
+        # their eval-mode behaviour (no dropout, fixed normalisation statistics) while it trains
+        return main + [Phase("prior", epochs=self.config.prior_epochs, lr=self.config.prior_lr,
+                             frozen=("encoder", "router"))]
 
-    def optimizer_groups(self, phase: str) -> dict[str, list[nn.Parameter]]:
+    def optimizer_groups(self, phase: str) -> dict[str, OptimizerGroup]:
         if phase == "prior":
-            return {"prior": list(self.prior.parameters())}
+            return {"prior": OptimizerGroup(list(self.prior.parameters()))}
         main = [p for m in (self.encoder, self.quantizers, self.router, self.decoder) for p in m.parameters()]
-        groups = {"main": main}
+        groups = {"main": OptimizerGroup(main)}
         if self.discriminator is not None:
-            groups["disc"] = list(self.discriminator.parameters())
+            # VQ-GAN's discriminator betas: a low β1 keeps its momentum from lagging the generator
+            disc = list(self.discriminator.parameters())
+            groups["disc"] = OptimizerGroup(disc, self.config.disc_lr_scale, (0.5, 0.9))
         return groups
 
-    def optimizer_lr_scale(self, phase: str, group: str) -> float:
-        return self.config.disc_lr_scale if group == "disc" else 1.0
-
-    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str, group: str) -> LossParts:
-        if group == "prior":
+    def training_step(self, images: Tensor, class_ids: Tensor, ctx: StepContext) -> LossParts:
+        if ctx.group == "prior":
             return self._prior_step(images, class_ids)
-        if group == "disc":
-            return self._disc_step(images, step)
-        return self._autoencoder_step(images, step)
-
-    def training_metrics(self) -> dict[str, float]:
-        return dict(self._last)
+        if ctx.group == "disc":
+            return self._disc_step(images, ctx)
+        return self._autoencoder_step(images, ctx)
 
     @torch.no_grad()
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
@@ -218,11 +215,11 @@ class PVQAE(AnomalyModel):
         return Reconstruction(self.decoder(routed), sum(o.loss for o in outs), [o.perplexity for o in outs],
                               [o.live_codes for o in outs], [o.quantized for o in outs])
 
-    def _autoencoder_step(self, images: Tensor, step: int) -> LossParts:
+    def _autoencoder_step(self, images: Tensor, ctx: StepContext) -> LossParts:
         cfg = self.config
         x = self.target(images)
         features = self.encoder(jitter_features(x, cfg.feature_jitter) if self.features is not None else x)
-        tau = gumbel_tau(self.progress, cfg.tau_start, cfg.tau_end)
+        tau = gumbel_tau(ctx.progress, cfg.tau_start, cfg.tau_end)
         entropy = self.entropy(images) if cfg.router_sees_entropy else None  # else budget_costs reads it if it needs it
         routing = self.router(features, tau=tau, hard=cfg.straight_through, sample=True,
                               extra=None if entropy is None else entropy[:, None])
@@ -235,29 +232,28 @@ class PVQAE(AnomalyModel):
             rec_loss = rec_loss + cfg.perceptual_weight * perceptual  # VQ-GAN's nll: one term for the adaptive weight
         costs = self.budget_costs(images, entropy)
         l_budget = budget_loss(routing.scores, costs)
-        lambda_b = budget_weight(self.progress, cfg.lambda_max, cfg.budget_schedule)
+        lambda_b = budget_weight(ctx.progress, cfg.lambda_max, cfg.budget_schedule)
         total = rec_loss + rec.vq_loss + lambda_b * budget_penalty(l_budget, cfg.budget_target)
         parts.update({"rec": rec_loss.detach(), "vq": rec.vq_loss.detach(), "budget": l_budget.detach()})
         if cfg.level_rec_weight > 0:
             level_rec = self._single_level_loss(x, rec.codes)
             total = total + cfg.level_rec_weight * level_rec
             parts["level_rec"] = level_rec.detach()
-        if self._adversarial_on(step):
+        if self._adversarial_on(ctx.step):
             g_loss = generator_loss(self.discriminator(rec.output))
             weight = adaptive_weight(rec_loss, g_loss, self.decoder.last_layer, cfg.disc_weight) \
                 if torch.is_grad_enabled() else torch.tensor(cfg.disc_weight)
             total = total + weight * g_loss
             parts.update({"g_adv": g_loss.detach(), "adv_weight": weight})
-        self._fake = rec.output.detach()
         share = routing.scores.detach().mean(dim=(0, 2, 3))
-        self._last = {
+        metrics = {
             "tau": tau, "lambda_b": lambda_b,
             "codes_per_image": float(codes_per_image(routing.levels, self.num_levels).float().mean()),
             **{f"level{k}_share": float(share[k]) for k in range(self.num_levels)},
             **{f"perplexity{k}": float(p) for k, p in enumerate(rec.perplexity)},
             **{f"live_codes{k}": float(n) for k, n in enumerate(rec.live_codes)},
         }
-        return LossParts(total, parts)
+        return LossParts(total, parts, metrics, {"fake": rec.output.detach()})
 
     def _single_level_loss(self, target: Tensor, codes: list[Tensor]) -> Tensor:
         """Mean reconstruction loss of decoding every cell at one level, over the K levels: keeps
@@ -274,12 +270,13 @@ class PVQAE(AnomalyModel):
     def _adversarial_on(self, step: int) -> bool:
         return self.discriminator is not None and step >= self.config.disc_start
 
-    def _disc_step(self, images: Tensor, step: int) -> LossParts:
-        if not self._adversarial_on(step) or self._fake is None:
+    def _disc_step(self, images: Tensor, ctx: StepContext) -> LossParts:
+        fake = ctx.handoff.get("fake")
+        if not self._adversarial_on(ctx.step) or fake is None:
             idle = sum(p.sum() for p in self.discriminator.parameters()) * 0.0  # keeps DDP and autograd happy
             return LossParts(idle, {})
         real = self.target(images)
-        loss = hinge_d_loss(self.discriminator(real), self.discriminator(self._fake))
+        loss = hinge_d_loss(self.discriminator(real), self.discriminator(fake))
         return LossParts(loss, {"d_hinge": loss.detach()})
 
     @torch.no_grad()
@@ -288,8 +285,6 @@ class PVQAE(AnomalyModel):
         return self.hard_routing(self.encoder(self.target(images)), images).levels
 
     def _prior_step(self, images: Tensor, class_ids: Tensor) -> LossParts:
-        self.encoder.eval()
-        self.router.eval()
         levels = self.dynamic_levels(images)
         repeats = self.config.prior_masks_per_image
         loss = self.prior.loss(

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from defectscope.layers.scoring import image_score, to_model_range, to_unit_range
-from defectscope.models.base import AnomalyModel, LossParts, ModelOutput
+from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, StepContext
 from defectscope.models.vitae.anomaly_map import error_maps, reconstruction_anomaly_map
 from defectscope.models.vitae.config import ViTAEConfig
 from defectscope.models.vitae.loss import vitae_loss
@@ -19,23 +19,23 @@ class ViTAE(AnomalyModel):
         super().__init__()
         self.config = config
         self.network = ViTAutoEncoder(config, image_size)
-        self._last: dict[str, float] = {}
 
     def reconstruct(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
         """images in [0, 1] → reconstruction in [0, 1] and the memory weights (or None)."""
         out = self.network(to_model_range(images))
         return to_unit_range(out.reconstruction), out.weights
 
-    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str, group: str) -> LossParts:
+    def training_step(self, images: Tensor, class_ids: Tensor, ctx: StepContext) -> LossParts:
         reconstruction, weights = self.reconstruct(images)
+        metrics = {}
         if weights is not None:
             with torch.no_grad():
                 flat = weights.flatten(0, -2)  # (vectors, N)
-                self._last = {
+                metrics = {
                     "mem_active": float((flat > 0).sum(dim=1).float().mean()),  # items read per vector
                     "mem_used": float(flat.argmax(dim=1).unique().numel() / flat.shape[1]),  # share ever top-1
                 }
-        return vitae_loss(images, reconstruction, weights, self.config)
+        return vitae_loss(images, reconstruction, weights, self.config)._replace(metrics=metrics)
 
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         cfg = self.config
@@ -49,6 +49,3 @@ class ViTAE(AnomalyModel):
         reconstruction, _ = self.reconstruct(images)
         maps = error_maps(images, reconstruction, self.config.ssim_window)
         return {"reconstruction": reconstruction.mean(dim=1), "L2 error": maps["l2"], "1 - SSIM": maps["ssim"]}
-
-    def training_metrics(self) -> dict[str, float]:
-        return dict(self._last)

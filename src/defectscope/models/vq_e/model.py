@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from defectscope.layers.scoring import image_score, to_model_range, to_unit_range
-from defectscope.models.base import AnomalyModel, LossParts, ModelOutput
+from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, StepContext
 from defectscope.models.vq_e.anomaly_map import l2_anomaly_map
 from defectscope.models.vq_e.config import VQEConfig
 from defectscope.models.vq_e.loss import vqvae_loss
@@ -21,21 +21,15 @@ class VQE(AnomalyModel):
             )
         self.config = config
         self.network = VQVAE(config)
-        self._last: dict[str, float] = {}
 
-    def training_step(self, images: Tensor, class_ids: Tensor, step: int, phase: str, group: str) -> LossParts:
+    def training_step(self, images: Tensor, class_ids: Tensor, ctx: StepContext) -> LossParts:
         x = to_model_range(images)
         out = self.network(x)
-        self._last = {
-            "perplexity": float(out.quantizer.perplexity),
-            "live_codes": float(out.quantizer.live_codes),
-        }
-        return vqvae_loss(x, out.reconstruction, out.quantizer)
+        loss = vqvae_loss(x, out.reconstruction, out.quantizer)
+        metrics = {"perplexity": float(out.quantizer.perplexity), "live_codes": float(out.quantizer.live_codes)}
+        return loss._replace(metrics=metrics)
 
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         reconstruction = to_unit_range(self.network(to_model_range(images)).reconstruction)
         maps = l2_anomaly_map(images, reconstruction, self.config.smoothing_sigma)
         return ModelOutput(maps, image_score(maps, self.config.image_score, self.config.topk))
-
-    def training_metrics(self) -> dict[str, float]:
-        return dict(self._last)

@@ -1,10 +1,11 @@
-"""The mosaic-scale search: synthetic defects on validation normals, one short fit per m."""
+"""`defectscope tune-mosaic`: synthetic defects on validation normals, one short fit per m."""
 
 import json
 
 import torch
 
-from defectscope.models.fader.search_mosaic import main, paste_defects
+from defectscope.cli.main import main
+from defectscope.engine.synthetic import paste_defects
 
 
 def test_paste_defects_changes_one_rectangle_per_image():
@@ -31,9 +32,16 @@ data:
 train: {{epochs: 1, max_steps: 1, progress: false, accelerator: cpu}}
 """)
     out = tmp_path / "search"
-    assert main([str(cfg), "--scales", "4", "8", "--minutes", "1", "--output", str(out)]) == 0
+    assert main(["tune-mosaic", str(cfg), "--scales", "4", "8", "--minutes", "1", "--output", str(out)]) == 0
     summary = json.loads((out / "search.json").read_text())
     assert set(summary["auroc"]) == {"4", "8"}
     assert summary["best"]["mean"] in (4, 8)
     assert all(0 <= v <= 1 for r in summary["auroc"].values() for v in r.values())
     assert (out / "m4" / "checkpoints" / "final").exists()
+
+
+def test_search_refuses_a_model_that_is_not_fader(tmp_path, mtsd_root, capsys):
+    cfg = tmp_path / "vq.yaml"
+    cfg.write_text(f"model: {{name: vq_e}}\ndata: {{sources: [{{layout: mtsd, root: '{mtsd_root}'}}]}}\n")
+    assert main(["tune-mosaic", str(cfg), "--output", str(tmp_path / "s")]) == 2
+    assert "needs a fader config" in capsys.readouterr().err

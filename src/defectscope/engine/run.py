@@ -1,0 +1,171 @@
+"""The one entry point every verb goes through: fit (or take trained weights), calibrate,
+save, evaluate — on the model in memory, never on a copy reloaded from disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric import Fabric
+
+from defectscope.config import ConfigError, RunConfig, config_to_yaml
+from defectscope.data import DataBundle, build_datasets
+from defectscope.engine.calibrate import calibrate
+from defectscope.engine.checkpoint import Checkpoint, load_weights, save_checkpoint
+from defectscope.engine.environment import git_commit
+from defectscope.engine.evaluate import evaluate
+from defectscope.engine.fit import TRAIN_LOG, fit, make_fabric
+from defectscope.engine.gallery import GALLERY_DIR, MAPS_DIR, GalleryPlan
+from defectscope.engine.standardize import MapStandardizer, require_held_out_images
+from defectscope.models import AnomalyModel, create_model
+
+FINAL = Path("checkpoints") / "final"
+LAST = Path("checkpoints") / "last"
+# what a run writes into its folder; --overwrite removes exactly these before a new run
+RUN_OUTPUTS = ("config.yaml", TRAIN_LOG, "train_summary.json", "checkpoints", "results.json", "results.md",
+               "scores.csv", "curves.json", GALLERY_DIR, MAPS_DIR)
+
+
+class RunExistsError(ConfigError):
+    """The output folder already holds a run that a new run would overwrite."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    model: AnomalyModel  # trained (or loaded) and calibrated, on this process's device
+    bundle: DataBundle  # the datasets it was trained, calibrated and tested on
+    device: torch.device
+    class_names: list[str]
+    calibration: dict[str, float]
+    standardizer: MapStandardizer | None
+    checkpoint: Path | None  # the final checkpoint written by this run (None when scoring given weights)
+    steps: int = 0
+    train_seconds: float = 0.0
+    results: dict[str, Any] | None = None  # the test-set results, when evaluated
+
+
+def build_model(cfg: RunConfig, num_classes: int) -> AnomalyModel:
+    """The configured model; settings that do not fit together are a ConfigError naming the model."""
+    try:
+        return create_model(cfg.model_name, cfg.model, cfg.data.image_size, num_classes)
+    except ValueError as err:
+        raise ConfigError(f"model '{cfg.model_name}': {err}") from err
+
+
+def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse a folder that already holds a run's outputs unless told to resume or overwrite it."""
+    found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    if not found or resume:
+        return
+    if not overwrite:
+        finished = (run_dir / FINAL).exists()
+        hint = f"resume it with --resume {run_dir / LAST}, " if (run_dir / LAST).exists() and not finished else ""
+        raise RunExistsError(
+            f"{run_dir}: already holds a {'finished' if finished else 'started'} run ({', '.join(found)}); "
+            f"choose another output_dir, {hint}or pass --overwrite to delete those and start again"
+        )
+    for name in found:
+        target = run_dir / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
+def run(
+    cfg: RunConfig,
+    *,
+    resume: Checkpoint | None = None,
+    weights: Checkpoint | None = None,
+    overwrite: bool = False,
+    evaluate_test: bool = True,
+    output_dir: str | Path | None = None,
+    gallery: GalleryPlan | None = None,
+    bundle: DataBundle | None = None,
+    device: torch.device | None = None,
+) -> RunResult:
+    """Train cfg's model (or score `weights` without training), calibrate, save, evaluate.
+
+    With `weights` (the `test` verb), nothing is trained or saved: the checkpoint's model is
+    scored as it is, and thresholds and the standardiser are fitted again only when the
+    config's scoring settings differ from the checkpoint's, on `device` (default: the CPU).
+    Results go to `output_dir` (default: the run folder). Under DDP only rank 0 calibrates,
+    saves and evaluates.
+    """
+    if weights is not None:
+        return _score_weights(cfg, weights, evaluate_test, Path(output_dir or cfg.output_dir), gallery, bundle,
+                              device or torch.device("cpu"))
+    run_dir = Path(cfg.output_dir)
+    check_run_dir(run_dir, overwrite, resume is not None)
+    commit = git_commit()  # read once, before the checkout can change under a long run
+    Fabric.seed_everything(cfg.train.seed, verbose=False)
+    bundle = bundle or build_datasets(cfg.data)
+    class_names = list(bundle.class_names)
+    require_held_out_images(cfg.eval.map_standardization, len(bundle.validation))
+    model = build_model(cfg, len(class_names))
+    if resume is not None:
+        try:
+            load_weights(model, resume.model.state_dict())
+        except ValueError as err:
+            raise ConfigError(f"{resume.path}: the checkpoint does not fit this config's model ({err})") from err
+    fabric = make_fabric(cfg, model.ddp_find_unused_parameters)
+    fabric.launch()
+    if fabric.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
+    fabric.barrier()
+
+    fitted = fit(cfg, model, bundle.train, class_names, fabric, resume)
+    result = RunResult(run_dir, model, bundle, fabric.device, class_names, {}, None, None, fitted.steps, fitted.seconds)
+    if fabric.is_global_zero:
+        result.calibration, result.standardizer = calibrate(model, bundle.validation, cfg, fabric.device,
+                                                            len(class_names))
+        result.checkpoint = save_checkpoint(run_dir / FINAL, model, cfg, class_names, result.calibration,
+                                            step=fitted.steps, standardizer=result.standardizer)
+        summary = {"steps": fitted.steps, "train_seconds": round(fitted.seconds, 2),
+                   "world_size": fabric.world_size, "commit": commit}
+        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        if evaluate_test:
+            result.results = evaluate(model, bundle.test, class_names, cfg, fabric.device, run_dir,
+                                      checkpoint=result.checkpoint, calibration=result.calibration,
+                                      standardizer=result.standardizer, gallery=_plan(cfg, gallery))
+            result.results["train_seconds"] = round(fitted.seconds, 1)
+    fabric.barrier()
+    return result
+
+
+def _plan(cfg: RunConfig, gallery: GalleryPlan | None) -> GalleryPlan:
+    plan = gallery or GalleryPlan()
+    if cfg.eval.save_maps and plan.pictures == 0:
+        plan = dataclasses.replace(plan, pictures=cfg.eval.max_saved_maps)
+    return plan
+
+
+def _score_weights(
+    cfg: RunConfig, weights: Checkpoint, evaluate_test: bool, output_dir: Path, gallery: GalleryPlan | None,
+    bundle: DataBundle | None, device: torch.device,
+) -> RunResult:
+    if cfg.data.image_size != weights.config.data.image_size:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=weights.config.data.image_size))
+    bundle = bundle or build_datasets(cfg.data)
+    num_classes = max(1, len(weights.class_names))
+    model, calibration, standardizer = weights.model, weights.calibration, weights.standardizer
+    if cfg.model != weights.config.model or cfg.eval.map_standardization != weights.config.eval.map_standardization:
+        # scoring settings (e.g. --model.score, --eval.map_standardization) apply to the trained
+        # weights; thresholds and standardiser are fitted again on the held-out normal images
+        model = build_model(cfg, num_classes)
+        try:
+            load_weights(model, weights.model.state_dict())
+        except ValueError as err:
+            raise ConfigError(f"{weights.path}: the overrides change the network, not only its scoring ({err})") \
+                from err
+        calibration, standardizer = calibrate(model, bundle.validation, cfg, device, num_classes)
+    result = RunResult(output_dir, model, bundle, device, list(bundle.class_names), calibration, standardizer, None)
+    if evaluate_test:
+        result.results = evaluate(model, bundle.test, result.class_names, cfg, device, output_dir,
+                                  checkpoint=weights.path, calibration=calibration, standardizer=standardizer,
+                                  gallery=_plan(cfg, gallery))
+    return result
