@@ -10,7 +10,7 @@ from helpers.benchmarks import REPO_ROOT
 def test_memory_models_run_as_benchmark_cells_and_get_a_report(tmp_path, mvtec_root):
     for name, extra in (("patchcore", "coreset_chunk: 300"), ("padim", "n_features: 16")):
         (tmp_path / f"{name}.yaml").write_text(f"""
-model: {{name: {name}, pretrained: false, {extra}}}
+model: {{name: {name}, backbone: {{pretrained: false}}, {extra}}}
 data: {{image_size: 32, batch_size: 4, eval_batch_size: 8}}
 train: {{progress: false, accelerator: cpu}}
 """)

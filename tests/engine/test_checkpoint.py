@@ -65,13 +65,14 @@ def test_checkpoints_get_ordinary_permissions(tmp_path, model_and_config):
 
 def test_load_weights_lets_only_an_unloaded_pretrained_backbone_go_without_its_keys():
     from defectscope.engine.checkpoint import load_weights
-    from defectscope.layers.backbones import FrozenBackbone
+    from defectscope.layers.backbones import BackboneConfig, FrozenBackbone
 
     class WithBackbone(torch.nn.Module):
         def __init__(self, pretrained):
             super().__init__()
             self.head = torch.nn.Linear(2, 2)
-            self.backbone = FrozenBackbone("mobilenet_v2", (1,), path="no/such/file", pretrained=pretrained)
+            self.backbone = FrozenBackbone(BackboneConfig("mobilenet_v2", "no/such/file", pretrained=pretrained,
+                                                          taps=(1,)))
 
     head_only = {f"head.{k}": v for k, v in torch.nn.Linear(2, 2).state_dict().items()}
     model = WithBackbone(pretrained=True)

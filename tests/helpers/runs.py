@@ -9,8 +9,8 @@ def tiny_config_text(root, out, model="vq_e", steps=3, extra=""):
     models = {
         "vq_e": "{name: vq_e, hidden_channels: 16, num_codes: 16, code_dim: 8, downsample: 4}",
         "ae_ssim": "{name: ae_ssim, base_channels: 8, latent_dim: 16}",
-        "patchcore": "{name: patchcore, pretrained: false, coreset_chunk: 200}",
-        "padim": "{name: padim, pretrained: false, n_features: 16}",
+        "patchcore": "{name: patchcore, backbone: {pretrained: false}, coreset_chunk: 200}",
+        "padim": "{name: padim, backbone: {pretrained: false}, n_features: 16}",
         "pvqae": "{name: pvqae, channels: 8, channel_mult: [1, 1, 2, 2], res_blocks: [1, 1, 1, 1], num_codes: 16, "
                  "code_dim: 8, router_hidden: 8, disc_channels: 8, disc_layers: 2, disc_start: 0, prior_dim: 16, "
                  "prior_heads: 2, prior_epochs: 1}",

@@ -5,16 +5,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from defectscope.layers.backbones import BackboneWeightsError
+from defectscope.layers.backbones import BackboneConfig, BackboneWeightsError
 from defectscope.layers.perceptual import PerceptualLoss, unit_channels
 
 MOBILENET_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "weights" / \
     "mobilenetv2_imagenet_features.safetensors"
 
 
-def loss_fn(**kwargs):
+def loss_fn(taps=(), name="mobilenet_v2"):
     torch.manual_seed(0)
-    return PerceptualLoss("mobilenet_v2", pretrained=False, **kwargs)
+    return PerceptualLoss(BackboneConfig(name, pretrained=False, taps=taps))
 
 
 def test_zero_for_identical_images_and_positive_otherwise():
@@ -61,19 +61,24 @@ def test_backbone_stays_in_eval_mode():
 
 
 def test_missing_weights_file_is_named():
-    loss = PerceptualLoss("mobilenet_v2", path="no/such/file.safetensors")
-    with pytest.raises(BackboneWeightsError, match="no/such/file.safetensors.*model.backbone_path"):
+    loss = PerceptualLoss(BackboneConfig(path="no/such/file.safetensors"))
+    with pytest.raises(BackboneWeightsError, match=r"no/such/file\.safetensors.*model\.backbone\.path"):
         loss(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
 
 
 def test_unknown_backbone():
     with pytest.raises(ValueError, match="vgg16"):
-        PerceptualLoss("vgg16")
+        PerceptualLoss(BackboneConfig("vgg16"))  # type: ignore[arg-type]
+
+
+def test_default_taps_are_one_per_stride_from_2_to_16():
+    for name in ("mobilenet_v2", "efficientnet_lite1"):
+        assert loss_fn(name=name).net.tap_strides == [2, 4, 8, 16]
 
 
 @pytest.mark.skipif(not MOBILENET_FILE.is_file(), reason=f"needs the shared MobileNetV2 weights ({MOBILENET_FILE})")
 def test_pretrained_distance_ranks_a_blurred_image_closer_than_noise():
-    loss = PerceptualLoss("mobilenet_v2", path=str(MOBILENET_FILE))
+    loss = PerceptualLoss(BackboneConfig("mobilenet_v2", str(MOBILENET_FILE)))
     torch.manual_seed(0)
     x = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8), size=64, mode="bilinear", align_corners=False)
     blurred = torch.nn.functional.avg_pool2d(x, 3, 1, 1)
@@ -83,7 +88,7 @@ def test_pretrained_distance_ranks_a_blurred_image_closer_than_noise():
 
 def test_perceptual_distance_map_sums_the_upsampled_taps():
     torch.manual_seed(0)
-    loss = PerceptualLoss("mobilenet_v2", taps=(1, 3), pretrained=False)
+    loss = PerceptualLoss(BackboneConfig("mobilenet_v2", pretrained=False, taps=(1, 3)))
     x, y = torch.rand(2, 1, 3, 32, 32)
     maps = loss.distance_maps(x, y)
     assert [m.shape[-1] for m in maps] == [16, 8]

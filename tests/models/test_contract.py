@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 import torch
 
+from defectscope.layers.backbones import BackboneConfig
 from defectscope.models import MODELS, create_model
 from defectscope.models.base import StepContext
 
@@ -12,11 +13,11 @@ SIZE = 64
 
 
 def contract_config(name):
-    """Defaults, except that pretrained backbones start from random weights (no file needed)."""
+    """Defaults, except that pretrained backbones start from random weights (no package or file needed)."""
     cfg = MODELS[name][1]()
-    if any(f.name == "pretrained" for f in dataclasses.fields(cfg)):
-        cfg = dataclasses.replace(cfg, pretrained=False)
-    return cfg
+    random = {f.name: dataclasses.replace(getattr(cfg, f.name), pretrained=False) for f in dataclasses.fields(cfg)
+              if isinstance(getattr(cfg, f.name), BackboneConfig)}
+    return dataclasses.replace(cfg, **random)
 
 
 @pytest.fixture(params=sorted(MODELS))

@@ -1,10 +1,10 @@
-"""A perceptual reconstruction loss on a frozen ImageNet backbone read from a local file.
+"""A perceptual reconstruction loss on a frozen ImageNet backbone.
 
 VQ-GAN (and so PVQAE) trains with LPIPS beside the pixel loss; LPIPS needs VGG weights and
 learned per-channel heads that we cannot ship. This is LPIPS's unweighted "baseline" distance
 (Zhang et al., CVPR 2018, §3): per tap, unit-normalise the features along channels, take the
 squared difference, sum over channels, average over positions, sum over taps. Any backbone of
-`layers.backbones` serves; MobileNetV2 is the one whose weights exist offline here.
+`layers.backbones` serves; each taps once per stride from 2 to 16 unless told otherwise.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from defectscope.layers.backbones import FrozenBackbone
-
-# from fine to coarse, one tap per stride as LPIPS taps VGG once per stride
-DEFAULT_TAPS = {"mobilenet_v2": (1, 3, 6, 13), "resnet18": (1, 2, 3), "wide_resnet50_2": (1, 2, 3)}
+from defectscope.layers.backbones import BackboneConfig, FrozenBackbone
 
 
 def unit_channels(features: Tensor, eps: float = 1e-10) -> Tensor:
@@ -30,12 +27,9 @@ class PerceptualLoss(nn.Module):
     Gradients flow into the reconstructions only; the backbone stays frozen and in eval mode.
     """
 
-    def __init__(self, backbone: str, taps: tuple[int, ...] = (), path: str = "", sha256: str = "published",
-                 pretrained: bool = True, setting: str = "model.backbone_path") -> None:
+    def __init__(self, backbone: BackboneConfig, where: str = "model.backbone.") -> None:
         super().__init__()
-        if backbone not in DEFAULT_TAPS:
-            raise ValueError(f"unknown perceptual backbone '{backbone}' (known: {', '.join(DEFAULT_TAPS)})")
-        self.net = FrozenBackbone(backbone, tuple(taps) or DEFAULT_TAPS[backbone], path, sha256, pretrained, setting)
+        self.net = FrozenBackbone(backbone, "perceptual", where)
 
     def distance_maps(self, images: Tensor, reconstructions: Tensor) -> list[Tensor]:
         """Per tap, the (B, h, w) squared distance of the unit-normalised features."""

@@ -5,9 +5,12 @@ import pytest
 import torch
 from scipy.spatial.distance import mahalanobis
 
+from defectscope.layers.backbones import BackboneConfig
 from defectscope.models.padim.config import PaDiMConfig
 from defectscope.models.padim.gaussian import PositionGaussians
 from defectscope.models.padim.model import PaDiM
+
+RANDOM_MOBILENET = BackboneConfig("mobilenet_v2", pretrained=False)  # taps 24 + 32 + 96 channels
 
 
 def test_mahalanobis_matches_a_numpy_reference():
@@ -41,19 +44,19 @@ def test_one_image_is_not_enough_for_a_covariance():
 
 
 def test_the_channel_subset_is_random_fixed_by_the_seed_and_stored():
-    a = PaDiM(PaDiMConfig(pretrained=False, n_features=50), 64)
-    b = PaDiM(PaDiMConfig(pretrained=False, n_features=50), 64)
-    c = PaDiM(PaDiMConfig(pretrained=False, n_features=50, seed=1), 64)
+    a = PaDiM(PaDiMConfig(backbone=RANDOM_MOBILENET, n_features=50), 64)
+    b = PaDiM(PaDiMConfig(backbone=RANDOM_MOBILENET, n_features=50), 64)
+    c = PaDiM(PaDiMConfig(backbone=RANDOM_MOBILENET, n_features=50, seed=1), 64)
     assert torch.equal(a.channels, b.channels) and not torch.equal(a.channels, c.channels)
     assert len(set(a.channels.tolist())) == 50 and a.channels.max() < 24 + 32 + 96
     assert "channels" in a.state_dict()
     with pytest.raises(ValueError, match="n_features must be in 1…152"):
-        PaDiM(PaDiMConfig(pretrained=False, n_features=200), 64)
+        PaDiM(PaDiMConfig(backbone=RANDOM_MOBILENET, n_features=200), 64)
 
 
 def test_padim_scores_a_pasted_square_above_the_training_images():
     torch.manual_seed(0)
-    model = PaDiM(PaDiMConfig(pretrained=False, n_features=32), 64)
+    model = PaDiM(PaDiMConfig(backbone=RANDOM_MOBILENET, n_features=32), 64)
     g = torch.Generator().manual_seed(0)
     y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     train = (0.5 + 0.2 * torch.sin(x / 3) + 0.05 * torch.randn(16, 3, 64, 64, generator=g)).clamp(0, 1)

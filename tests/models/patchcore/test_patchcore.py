@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from defectscope.layers.backbones import BackboneWeightsError
+from defectscope.layers.backbones import BackboneConfig, BackboneWeightsError
 from defectscope.models.patchcore.anomaly_map import reweighted_image_score
 from defectscope.models.patchcore.config import PatchCoreConfig
 from defectscope.models.patchcore.coreset import chunked_coreset, greedy_coreset, random_projection
@@ -98,7 +98,7 @@ def test_reweighting_follows_equation_7():
 
 
 def tiny(**kw):
-    return PatchCore(PatchCoreConfig(pretrained=False, **kw), image_size=64)
+    return PatchCore(PatchCoreConfig(backbone=BackboneConfig("mobilenet_v2", pretrained=False), **kw), image_size=64)
 
 
 def fit(model, images):
@@ -156,6 +156,7 @@ def test_predicting_before_fitting_says_so():
 
 
 def test_collecting_without_the_weights_file_names_it(tmp_path):
-    model = PatchCore(PatchCoreConfig(backbone_path=str(tmp_path / "nothing.safetensors")), image_size=64)
-    with pytest.raises(BackboneWeightsError, match="nothing.safetensors"):
+    backbone = BackboneConfig(path=str(tmp_path / "nothing.safetensors"))
+    model = PatchCore(PatchCoreConfig(backbone=backbone), image_size=64)
+    with pytest.raises(BackboneWeightsError, match=r"nothing\.safetensors.*model\.backbone\.path"):
         model.collect(torch.rand(2, 3, 64, 64), torch.zeros(2, dtype=torch.long), "memory_bank")

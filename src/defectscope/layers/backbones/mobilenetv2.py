@@ -33,12 +33,19 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.residual else self.conv(x)
 
 
+def tap_table() -> dict[int, tuple[int, int]]:
+    """Block index → (output channels, output stride): the stem is 0, the final 1×1 conv 18."""
+    table, stride = {0: (32, 2)}, 2
+    for _, c, n, s in SETTINGS:
+        for i in range(n):
+            stride *= s if i == 0 else 1
+            table[len(table)] = (c, stride)
+    table[len(table)] = (1280, stride)
+    return table
+
+
 class MobileNetV2Features(nn.Module):
     """`features.0` … `features.<last>`; `last` cuts the network after the deepest tap needed."""
-
-    # block index → output stride and channels, for choosing taps
-    STRIDES = {0: 2, 1: 2, 2: 4, 3: 4, 4: 8, 5: 8, 6: 8, 7: 16, 8: 16, 9: 16, 10: 16, 11: 16, 12: 16, 13: 16,
-               14: 32, 15: 32, 16: 32, 17: 32, 18: 32}
 
     def __init__(self, last: int = 18) -> None:
         super().__init__()

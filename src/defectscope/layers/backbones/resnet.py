@@ -61,6 +61,12 @@ ARCHS = {  # block, blocks per layer, bottleneck width per group
 }
 
 
+def tap_table(arch: str) -> dict[int, tuple[int, int]]:
+    """Layer number → (output channels, output stride)."""
+    expansion = ARCHS[arch][0].expansion
+    return {index: (planes * expansion, 2 ** (index + 1)) for index, planes in enumerate((64, 128, 256), start=1)}
+
+
 class ResNetFeatures(nn.Module):
     """Stem and layer1…layer3; taps are layer numbers (1: stride 4, 2: stride 8, 3: stride 16)."""
 

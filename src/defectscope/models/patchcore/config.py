@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from defectscope.layers.backbones import DEFAULT_MOBILENET_WEIGHTS
+from defectscope.layers.backbones.config import BackboneConfig
 
 
 @dataclass(frozen=True)
 class PatchCoreConfig:
-    backbone: Literal["mobilenet_v2", "resnet18", "wide_resnet50_2"] = "mobilenet_v2"
-    # relative paths resolve against the current folder, like data roots
-    backbone_path: str = DEFAULT_MOBILENET_WEIGHTS
-    backbone_sha256: str = "published"  # "published": the file's published sum; "": no check
-    pretrained: bool = True  # False: random init (tests), no file read
-    layers: tuple[int, ...] = ()  # (): the two middle stages (MobileNetV2 blocks 6, 13; ResNet layer2, 3)
+    # taps (): the two middle stages, the last block at stride 8 and 16 (paper: ResNet layer2, 3)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
     neighbourhood: int = 3  # local aggregation p (paper: 3)
     coreset_ratio: float = 0.1  # share of patches kept in the bank (paper: 1-25 %, 10 % typical)
     projection_dim: int = 128  # random projection for the coreset distances (paper: 128)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from defectscope.layers.backbones import MIDDLE_TAPS, FrozenBackbone
+from defectscope.layers.backbones import BackboneConfig, FrozenBackbone
 from defectscope.layers.patch_features import PatchFeatures, jitter_features
 from defectscope.layers.perceptual import PerceptualLoss
 from defectscope.layers.quantizer import VectorQuantizer
@@ -45,6 +45,12 @@ from defectscope.models.pvqae.routing import (
 )
 
 
+def backbone_config(cfg: PVQAEConfig, taps: tuple[int, ...]) -> BackboneConfig:
+    """PVQAE's flat backbone fields as the shared BackboneConfig ("published" is the old word for "known")."""
+    sha256 = "known" if cfg.backbone_sha256 == "published" else cfg.backbone_sha256
+    return BackboneConfig(cfg.backbone, cfg.backbone_path, sha256, cfg.backbone_pretrained, tuple(taps))
+
+
 class Reconstruction(NamedTuple):
     output: Tensor  # what the decoder rebuilds: the image (B, 3, H, W) in [-1, 1], or the patch features
     vq_loss: Tensor
@@ -76,9 +82,7 @@ class PVQAE(AnomalyModel):
             if cfg.perceptual_weight > 0 or cfg.rec_distance == "perceptual":
                 raise ValueError("pvqae: target 'features' rebuilds no image, so it takes neither "
                                  "perceptual_weight > 0 nor rec_distance 'perceptual'")
-            backbone = FrozenBackbone(cfg.backbone, tuple(cfg.feature_taps) or MIDDLE_TAPS[cfg.backbone],
-                                      cfg.backbone_path, cfg.backbone_sha256, cfg.backbone_pretrained,
-                                      "model.backbone_path")
+            backbone = FrozenBackbone(backbone_config(cfg, cfg.feature_taps), "middle", "model.backbone_")
             self.features = PatchFeatures(backbone, cfg.feature_neighbourhood)
             channels, stride = self.features.channels, self.features.stride
         else:
@@ -115,8 +119,7 @@ class PVQAE(AnomalyModel):
         )
         self.perceptual = None
         if cfg.perceptual_weight > 0 or cfg.rec_distance == "perceptual":
-            self.perceptual = PerceptualLoss(cfg.backbone, cfg.perceptual_taps, cfg.backbone_path,
-                                             cfg.backbone_sha256, cfg.backbone_pretrained, "model.backbone_path")
+            self.perceptual = PerceptualLoss(backbone_config(cfg, cfg.perceptual_taps), "model.backbone_")
         self.prior = None
         if cfg.prior != "none":
             self.prior = BudgetPriorTransformer(
