@@ -16,12 +16,15 @@ from typing import Any, Literal
 
 import yaml
 
+from defectscope.checks import Check
 from defectscope.data.config import DataConfig
 from defectscope.models import model_config_class
 
 
 class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names it and where it came from."""
+
+
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def from_dict(cls: type, data: Any, where: str, source: str) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: '{where or 'config'}' must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     known = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -101,6 +104,13 @@ def from_dict(cls: type, data: Any, where: str, source: str) -> Any:
 
 
 def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
+    if typing.get_origin(tp) is typing.Annotated:  # a type with its checks: Annotated[int, AtLeast(1)]
+        base, *checks = typing.get_args(tp)
+        value = _coerce(base, value, where, source)
+        for check in checks:
+            if isinstance(check, Check) and value is not None and not check.holds(value):
+                raise ConfigError(f"{source}: '{where}' must be {check.describe()}, got {value!r}")
+        return value
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
