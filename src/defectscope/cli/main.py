@@ -16,7 +16,7 @@ VERBS = ("train", "test", "predict", "demo", "benchmark", "report")
 
 def build_parser() -> argparse.ArgumentParser:
     from defectscope import __version__
-    from defectscope.cli import benchmark, demo, predict, report, test, train
+    from defectscope.cli import benchmark, demo, predict, report, serve, test, train
 
     parser = argparse.ArgumentParser(
         prog="defectscope",
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"defectscope {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for module in (train, test, predict, demo, benchmark, report):
+    for module in (train, test, predict, demo, benchmark, report, serve):
         module.add_parser(sub)
     return parser
 
