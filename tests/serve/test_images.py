@@ -95,8 +95,18 @@ def test_the_overlay_keeps_the_aspect_and_fits_the_longest_side():
     image = np.zeros((300, 1200, 3), np.float32)
     amap = np.zeros((300, 1200), np.float32)
     amap[:, 600:] = 1.0
-    small = Image.open(io.BytesIO(overlay_png(image, amap, scale=1.0, max_side=400)))
+    small = Image.open(io.BytesIO(overlay_png(image, amap, high=1.0, max_side=400)))
     assert small.size == (400, 100)
     pixels = np.asarray(small.convert("RGB")).astype(int)
     assert pixels[50, 350, 0] > 100 and pixels[50, 50, 2] > pixels[50, 50, 0]  # red where the map is high, blue low
     assert Image.open(io.BytesIO(overlay_png(image[:50, :60], amap[:50, :60], 1.0, 400))).size == (60, 50)
+
+
+def test_the_overlay_colours_run_from_the_maps_median_to_the_threshold():
+    """A map far from 0 (Mahalanobis distances) still spans blue to red; only the threshold is red."""
+    amap = np.full((10, 40), 40.0, np.float32)
+    amap[:, 32:] = 49.0  # at the threshold (the median, 40, is the normal background)
+    amap[:, 24:32] = 44.5  # half way
+    pixels = np.asarray(Image.open(io.BytesIO(overlay_png(np.zeros((10, 40, 3)), amap, 49.0, 100))).convert("RGB"))
+    blue, mid, red = pixels[5, 5].astype(int), pixels[5, 25].astype(int), pixels[5, 35].astype(int)
+    assert blue[2] > blue[0] and red[0] > 100 and red[2] < 20 and mid[1] > mid[2]

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
@@ -168,13 +169,13 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None) ->
             check_content_type(label, part.content_type)
         return files, check_class(class_fields[-1] if class_fields and class_fields[-1] else None)
 
-    def result(part: Part, width: int, height: int, detection: Detection, image: Any, overlay: bool,
+    def result(part: Part, width: int, height: int, detection: Detection, image: np.ndarray, overlay: bool,
                seconds: float) -> PredictResult:
         pixel_threshold = info.get("pixel_threshold")
         png = None
         if overlay:
-            scale = pixel_threshold or float(detection.anomaly_map.max()) or 1.0
-            png = base64.b64encode(overlay_png(image, detection.anomaly_map, scale, settings.max_overlay_side)).decode()
+            high = pixel_threshold if pixel_threshold is not None else float(detection.anomaly_map.max())
+            png = base64.b64encode(overlay_png(image, detection.anomaly_map, high, settings.max_overlay_side)).decode()
         verdict = None if detection.defective is None else ("DEFECT" if detection.defective else "OK")
         return PredictResult(
             filename=part.filename, width=width, height=height, class_name=detection.class_name,

@@ -74,16 +74,19 @@ def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def overlay_png(image: np.ndarray, anomaly_map: np.ndarray, scale: float, max_side: int) -> bytes:
+def overlay_png(image: np.ndarray, anomaly_map: np.ndarray, high: float, max_side: int) -> bytes:
     """Heatmap over the input, half and half, at the input's size shrunk to fit `max_side`.
 
-    Colours run blue → red over [0, scale], so red marks pixels at or above the pixel threshold.
+    Colours run blue → red from the map's own median to `high` (the pixel threshold), so red marks
+    pixels at or above the threshold whatever the model's units: a map that never comes near 0
+    (PaDiM's Mahalanobis distances) still shows its structure instead of one flat colour.
     """
     height, width = anomaly_map.shape
     size = fit_size(width, height, max_side)
     rgb = Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).resize(size, Image.BILINEAR)
     amap = np.asarray(Image.fromarray(anomaly_map.astype(np.float32), "F").resize(size, Image.BILINEAR))
-    heat = heat_colormap(amap / scale if scale > 0 else amap)
+    low = min(float(np.median(amap)), high)
+    heat = heat_colormap((amap - low) / (high - low) if high > low else (amap >= high).astype(np.float32))
     blend = (0.5 * np.asarray(rgb, np.float32) + 0.5 * heat).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(blend).save(buffer, format="PNG", compress_level=1)  # speed over size: it is base64'd at once
