@@ -56,12 +56,15 @@ def normalized_score(score: float, threshold: float, mean: float | None, std: fl
     below it on 0.75; 1 is reached at twice that distance. When that spread is not positive (one
     held-out image, or no mean stored) the held-out standard deviation is used, and 1 when that
     is missing or zero too. The map is increasing between its clips and the threshold lies
-    strictly inside them, so ``normalized > 0.5`` exactly when ``score > threshold``.
+    strictly inside them, so ``normalized > 0.5`` exactly when ``score > threshold`` (a score a
+    hair above the threshold, whose distance rounds away next to the spread, gets the next float
+    above 0.5).
     """
     spread = threshold - mean if mean is not None else 0.0
     if not spread > 0:
         spread = std if std is not None and std > 0 else 1.0
-    return float(min(1.0, max(0.0, 0.5 + 0.25 * (score - threshold) / spread)))
+    value = min(1.0, max(0.0, 0.5 + 0.25 * (score - threshold) / spread))
+    return float(np.nextafter(0.5, 1.0)) if score > threshold and value <= 0.5 else float(value)
 
 
 def _as_chw(image: np.ndarray, index: int) -> torch.Tensor:
