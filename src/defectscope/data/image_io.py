@@ -41,7 +41,7 @@ from PIL import Image
 
 from .errors import DataError
 
-__all__ = ["load_image", "load_mask", "image_size", "open_checked"]
+__all__ = ["load_image", "load_mask", "image_size", "open_checked", "image_tensor"]
 
 PathLike = str | os.PathLike[str]
 
@@ -155,10 +155,14 @@ def load_image(path: PathLike) -> torch.Tensor:
     path = Path(path)
     image = open_checked(path)
     try:
-        arr = _image_array(image, path)
+        return image_tensor(image, path)
     finally:
         image.close()
-    tensor = _to_tensor(arr)
+
+
+def image_tensor(image: Image.Image, source: PathLike) -> torch.Tensor:
+    """A decoded PIL image → ``(3, H, W)`` float32 in [0, 1] by the same rules, for bytes not read from a file."""
+    tensor = _to_tensor(_image_array(image, Path(source)))
     if tensor.ndim == 2:
         tensor = tensor.unsqueeze(0).expand(3, -1, -1)
     else:

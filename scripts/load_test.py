@@ -1,0 +1,173 @@
+"""Throughput, latency and memory of `defectscope serve`, measured over HTTP on 127.0.0.1 only.
+
+    python scripts/load_test.py runs/serve_demo/checkpoints/final --output load_test.json
+
+1. Starts the server from this checkout on a free 127.0.0.1 port (--max-upload-mb 1, so an
+   over-size upload is a 1.1 MiB request; the other limits at their defaults).
+2. Warm-up, then for each concurrency level (1, 4, 16) sends up to --requests valid POST /predict
+   (demo MTSD images, heatmap overlay included, as the page asks) from that many client threads,
+   each with its own keep-alive connection, for at most --max-seconds: requests/s and p50/p99 latency.
+3. The server's resident memory (VmRSS from /proc) before and after --mixed requests (default
+   5,000) at concurrency 4, ~70% valid and ~30% invalid in a fixed shuffled order: not an image,
+   empty, over the size limit, a decompression bomb (5000x5000 PNG of zeros, ~25 kB), a JSON
+   body, a truncated JPEG. Every answer's status is checked against what that case must get.
+
+The client runs on the same machine as the server, so on a small machine it takes CPU from it.
+Linux only (reads /proc/PID/status). Bounded: at most len(levels) x --requests + --mixed requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import numpy as np
+from _server import REPO_ROOT, running_server
+from PIL import Image
+
+DEMO = REPO_ROOT / "demo" / "mtsd_mini"
+
+
+def rss_mib(pid: int) -> dict[str, float]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def payloads() -> dict[str, tuple[list[dict], int]]:
+    """Request kwargs per case, and the status each must get."""
+    images = sorted(DEMO.glob("*/Imgs/*.jpg"))  # the .png files beside them are masks
+    if not images:
+        raise SystemExit(f"no demo images under {DEMO}")
+    valid = [{"files": {"file": (p.name, p.read_bytes(), "image/jpeg")}} for p in images]
+    bomb = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(bomb, format="PNG")
+    first = images[0].read_bytes()
+    return {
+        "valid": (valid, 200),
+        "not_an_image": ([{"files": {"file": ("a.jpg", b"certainly not a picture", "image/jpeg")}}], 422),
+        "empty": ([{"files": {"file": ("a.jpg", b"", "image/jpeg")}}], 400),
+        "too_large": ([{"files": {"file": ("a.jpg", np.random.default_rng(0).bytes(int(1.1 * 2**20)),
+                                           "image/jpeg")}}], 413),
+        "bomb": ([{"files": {"file": ("bomb.png", bomb.getvalue(), "image/png")}}], 413),
+        "json_body": ([{"json": {"path": "/etc/hostname"}}], 415),
+        "truncated": ([{"files": {"file": ("cut.jpg", first[: len(first) // 3], "image/jpeg")}}], 422),
+    }
+
+
+def run_load(url: str, jobs: list[tuple[str, dict, int]], concurrency: int, max_seconds: float) -> dict:
+    """Send `jobs` from `concurrency` threads; latencies of every answered request, statuses per case."""
+    latencies: list[float] = []
+    statuses: Counter = Counter()
+    wrong: Counter = Counter()
+    lock = threading.Lock()
+    cursor = iter(range(len(jobs)))
+    deadline = time.monotonic() + max_seconds
+
+    def worker() -> None:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            while time.monotonic() < deadline:
+                with lock:
+                    index = next(cursor, None)
+                if index is None:
+                    return
+                case, kwargs, expected = jobs[index]
+                began = time.perf_counter()
+                try:
+                    status = client.post("/predict", **kwargs).status_code
+                except httpx.TransportError:  # the server may close a connection it refused mid-upload
+                    status = -1
+                elapsed = time.perf_counter() - began
+                with lock:
+                    latencies.append(elapsed)
+                    statuses[f"{case}:{status}"] += 1
+                    if status != expected:
+                        wrong[f"{case}:{status}"] += 1
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - began
+    ms = np.array(latencies) * 1000
+    return {
+        "concurrency": concurrency, "requests": len(latencies), "seconds": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 2),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "statuses": dict(sorted(statuses.items())), "unexpected": dict(wrong),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--requests", type=int, default=200, help="valid requests per concurrency level")
+    parser.add_argument("--max-seconds", type=float, default=120, help="time cap per concurrency level")
+    parser.add_argument("--mixed", type=int, default=5000, help="mixed valid/invalid requests for the memory check")
+    parser.add_argument("--mixed-max-seconds", type=float, default=1200)
+    parser.add_argument("--output", default=None, help="write the figures as JSON here too")
+    args = parser.parse_args()
+
+    cases = payloads()
+    rng = np.random.default_rng(0)
+    valid_payloads, _ = cases["valid"]
+    valid_jobs = [("valid", valid_payloads[i % len(valid_payloads)], 200) for i in range(args.requests)]
+    invalid = [k for k in cases if k != "valid"]
+    mixed_jobs = []
+    for i in range(args.mixed):
+        case = "valid" if rng.random() < 0.7 else invalid[int(rng.integers(len(invalid)))]
+        options, expected = cases[case]
+        mixed_jobs.append((case, options[i % len(options)], expected))
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=REPO_ROOT).stdout.strip()
+    report: dict = {"checkpoint": args.checkpoint, "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "commit": commit, "machine": f"{cpu_name()}, {len(os.sched_getaffinity(0))} CPUs available"}
+    with running_server(args.checkpoint, "--max-upload-mb", "1") as (process, url):
+        report["model"] = httpx.get(url + "/model").json()["model_name"]
+        report["rss_after_start_mib"] = rss_mib(process.pid)
+        run_load(url, valid_jobs[:20], 1, 60)  # warm-up: first calls allocate torch's buffers
+        report["rss_after_warmup_mib"] = rss_mib(process.pid)
+        report["levels"] = [run_load(url, valid_jobs, c, args.max_seconds) for c in args.levels]
+        before = rss_mib(process.pid)
+        mixed = run_load(url, mixed_jobs, 4, args.mixed_max_seconds)
+        after = rss_mib(process.pid)
+        alive = process.poll() is None and httpx.get(url + "/health").status_code == 200
+        report["mixed"] = {**mixed, "rss_before_mib": before, "rss_after_mib": after, "server_alive_after": alive}
+        report["health_after"] = httpx.get(url + "/health").json()
+
+    print(f"model {report['model']} ({args.checkpoint}); {report['machine']}; {report['date_utc']}; "
+          f"commit {commit}")
+    print("| concurrency | requests | requests/s | p50 ms | p99 ms |\n|---|---|---|---|---|")
+    for level in report["levels"]:
+        print(f"| {level['concurrency']} | {level['requests']} | {level['requests_per_s']} | {level['p50_ms']} "
+              f"| {level['p99_ms']} |")
+    m = report["mixed"]
+    print(f"mixed: {m['requests']} requests in {m['seconds']} s at concurrency 4; statuses {m['statuses']}; "
+          f"unexpected {m['unexpected'] or 'none'}")
+    print(f"server RSS: {m['rss_before_mib']['VmRSS']:.0f} MiB before, {m['rss_after_mib']['VmRSS']:.0f} MiB "
+          f"after (peak {m['rss_after_mib']['VmHWM']:.0f} MiB); alive after: {m['server_alive_after']}")
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""`defectscope serve CHECKPOINT`: an HTTP service and a web page that score uploaded images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from defectscope.config import ConfigError
+from defectscope.engine.checkpoint import CheckpointError
+
+MIB = 1024 * 1024
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from defectscope.serve.settings import ServeSettings
+
+    d = ServeSettings()
+    p = sub.add_parser("serve", help="HTTP service + web page scoring uploaded images (needs the 'serve' extra)")
+    p.add_argument("checkpoint", help="a run's checkpoints/final folder or its model.safetensors")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 opens it to the network")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / MIB,
+                   help="largest image file, MiB; enforced while the upload streams in (default %(default)g)")
+    p.add_argument("--max-batch-mb", type=float, default=d.max_batch_bytes / MIB,
+                   help="largest /predict/batch body, MiB (default %(default)g)")
+    p.add_argument("--max-batch-files", type=int, default=d.max_batch_files, help="(default %(default)d)")
+    p.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels,
+                   help="decoded-pixel cap, read from the header before decoding (default %(default)d = 4096²)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's; 'warning' drops the per-request access log")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, overrides: list[str]) -> int:
+    from defectscope.cli.common import pick_device
+    from defectscope.engine.detector import Detector
+    from defectscope.serve.settings import ServeSettings
+
+    if overrides:
+        raise ConfigError(f"serve: unknown arguments {overrides} (it takes a checkpoint and the flags in --help)")
+    for flag in ("max_upload_mb", "max_batch_mb", "max_batch_files", "max_image_pixels"):
+        if not getattr(args, flag) > 0:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    settings = ServeSettings(
+        max_upload_bytes=max(1, round(args.max_upload_mb * MIB)),
+        max_batch_bytes=max(1, round(args.max_batch_mb * MIB)),
+        max_batch_files=args.max_batch_files, max_image_pixels=args.max_image_pixels,
+    )
+    try:
+        import uvicorn
+
+        from defectscope.serve.app import create_app
+    except ImportError as err:
+        print(f"defectscope serve: error: {err.name} is not installed; pip install 'defectscope[serve]'",
+              file=sys.stderr)
+        return 2
+    detector = Detector.from_checkpoint(args.checkpoint, device=str(pick_device(args.device)))
+    if detector.threshold is None:
+        raise CheckpointError(f"{args.checkpoint}: no calibrated image_threshold (the run had no held-out normal "
+                              "images), so the service could not tell OK from DEFECT")
+    app = create_app(detector, settings)
+    print(f"defectscope serve: {detector.info()['model_name']} from {args.checkpoint}; page http://{args.host}:"
+          f"{args.port}/  OpenAPI http://{args.host}:{args.port}/openapi.json", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0

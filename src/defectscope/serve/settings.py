@@ -1,0 +1,31 @@
+"""The service's limits, in one frozen dataclass the verb fills from its flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    # a 4000x4000 PNG of a real photo is ~20-30 MB, a JPEG a few MB; 32 MiB admits both
+    max_upload_bytes: int = 32 * MIB
+    # decoded-pixel cap read from the header before decoding (decompression bombs); 4096^2
+    # admits a 4000x4000 image and keeps one decoded image near 200 MB as float32 RGB
+    max_image_pixels: int = 4096 * 4096
+    max_batch_files: int = 16
+    # a whole /predict/batch body; every file in it still obeys max_upload_bytes
+    max_batch_bytes: int = 64 * MIB
+    # the overlay PNG is drawn at the input's size, shrunk to fit this longest side, so a
+    # response stays a few MB whatever the upload
+    max_overlay_side: int = 1024
+    # images decoded and scored at once, across requests: bounds memory (each holds up to
+    # max_image_pixels x 12 bytes as float32 RGB) while the model itself runs one batch at a time
+    max_inflight_images: int = 4
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"serve setting {f.name} must be a positive integer, got {value!r}")

@@ -1,0 +1,80 @@
+"""Serve tests' helpers: a tiny untrained checkpoint with real calibration, and the real server's process.
+
+The checkpoint is an AE-SSIM at 32 px with random weights: no training, but its calibration is
+measured like a run's (scores of held-out "normal" images: smooth grey gradients), so noisy
+images score above the threshold and smooth ones below it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from defectscope.config import load_config
+from defectscope.engine import save_checkpoint
+from defectscope.models import create_model
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# the test server's limits: small, so every limit can be crossed with small requests
+MAX_UPLOAD_MB = 1
+MAX_IMAGE_PIXELS = 1_000_000
+MAX_BATCH_FILES = 3
+
+
+def normal_images(count: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """(N, S, S, 3) float32: smooth gradients, what the tiny model calls normal."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 1, size, dtype=np.float32)
+    out = []
+    for _ in range(count):
+        a, b, c = rng.uniform(0.2, 0.5, 3)
+        grey = c + a * ramp[None, :] * 0.3 + b * ramp[:, None] * 0.3
+        out.append(np.repeat(grey[..., None], 3, axis=2))
+    return np.stack(out).astype(np.float32)
+
+
+def noisy_image(size: int = 32, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 1, (size, size, 3)).astype(np.float32)
+
+
+@torch.no_grad()
+def make_checkpoint(directory: Path, class_names: list[str], calibrate: bool = True) -> Path:
+    torch.manual_seed(0)
+    cfg = load_config(None, ["--model.name", "ae_ssim", "--data.image_size", "32",
+                             "--model.base_channels", "8", "--model.latent_dim", "16"])
+    model = create_model(cfg.model_name, cfg.model, cfg.data.image_size, len(class_names)).eval()
+    calibration = {}
+    if calibrate:
+        held_out = torch.from_numpy(normal_images(8)).permute(0, 3, 1, 2)
+        out = model.predict(held_out, torch.zeros(8, dtype=torch.long))
+        scores, maps = out.image_score.numpy(), out.anomaly_map.numpy()
+        calibration = {"image_threshold": float(scores.max()), "image_score_mean": float(scores.mean()),
+                       "image_score_std": float(scores.std()), "pixel_threshold": float(np.quantile(maps, 0.999)),
+                       "num_validation_images": 8}
+    return save_checkpoint(directory, model, cfg, class_names, calibration=calibration)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_env() -> dict[str, str]:
+    """This checkout's sources first, whatever the venv's editable install points at."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT / "src"), env.get("PYTHONPATH")) if p)
+    return env
+
+
+class Server:
+    def __init__(self, process: subprocess.Popen, url: str, log: Path) -> None:
+        self.process, self.url, self.log = process, url, log
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]

@@ -1,0 +1,144 @@
+"""Detector: the one inference path; its numbers must equal the checkpoint's own, at the input's size."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from defectscope.data.image_io import load_image
+from defectscope.data.transforms import resize_image
+from defectscope.engine import CheckpointError, load_checkpoint
+from defectscope.engine.detector import Detector, DetectorLike, normalized_score
+from helpers.serving import noisy_image, normal_images
+
+
+@pytest.fixture(scope="module")
+def detector(tiny_checkpoint):
+    return Detector.from_checkpoint(tiny_checkpoint)
+
+
+def test_is_a_detector_like(detector):
+    assert isinstance(detector, DetectorLike)
+
+
+def test_matches_the_checkpoint_on_a_file_decoded_like_predict(detector, tiny_checkpoint, tmp_path):
+    """Same decode (load_image) and resize as `defectscope predict`, so the same score and map."""
+    path = tmp_path / "part.png"
+    Image.fromarray((noisy_image(48, seed=7) * 255).astype(np.uint8)).save(path)
+    ckpt = load_checkpoint(tiny_checkpoint)
+    ckpt.model.eval()
+    with torch.no_grad():
+        ref = ckpt.predict(resize_image(load_image(path), 32)[None], torch.zeros(1, dtype=torch.long))
+    det = detector.score([load_image(path).permute(1, 2, 0).numpy()])[0]
+    assert det.score == pytest.approx(float(ref.image_score[0]), rel=1e-6)
+    assert det.anomaly_map.shape == (48, 48)  # back at the input's own size
+    back = torch.nn.functional.interpolate(ref.anomaly_map[None], size=(48, 48), mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(det.anomaly_map, back[0, 0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_each_map_has_its_own_images_size_in_one_call(detector):
+    images = [noisy_image(32), noisy_image(17, 2)[:, :9], np.zeros((70, 40, 3), np.uint8), normal_images(1)[0][..., 0]]
+    shapes = [d.anomaly_map.shape for d in detector.score(images)]
+    assert shapes == [(32, 32), (17, 9), (70, 40), (32, 32)]
+
+
+def test_uint8_and_float_inputs_agree(detector):
+    as_uint8 = (noisy_image(32, 4) * 255).round().astype(np.uint8)
+    a, b = detector.score([as_uint8, as_uint8.astype(np.float32) / 255])
+    assert a.score == pytest.approx(b.score, abs=1e-6)
+
+
+def test_batching_does_not_change_results(tiny_checkpoint):
+    images = [noisy_image(32, s) for s in range(5)] + list(normal_images(4))
+    one = Detector.from_checkpoint(tiny_checkpoint, batch_size=1).score(images)
+    many = Detector.from_checkpoint(tiny_checkpoint, batch_size=4).score(images)
+    # conv kernels may sum in another order for another batch size: float rounding, nothing more
+    np.testing.assert_allclose([d.score for d in one], [d.score for d in many], rtol=1e-4, atol=1e-5)
+
+
+def test_verdict_area_and_normalised_score_follow_the_calibration(detector):
+    cal = detector.calibration
+    detections = detector.score([noisy_image(32, s) for s in range(3)] + list(normal_images(3, seed=9)))
+    verdicts = [d.defective for d in detections]
+    assert verdicts == [True] * 3 + [False] * 3  # noise above the threshold, smooth gradients below
+    for d in detections:
+        assert d.threshold == cal["image_threshold"]
+        assert d.defective == (d.score > d.threshold) == (d.normalized_score > 0.5)
+        assert d.defect_area == pytest.approx(float((d.anomaly_map > cal["pixel_threshold"]).mean()))
+        assert d.class_name == "widget"
+
+
+def test_normalised_score_anchors():
+    assert normalized_score(2.0, threshold=2.0, mean=1.0, std=0.3) == 0.5
+    assert normalized_score(1.0, threshold=2.0, mean=1.0, std=0.3) == 0.25
+    assert normalized_score(3.0, threshold=2.0, mean=1.0, std=0.3) == 0.75
+    assert normalized_score(9.0, threshold=2.0, mean=1.0, std=0.3) == 1.0
+    assert normalized_score(-9.0, threshold=2.0, mean=1.0, std=0.3) == 0.0
+    # one held-out image (mean == threshold): the spread falls back to the std, then to 1
+    assert normalized_score(2.5, threshold=2.0, mean=2.0, std=0.5) == 0.75
+    assert normalized_score(3.0, threshold=2.0, mean=2.0, std=0.0) == 0.75
+    hair = float(np.nextafter(1e6, 2e6))  # the next float above the threshold, far closer than the spread
+    assert normalized_score(hair, threshold=1e6, mean=-1e12, std=1.0) > 0.5  # rounds to 0.5 without the nudge
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False)
+
+
+@given(a=finite, b=finite, threshold=finite, mean=finite, std=st.floats(0, 1e3))
+def test_normalised_score_is_monotone_bounded_and_agrees_with_the_verdict(a, b, threshold, mean, std):
+    na, nb = (normalized_score(x, threshold, mean, std) for x in (a, b))
+    assert 0.0 <= na <= 1.0
+    if a <= b:
+        assert na <= nb
+    assert (na > 0.5) == (a > threshold)
+
+
+def test_class_names_are_checked(detector, two_class_checkpoint):
+    with pytest.raises(ValueError, match="not one of"):
+        detector.score([noisy_image()], class_name="gizmo")
+    two = Detector.from_checkpoint(two_class_checkpoint)
+    with pytest.raises(ValueError, match="name one of"):
+        two.score([noisy_image()])
+    assert two.score([noisy_image()], class_name="gadget")[0].class_name == "gadget"
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4, 4), np.float32), np.zeros((4, 4, 3), np.int64),
+                                 np.full((4, 4, 3), np.nan, np.float32), np.zeros((0, 4, 3), np.uint8)])
+def test_bad_arrays_are_refused_naming_the_image(detector, bad):
+    with pytest.raises(ValueError, match="image 1"):
+        detector.score([noisy_image(), bad])
+
+
+def test_info_names_the_model_and_its_calibration(detector):
+    info = detector.info()
+    assert info["model_name"] == "ae_ssim" and info["class_names"] == ["widget"] and info["image_size"] == 32
+    assert info["image_threshold"] == detector.calibration["image_threshold"]
+    assert {"pixel_threshold", "defectscope_version", "backend"} <= set(info)
+
+
+def test_concurrent_calls_give_the_sequential_answers(detector):
+    images = [noisy_image(32, s) for s in range(8)]
+    expected = [d.score for d in detector.score(images)]
+    got: dict[int, float] = {}
+
+    def work(i: int) -> None:
+        for _ in range(3):
+            got[i] = detector.score([images[i]])[0].score
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    np.testing.assert_allclose([got[i] for i in range(8)], expected, rtol=1e-5)
+
+
+def test_a_missing_checkpoint_names_the_path(tmp_path):
+    with pytest.raises(CheckpointError, match="nowhere"):
+        Detector.from_checkpoint(tmp_path / "nowhere")

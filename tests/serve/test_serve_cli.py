@@ -1,0 +1,60 @@
+"""`defectscope serve` refuses bad input before any server starts; the library imports without the extra."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from defectscope.cli.main import main
+from helpers.serving import REPO_ROOT, make_checkpoint, serve_env
+
+
+def serve_fails(capsys, *args: str) -> str:
+    assert main(["serve", *args, "--port", "1"]) == 2  # port 1 would fail if a server ever started
+    return capsys.readouterr().err
+
+
+def test_a_missing_checkpoint_is_exit_2_naming_it(capsys, tmp_path):
+    err = serve_fails(capsys, str(tmp_path / "no_such_run"))
+    assert "no_such_run" in err and "checkpoint not found" in err
+
+
+def test_a_file_that_is_not_a_checkpoint_is_exit_2(capsys, tmp_path):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"not safetensors at all")
+    assert "not a readable safetensors file" in serve_fails(capsys, str(bad))
+
+
+def test_an_uncalibrated_checkpoint_is_exit_2(capsys, tmp_path):
+    path = make_checkpoint(tmp_path / "ckpt", ["widget"], calibrate=False)
+    assert "no calibrated image_threshold" in serve_fails(capsys, str(path))
+
+
+@pytest.mark.parametrize("flag", [["--max-upload-mb", "0"], ["--max-image-pixels", "-5"], ["--model.lr", "1"]])
+def test_bad_flags_are_exit_2(capsys, tiny_checkpoint, flag):
+    assert "error" in serve_fails(capsys, str(tiny_checkpoint), *flag)
+
+
+BLOCK_SERVE_EXTRA = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("fastapi", "uvicorn", "starlette", "python_multipart", "multipart"):
+            raise ImportError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_the_library_and_cli_import_without_the_serve_extra(tiny_checkpoint):
+    code = BLOCK_SERVE_EXTRA + (
+        "import defectscope, defectscope.engine.detector, defectscope.serve.settings\n"
+        "from defectscope.cli.main import build_parser, main\n"
+        "build_parser()\n"
+        f"sys.exit(main(['serve', {str(tiny_checkpoint)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=serve_env(),
+                          cwd=REPO_ROOT, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'defectscope[serve]'" in done.stderr
