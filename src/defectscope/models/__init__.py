@@ -10,6 +10,8 @@ from defectscope.models.ae_ssim.model import AESSIM
 from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, Phase
 from defectscope.models.fader.config import FADeRConfig
 from defectscope.models.fader.model import FADeR
+from defectscope.models.mean_image.config import MeanImageConfig
+from defectscope.models.mean_image.model import MeanImage
 from defectscope.models.padim.config import PaDiMConfig
 from defectscope.models.padim.model import PaDiM
 from defectscope.models.patchcore.config import PatchCoreConfig
@@ -29,6 +31,7 @@ MODELS: dict[str, tuple[type[AnomalyModel], type]] = {
     "padim": (PaDiM, PaDiMConfig),
     "fader": (FADeR, FADeRConfig),
     "vitae": (ViTAE, ViTAEConfig),
+    "mean_image": (MeanImage, MeanImageConfig),
 }
 
 
