@@ -13,9 +13,13 @@ from ._core import as_binary, as_scores, check_ndim, check_same_shape, cumulativ
 from ._core import rank_descending as _rank_descending
 from .aupro import _aupro_ranked, _check_fpr_limit, aupro
 from .auroc import _auroc_from_counts, image_auroc, pixel_auroc
+from .bootstrap import binned_pixel_auroc, image_auroc_interval, pixel_auroc_interval
 from .f1max import _f1_max_from_counts, f1_max
 
-__all__ = ["aupro", "compute_metrics", "f1_max", "image_auroc", "pixel_auroc"]
+__all__ = [
+    "aupro", "binned_pixel_auroc", "compute_metrics", "f1_max", "image_auroc", "image_auroc_interval",
+    "pixel_auroc", "pixel_auroc_interval",
+]
 
 
 def compute_metrics(
