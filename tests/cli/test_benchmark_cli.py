@@ -16,10 +16,10 @@ def test_benchmark_runs_resumes_and_reports(smoke_benchmark, tmp_path, capsys):
                  "--only", "nothing", "--report"]) == 0
     printed = capsys.readouterr().out
     assert f"{done}: finished, skipped" in printed and "vq_e.mtsd.multi_class.all.s0: running" in printed
-    assert "ran 2, skipped 1 finished" in printed and "3 of 6 cells finished" in printed
+    assert "ran 3, skipped 1 finished" in printed and "4 of 8 cells finished" in printed  # 4 models
     assert str(out / "results.md") in printed and (out / "report.html").is_file()
     assert "differs from the suite" not in printed  # a moved output folder does not make cells stale
-    assert len(json.loads((out / "results.json").read_text())["pending"]) == 3
+    assert len(json.loads((out / "results.json").read_text())["pending"]) == 4
 
 
 def test_benchmark_dry_run_lists_cells_and_takes_overrides(tmp_path, capsys):

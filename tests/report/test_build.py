@@ -93,9 +93,9 @@ def test_a_benchmark_report_has_the_tables_and_every_finished_cell(smoke_benchma
     keep = ["ae_ssim.mtsd.multi_class.all.s0", PVQAE_CELL]
     shutil.copytree(smoke_benchmark, out, ignore=lambda d, names: [n for n in names if d.endswith("cells")
                                                                     and n not in keep])
-    write_results(load_suite(SMOKE_SUITE), out)  # as after an interrupted run: two of six cells
+    write_results(load_suite(SMOKE_SUITE), out)  # as after an interrupted run: two of eight cells
     text = build_report(out).read_text()
-    assert "2 of 6 cells finished" in text and "mtsd · multi_class · Image AUROC (%)" in text
+    assert "2 of 8 cells finished" in text and "mtsd · multi_class · Image AUROC (%)" in text
     assert 'class="reported"' in text and "AE-SSIM (reported: PVQAE paper, Table I) †" in text
     assert [f"Cell {c}" in text for c in keep] == [True, True] and "Cell vq_e" not in text
     assert len(decode_all(text)) == 2 * 5  # per cell: curves, histogram, loss, most and least anomalous
