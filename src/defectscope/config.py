@@ -55,6 +55,8 @@ class EvalConfig:
     # "position": z-score each map position by its mean and spread on the held-out normal
     # images, per class (engine/standardize.py); "none": the model's own map and score
     map_standardization: Literal["none", "position"] = "none"
+    # 95 % intervals of the AUROCs: stratified bootstrap over test images; 0 turns them off
+    bootstrap_resamples: int = 1000
 
 
 @dataclass(frozen=True)

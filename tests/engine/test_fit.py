@@ -25,6 +25,8 @@ def test_fit_writes_a_final_checkpoint_that_reloads_to_the_same_model(tiny_confi
     log = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]
     assert all("main/loss" in r and "perplexity" in r for r in log)
+    health = json.loads((result.run_dir / "train_summary.json").read_text())["health"]
+    assert {"heldout_loss", "mean_image_loss", "warnings"} <= set(health)
     assert (result.run_dir / "config.yaml").is_file()
 
 

@@ -21,7 +21,7 @@ from defectscope.engine.files import json_default, write_text_atomic
 from defectscope.engine.gallery import GalleryPlan, write_gallery
 from defectscope.engine.predictions import Predictions, predict_dataset
 from defectscope.engine.standardize import MapStandardizer
-from defectscope.metrics import Measurement, f1_max, image_auroc, measure
+from defectscope.metrics import Measurement, f1_max, image_auroc, image_auroc_interval, measure, pixel_auroc_interval
 from defectscope.metrics.curves import roc_curve
 from defectscope.models.base import AnomalyModel
 
@@ -44,6 +44,34 @@ def category_measurements(
             metrics = {"image_auroc": image_auroc(scores, labels), "image_f1_max": f1_max(scores, labels)}
             measured[name] = Measurement(metrics, roc_curve(scores, labels), None, None)
     return measured
+
+
+INTERVAL_METRICS = ("image_auroc", "pixel_auroc")
+
+
+def category_intervals(
+    preds: Predictions, class_names: list[str], resamples: int, seed: int, pixel_metrics: bool = True
+) -> dict[str, dict[str, list[float]]]:
+    """95 % stratified bootstrap intervals (over images) of each category's AUROCs, and of their mean.
+
+    The mean's bounds are the means of the categories' bounds: as wide as if the categories'
+    errors were perfectly correlated, so never narrower than the truth.
+    """
+    out: dict[str, dict[str, list[float]]] = {}
+    for class_id, name in enumerate(class_names):
+        pick = preds.class_ids == class_id
+        if not pick.any():
+            continue
+        scores, labels = preds.image_scores[pick], preds.labels[pick]
+        found = {"image_auroc": list(image_auroc_interval(scores, labels, resamples=resamples, seed=seed))}
+        if pixel_metrics:
+            found["pixel_auroc"] = list(pixel_auroc_interval(preds.maps[pick], preds.masks[pick],
+                                                             resamples=resamples, seed=seed))
+        out[name] = found
+    if len(out) > 1:
+        out["mean"] = {key: [float(np.nanmean([v[key][i] for v in out.values() if key in v])) for i in (0, 1)]
+                       for key in INTERVAL_METRICS if all(key in v for v in out.values())}
+    return out
 
 
 def mean_metrics(per_category: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -75,6 +103,7 @@ def evaluate(
     calibration: dict[str, float] | None = None,
     standardizer: MapStandardizer | None = None,
     gallery: GalleryPlan | None = None,
+    health: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score the test set with the model as given; write results.json, results.md, scores.csv,
     curves.json and gallery/ (and maps/ when the plan asks for pictures); return the results."""
@@ -86,6 +115,9 @@ def evaluate(
     wall = time.perf_counter() - began
     measured = category_measurements(preds, class_names, cfg.eval.pixel_metrics)
     per_category = {name: m.metrics for name, m in measured.items()}
+    resamples = cfg.eval.bootstrap_resamples
+    intervals = category_intervals(preds, class_names, resamples, cfg.train.seed, cfg.eval.pixel_metrics) \
+        if resamples > 0 else {}
     n = len(preds.image_scores)
     results: dict[str, Any] = {
         "model": cfg.model_name,
@@ -94,12 +126,16 @@ def evaluate(
         "num_test_images": n,
         "categories": per_category,
         "mean": mean_metrics(per_category),
+        "intervals": intervals,
+        "interval_method": f"95 % stratified bootstrap over test images, {resamples} resamples, seed {cfg.train.seed}"
+        if intervals else None,
         "images_per_second": n / preds.model_seconds if preds.model_seconds > 0 else float("nan"),
         "images_per_second_end_to_end": n / wall if wall > 0 else float("nan"),
         "eval_batch_size": cfg.data.eval_batch_size,
         "map_standardization": cfg.eval.map_standardization if standardizer is not None else "none",
         **peak_memory(),
         "calibration": calibration or {},
+        "health": health or {},
         "environment": environment(device),
     }
     save_scores(preds, class_names, test_set, output_dir / SCORES_CSV)
@@ -115,10 +151,21 @@ def evaluate(
     return results
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | None, interval: list[float] | None = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if interval and not any(math.isnan(v) for v in interval):
+        return f"{value:.3f} ({interval[0]:.3f}–{interval[1]:.3f})"
     return f"{value:.3f}"
+
+
+def _health_lines(health: dict[str, Any]) -> list[str]:
+    lines = []
+    if "heldout_loss" in health:
+        lines.append(f"Training health: held-out normal reconstruction loss {health['heldout_loss']:.4f}, "
+                     f"the class mean image's {health['mean_image_loss']:.4f} (L1+L2 on [−1, 1]).")
+    lines += [f"**Warning:** {w}." for w in health.get("warnings", [])]
+    return lines
 
 
 def results_markdown(results: dict[str, Any]) -> str:
@@ -129,14 +176,18 @@ def results_markdown(results: dict[str, Any]) -> str:
         header,
         "|" + "---|" * (len(METRIC_NAMES) + 1),
     ]
-    rows = list(results["categories"].items())
+    rows = [(name, name, metrics) for name, metrics in results["categories"].items()]
     if len(rows) > 1:
-        rows.append(("**mean**", results["mean"]))
-    for name, metrics in rows:
-        lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k)) for k in METRIC_NAMES) + " |")
+        rows.append(("**mean**", "mean", results["mean"]))
+    intervals = results.get("intervals") or {}
+    for label, key, metrics in rows:
+        found = intervals.get(key, {})
+        lines.append(f"| {label} | " + " | ".join(_fmt(metrics.get(k), found.get(k)) for k in METRIC_NAMES) + " |")
     env = results["environment"]
     lines += [
         "",
+        *([f"AUROC intervals: {results['interval_method']}."] if results.get("interval_method") else []),
+        *_health_lines(results.get("health") or {}),
         f"Inference: {results['images_per_second']:.1f} images/s (model only, batch "
         f"{results['eval_batch_size']}), {results['images_per_second_end_to_end']:.1f} images/s end to end; "
         f"peak RSS {results['peak_rss_mib']:.0f} MiB"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from defectscope.engine.environment import git_commit
 from defectscope.engine.evaluate import evaluate
 from defectscope.engine.fit import TRAIN_LOG, fit, make_fabric
 from defectscope.engine.gallery import GALLERY_DIR, MAPS_DIR, GalleryPlan
+from defectscope.engine.health import training_health
 from defectscope.engine.standardize import MapStandardizer, require_held_out_images
 from defectscope.models import AnomalyModel, create_model
 
@@ -48,6 +50,7 @@ class RunResult:
     steps: int = 0
     train_seconds: float = 0.0
     results: dict[str, Any] | None = None  # the test-set results, when evaluated
+    health: dict[str, Any] | None = None  # engine.health: did training learn anything?
 
 
 def build_model(cfg: RunConfig, num_classes: int) -> AnomalyModel:
@@ -125,13 +128,18 @@ def run(
                                                             len(class_names))
         result.checkpoint = save_checkpoint(run_dir / FINAL, model, cfg, class_names, result.calibration,
                                             step=fitted.steps, standardizer=result.standardizer)
+        result.health = training_health(model, bundle.train, bundle.validation, len(class_names),
+                                        cfg.data.eval_batch_size, fabric.device)
+        for warning in result.health["warnings"]:
+            print(f"defectscope: warning: {warning}", file=sys.stderr)
         summary = {"steps": fitted.steps, "train_seconds": round(fitted.seconds, 2),
-                   "world_size": fabric.world_size, "commit": commit}
+                   "world_size": fabric.world_size, "commit": commit, "health": result.health}
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         if evaluate_test:
             result.results = evaluate(model, bundle.test, class_names, cfg, fabric.device, run_dir,
                                       checkpoint=result.checkpoint, calibration=result.calibration,
-                                      standardizer=result.standardizer, gallery=_plan(cfg, gallery))
+                                      standardizer=result.standardizer, gallery=_plan(cfg, gallery),
+                                      health=result.health)
             result.results["train_seconds"] = round(fitted.seconds, 1)
     fabric.barrier()
     return result

@@ -120,3 +120,15 @@ class AnomalyModel(nn.Module):
     def explain_maps(self, images: Tensor, class_ids: Tensor | None = None) -> dict[str, Tensor]:
         """Named (B, H, W) intermediate maps worth showing beside the anomaly map (optional)."""
         return {}
+
+    def reconstruction(self, images: Tensor, class_ids: Tensor | None = None) -> Tensor | None:
+        """The image a reconstruction model rebuilds, (B, 3, H, W) in [0, 1]; None for the others.
+
+        The engine compares it with the class's mean training image on held-out normal images:
+        a model that rebuilds them no better than that mean has learned nothing useful.
+        """
+        return None
+
+    def diagnose(self, images: Tensor, class_ids: Tensor | None = None) -> dict[str, Any]:
+        """Numbers (and a `note` string) on held-out normal images that say whether training worked."""
+        return {}

@@ -24,6 +24,9 @@ class AESSIM(AnomalyModel):
     def training_step(self, images: Tensor, class_ids: Tensor, ctx: StepContext) -> LossParts:
         return ssim_loss(images, self.reconstruct(images), self.config.ssim_window)
 
+    def reconstruction(self, images: Tensor, class_ids: Tensor | None = None) -> Tensor:
+        return self.reconstruct(images)
+
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         cfg = self.config
         maps = ssim_anomaly_map(images, self.reconstruct(images), cfg.ssim_window, cfg.smoothing_sigma)

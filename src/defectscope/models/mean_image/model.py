@@ -53,9 +53,6 @@ class MeanImage(AnomalyModel):
     def phases(self) -> list[Phase]:
         return [Phase("statistics", kind="collect")]
 
-    def optimizer_groups(self, phase: str) -> dict[str, list]:
-        return {}
-
     def _check(self, images: Tensor, class_ids: Tensor) -> None:
         expected = (CHANNELS, self.image_size, self.image_size)
         if images.ndim != 4 or tuple(images.shape[1:]) != expected:
@@ -80,7 +77,7 @@ class MeanImage(AnomalyModel):
         self._sum_sq.index_add_(0, class_ids, x * x)
         self._n += torch.bincount(class_ids, minlength=self.num_classes)
 
-    def finish_collection(self, phase: str) -> None:
+    def finish_collection(self, phase: str) -> dict[str, float]:
         if self._sum is None or self._sum_sq is None or self._n is None or int(self._n.sum()) == 0:
             raise RuntimeError("mean_image: no training images were collected")
         n = self._n.clamp_min(1).double()[:, None, None, None]
@@ -92,6 +89,8 @@ class MeanImage(AnomalyModel):
         self.std.copy_(var.sqrt().clamp_min(self.config.std_floor))
         self.count.copy_(self._n)
         self._reset_sums()
+        seen = self.count[self.count > 0]
+        return {"classes_fitted": float(len(seen)), "min_images_per_class": float(seen.min()) if len(seen) else 0.0}
 
     @torch.no_grad()
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
@@ -105,7 +104,3 @@ class MeanImage(AnomalyModel):
         raw = pixel_distance(images, self.mean[class_ids], self.std[class_ids], self.config.map)
         maps = gaussian_smooth(raw, self.sigma)
         return ModelOutput(maps, image_score(maps, "max"))
-
-    def training_metrics(self) -> dict[str, float]:
-        seen = self.count[self.count > 0]
-        return {"classes_fitted": float(len(seen)), "min_images_per_class": float(seen.min()) if len(seen) else 0.0}

@@ -37,6 +37,9 @@ class ViTAE(AnomalyModel):
                 }
         return vitae_loss(images, reconstruction, weights, self.config)._replace(metrics=metrics)
 
+    def reconstruction(self, images: Tensor, class_ids: Tensor | None = None) -> Tensor:
+        return self.reconstruct(images)[0]
+
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         cfg = self.config
         reconstruction, _ = self.reconstruct(images)

@@ -29,6 +29,9 @@ class VQE(AnomalyModel):
         metrics = {"perplexity": float(out.quantizer.perplexity), "live_codes": float(out.quantizer.live_codes)}
         return loss._replace(metrics=metrics)
 
+    def reconstruction(self, images: Tensor, class_ids: Tensor | None = None) -> Tensor:
+        return to_unit_range(self.network(to_model_range(images)).reconstruction)
+
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         reconstruction = to_unit_range(self.network(to_model_range(images)).reconstruction)
         maps = l2_anomaly_map(images, reconstruction, self.config.smoothing_sigma)
