@@ -100,12 +100,16 @@ def test_missing_checkpoint_and_missing_image_are_named(tmp_path, trained, capsy
 
 
 def test_demo_runs_end_to_end_on_the_shipped_data(tmp_path, capsys):
-    """The README's first command, cut to two training steps."""
+    """The README's first command at 64 px: the model, then the no-training line beside it."""
     out = tmp_path / "demo"
-    assert main(["demo", "--output", str(out), "--train.max_steps", "2", "--train.progress", "false"]) == 0
+    assert main(["demo", "--output", str(out), "--data.image_size", "64", "--train.progress", "false"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["num_test_images"] > 0 and "mtsd" in results["categories"]
-    assert str(out / "results.md") in capsys.readouterr().out
+    assert results["num_test_images"] == 90 and "mtsd" in results["categories"]
+    assert len(results["intervals"]["mtsd"]["image_auroc"]) == 2
+    printed = capsys.readouterr().out
+    assert str(out / "results.md") in printed and "no-training mean image" in printed
+    assert json.loads((out / "baseline" / "results.json").read_text())["model"] == "mean_image"
+    assert main(["demo", "--output", str(out), "--no-baseline"]) == 2  # a finished demo is not replaced
 
 
 def test_pvqae_scores_in_perceptual_space_with_a_backbone_read_from_its_file(tmp_path, mtsd_root, capsys):
