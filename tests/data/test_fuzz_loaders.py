@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
-from defectscope.data import DataError, image_size, load_image, load_mask
+from defectscope.data import MAX_IMAGE_PIXELS, DataError, image_size, load_image, load_mask
 from helpers.fuzzlog import Outcome
 
 pytestmark = pytest.mark.fuzz
@@ -59,9 +59,9 @@ def check_result(loader: str, tensor: torch.Tensor, path: Path) -> None:
         assert set(torch.unique(tensor).tolist()) <= {0.0, 1.0}
 
 
-def run_loader(loader: str, kind: str, data: bytes, path: Path) -> None:
+def run_loader(loader: str, kind: str, data: bytes, path: Path, fmt: str = "") -> None:
     path.write_bytes(data)
-    with Outcome(loader, kind, (DataError,), names=path):
+    with Outcome(loader, kind, (DataError,), names=path, detail=fmt):
         check_result(loader, LOADERS[loader](path), path)
 
 
@@ -113,17 +113,21 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
 PNG_TYPES = [(1, 0), (8, 0), (16, 0), (8, 2), (16, 2), (8, 3), (8, 4), (8, 6), (16, 6)]
 
 
+def png_declaring(width: int, height: int, depth: int, colour: int, pixels: bytes) -> tuple[int, int, bytes]:
+    """(width, height, bytes) of a PNG whose header says width x height, with ``pixels`` as its image data."""
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0))
+    palette = png_chunk(b"PLTE", bytes(range(256)) * 3) if colour == 3 else b""
+    chunks = header + palette + png_chunk(b"IDAT", zlib.compress(pixels)) + png_chunk(b"IEND", b"")
+    return width, height, b"\x89PNG\r\n\x1a\n" + chunks
+
+
 @st.composite
 def png_with_size(draw: st.DrawFn) -> tuple[int, int, bytes]:
     """A PNG whose header declares any size, followed by a short (usually too short) image stream."""
     side = st.one_of(st.integers(1, 64), st.integers(1, 20_000), st.integers(1, 2**31 - 1))
-    width, height = draw(side), draw(side)
     depth, colour = draw(st.sampled_from(PNG_TYPES))
-    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0))
-    palette = png_chunk(b"PLTE", bytes(range(256)) * 3) if colour == 3 else b""
-    stream = zlib.compress(draw(st.binary(max_size=256)) + bytes(draw(st.integers(0, 4096))))
-    body = b"\x89PNG\r\n\x1a\n" + header + palette + png_chunk(b"IDAT", stream) + png_chunk(b"IEND", b"")
-    return width, height, body
+    pixels = draw(st.binary(max_size=256)) + bytes(draw(st.integers(0, 4096)))
+    return png_declaring(draw(side), draw(side), depth, colour, pixels)
 
 
 # --------------------------------------------------------------------------- properties
@@ -134,7 +138,8 @@ def png_with_size(draw: st.DrawFn) -> tuple[int, int, bytes]:
     prefix=st.sampled_from(SIGNATURES), tail=st.binary(max_size=512), suffix=st.sampled_from(sorted(SUFFIX.values()))
 )
 def test_random_bytes(workdir: Path, loader: str, prefix: bytes, tail: bytes, suffix: str) -> None:
-    run_loader(loader, "random bytes", prefix + tail, workdir / f"random{suffix}")
+    kind = "random bytes" if not prefix else "format signature + random bytes"
+    run_loader(loader, kind, prefix + tail, workdir / f"random{suffix}", suffix)
 
 
 @pytest.mark.parametrize("loader", sorted(LOADERS))
@@ -142,7 +147,7 @@ def test_random_bytes(workdir: Path, loader: str, prefix: bytes, tail: bytes, su
 def test_valid_files_of_every_mode(workdir: Path, loader: str, sample: tuple[str, str, bytes]) -> None:
     fmt, mode, data = sample
     path = workdir / f"valid{SUFFIX[fmt]}"
-    run_loader(loader, f"valid {fmt}", data, path)
+    run_loader(loader, "valid file", data, path, f"{fmt} {mode}")
     # an intact file must decode; the only refusal allowed is NaN/infinity in a float TIFF
     with Image.open(path) as image:
         holds_nan = image.mode == "F" and not np.isfinite(np.asarray(image)).all()
@@ -153,9 +158,9 @@ def test_valid_files_of_every_mode(workdir: Path, loader: str, sample: tuple[str
 @pytest.mark.parametrize("loader", sorted(LOADERS))
 @given(data=st.data(), sample=encoded())
 def test_mutated_files(workdir: Path, loader: str, data: st.DataObject, sample: tuple[str, str, bytes]) -> None:
-    fmt, _, original = sample
+    fmt, mode, original = sample
     how, damaged = data.draw(mutated(original))
-    run_loader(loader, f"{how} {fmt}", damaged, workdir / f"mutated{SUFFIX[fmt]}")
+    run_loader(loader, f"{how} valid file", damaged, workdir / f"mutated{SUFFIX[fmt]}", f"{fmt} {mode}")
 
 
 @pytest.mark.parametrize("loader", sorted(LOADERS))
@@ -163,7 +168,8 @@ def test_mutated_files(workdir: Path, loader: str, data: st.DataObject, sample: 
 def test_other_suffix(workdir: Path, loader: str, sample: tuple[str, str, bytes], suffix: str) -> None:
     fmt, _, data = sample
     path = workdir / f"renamed{suffix}"
-    run_loader(loader, "renamed", data, path)
+    renamed = "valid file, own suffix" if suffix == SUFFIX[fmt] else "valid file, other format's suffix"
+    run_loader(loader, renamed, data, path, f"{fmt} as {suffix}")
     if suffix != SUFFIX[fmt]:
         with pytest.raises(DataError, match="suffix"):
             LOADERS[loader](path)
@@ -171,10 +177,15 @@ def test_other_suffix(workdir: Path, loader: str, sample: tuple[str, str, bytes]
 
 @pytest.mark.parametrize("loader", sorted(LOADERS))
 @given(sample=png_with_size())
+@example(sample=png_declaring(10_000, 10_000, 8, 2, b""))  # the reported 2 GB case
+@example(sample=png_declaring(60_000, 60_000, 8, 6, b""))  # beyond Pillow's own limit
+@example(sample=png_declaring(4, 3, 16, 6, bytes(3 * (1 + 4 * 8))))  # complete 16-bit RGBA
 def test_declared_sizes(workdir: Path, loader: str, sample: tuple[int, int, bytes]) -> None:
     width, height, data = sample
     path = workdir / "sized.png"
-    run_loader(loader, "PNG of declared size", data, path)
-    if width * height > 50_000_000:
+    too_large = width * height > MAX_IMAGE_PIXELS
+    kind = "PNG declaring more pixels than the cap" if too_large else "PNG declaring up to the cap"
+    run_loader(loader, kind, data, path, f"{width}x{height}")
+    if too_large:
         with pytest.raises(DataError, match="max_image_pixels"):
             LOADERS[loader](path)

@@ -27,11 +27,13 @@ def outcome_of(error: BaseException | None, path: object = None) -> str:
     return f"{type(error).__name__}: {text}"[:120]
 
 
-def record(loader: str, kind: str, error: BaseException | None, path: object = None, outcome: str = "") -> None:
-    """Append one example's outcome to the log (no-op without ``--fuzz-log``)."""
+def record(
+    loader: str, kind: str, error: BaseException | None, path: object = None, outcome: str = "", detail: str = ""
+) -> None:
+    """Append one example's outcome to the log (no-op without ``--fuzz-log``); ``detail``: e.g. the format."""
     if LOG_PATH is None:
         return
-    line = {"loader": loader, "input": kind, "outcome": outcome or outcome_of(error, path)}
+    line = {"loader": loader, "input": kind, "detail": detail, "outcome": outcome or outcome_of(error, path)}
     with LOG_PATH.open("a") as f:
         f.write(json.dumps(line) + "\n")
 
@@ -51,8 +53,10 @@ class Outcome:
         allowed: tuple[type[BaseException], ...],
         names: object = None,
         known: Callable[[BaseException], str | None] | None = None,
+        detail: str = "",
     ) -> None:
         self.loader, self.kind, self.allowed, self.names, self.known = loader, kind, allowed, names, known
+        self.detail = detail
         self.error: BaseException | None = None
 
     def __enter__(self) -> Outcome:
@@ -60,17 +64,17 @@ class Outcome:
 
     def __exit__(self, exc_type: type | None, error: BaseException | None, tb: object) -> bool:
         if error is None:
-            record(self.loader, self.kind, None)
+            record(self.loader, self.kind, None, detail=self.detail)
             return False
         self.error = error
         if isinstance(error, self.allowed):
-            record(self.loader, self.kind, error, self.names)
+            record(self.loader, self.kind, error, self.names, detail=self.detail)
             if self.names is not None:
                 assert str(self.names) in str(error), f"{type(error).__name__} does not name {self.names}: {error}"
             return True
         why = self.known(error) if self.known is not None and isinstance(error, Exception) else None
         if why is not None:
-            record(self.loader, self.kind, None, outcome=f"known bug: {why}")
+            record(self.loader, self.kind, None, outcome=f"known bug: {why}", detail=self.detail)
             return True
-        record(self.loader, self.kind, error, self.names)
+        record(self.loader, self.kind, error, self.names, detail=self.detail)
         return False
