@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -27,6 +28,12 @@ def category(outcome: str) -> str:
 
 
 COLUMNS = ["success", "documented error", "known bug", "anything else"]
+
+
+def family(outcome: str) -> str:
+    """The message with quoted values and format names generalised, so one kind of error is one line."""
+    outcome = re.sub(r"'[^']*'", "'…'", outcome)
+    return re.sub(r"\b(PNG|JPEG|MPO|BMP|DIB|TIFF)\b", "FMT", outcome)
 
 
 def table(rows: dict[str, Counter[str]], first: str) -> list[str]:
@@ -53,12 +60,12 @@ def main() -> None:
         detail = f" ({entry['detail']})" if args.detail and entry.get("detail") else ""
         by_input[f"{entry['loader']} / {entry['input']}{detail}"][kind] += 1
         if kind != "success":
-            messages[entry["loader"]][entry["outcome"]] += 1
+            messages[entry["loader"]][family(entry["outcome"])] += 1
     print("\n".join(table(dict(sorted(by_loader.items())), "loader")))
     print()
     print("\n".join(table(dict(sorted(by_input.items())), "loader / input")))
     for loader, counts in sorted(messages.items()):
-        print(f"\n{loader}: most frequent errors ({len(counts)} distinct)\n")
+        print(f"\n{loader}: most frequent errors ({len(counts)} kinds)\n")
         for outcome, n in counts.most_common(args.top):
             print(f"- {n:,} × `{outcome}`")
 
