@@ -15,6 +15,10 @@ They are session-scoped and shared: never modify them; build a private tree with
 
 ``shared_data_dir`` is ``../shared/data`` relative to the repository root; tests using it
 are skipped when it is absent.
+
+Fuzz tests (marker ``fuzz``, hypothesis): a few dozen fixed examples per loader by default;
+``--fuzz`` runs 10,000 random ones per test and ``--fuzz-log PATH`` writes one outcome per
+example for ``scripts/fuzz_outcomes.py``.
 """
 
 from __future__ import annotations
@@ -22,13 +26,35 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
+import helpers.fuzzlog
 from helpers.benchmarks import smoke_benchmark  # noqa: F401 - session fixture: the smoke suite, run once
 from helpers.synthetic import make_btad_tree, make_folder_tree, make_mtsd_tree, make_mvtec_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 DEMO_DIR = REPO_ROOT / "demo"
+
+FUZZ_EXAMPLES = 10_000  # per test under --fuzz
+# Default: the same few dozen examples every run (derandomize), so a plain pytest stays fast and
+# repeatable; --fuzz draws fresh random examples. The deadline is per example (hypothesis re-runs
+# a slow one before failing): it catches hangs and decompression bombs, not ordinary jitter.
+_FUZZ_COMMON = dict(deadline=3000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("defectscope", max_examples=30, derandomize=True, database=None, **_FUZZ_COMMON)
+settings.register_profile("defectscope-fuzz", max_examples=FUZZ_EXAMPLES, **_FUZZ_COMMON)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("defectscope")
+    group.addoption("--fuzz", action="store_true", help=f"fuzz tests draw {FUZZ_EXAMPLES:,} random examples each")
+    group.addoption("--fuzz-log", default=None, metavar="PATH", help="append one JSON line per fuzz example")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings.load_profile("defectscope-fuzz" if config.getoption("--fuzz") else "defectscope")
+    log = config.getoption("--fuzz-log")
+    helpers.fuzzlog.LOG_PATH = Path(log).resolve() if log else None
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Data: layout readers, image decoding, transforms and the dataset (see each module)."""
 
-from .config import AugmentConfig, DataConfig, SourceConfig, SplitConfig
+from .config import MAX_IMAGE_PIXELS, AugmentConfig, DataConfig, SourceConfig, SplitConfig
 from .dataset import (
     AnomalyDataset,
     DataBundle,
@@ -11,7 +11,7 @@ from .dataset import (
     hold_out,
 )
 from .errors import DataError
-from .image_io import image_size, load_image, load_mask
+from .image_io import check_image_pixels, image_size, load_image, load_mask
 from .layouts import (
     IMAGE_SUFFIXES,
     btad_records,
@@ -32,6 +32,7 @@ __all__ = [
     "DataConfig",
     "DataError",
     "IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS",
     "Record",
     "RecordSplit",
     "Sample",
@@ -40,6 +41,7 @@ __all__ = [
     "SplitConfig",
     "augment",
     "btad_records",
+    "check_image_pixels",
     "build_datasets",
     "build_records",
     "folder_records",

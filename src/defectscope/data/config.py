@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# Decoded-pixel cap (width x height), checked from the file header before decoding. 50 M admits
+# a 4000 x 4000 camera image (16 M) and a 48 MP 8000 x 6000 sensor, and bounds one decoded image
+# to 600 MB as the (3, H, W) float32 tensor the loaders return; it also stays below Pillow's own
+# decompression-bomb warning (about 89 M), so no accepted image makes Pillow warn.
+MAX_IMAGE_PIXELS = 50_000_000
+
 
 @dataclass(frozen=True)
 class SourceConfig:
@@ -55,3 +61,4 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cache: bool = True  # keep decoded, resized images in memory (uint8)
     skip_bad: bool = False  # warn and skip unreadable files instead of failing
+    max_image_pixels: int = MAX_IMAGE_PIXELS  # larger images are refused before decoding

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .config import AugmentConfig, DataConfig, SourceConfig
+from .config import MAX_IMAGE_PIXELS, AugmentConfig, DataConfig, SourceConfig
 from .errors import DataError
 from .image_io import load_image, load_mask
 from .layouts import records_for
@@ -67,10 +67,13 @@ class AnomalyDataset(Dataset):
             apart by torch). An int: item ``i`` in epoch ``e`` (see :meth:`set_epoch`) uses a
             generator seeded from ``(seed, e, i)``, independent of loading order and workers.
         warn_skipped: emit the skip warning (``build_datasets`` gathers them into one).
+        max_image_pixels: images and masks with more pixels (width x height, read from the
+            header) are refused with DataError before decoding (``data.max_image_pixels``).
 
     Items: image ``(3, S, S)`` float32 in [0, 1], mask ``(1, S, S)`` float32 in {0, 1}
     (all zero for records without a mask), label (0 good, 1 defective), class_id, path.
-    A mask whose size differs from its image's raises DataError naming both files.
+    A mask whose size differs from its image's raises DataError naming both files. A DataError
+    raised while a DataLoader worker loads an item reaches the main process with its own message.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class AnomalyDataset(Dataset):
         *,
         seed: int | None = None,
         warn_skipped: bool = True,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
         if int(image_size) <= 0:
             raise ValueError(f"image_size must be positive, got {image_size}")
@@ -94,6 +98,9 @@ class AnomalyDataset(Dataset):
                 class_ids.setdefault(record.category, len(class_ids))
         self.class_ids = dict(class_ids)
         self.image_size = int(image_size)
+        if isinstance(max_image_pixels, bool) or not isinstance(max_image_pixels, int) or max_image_pixels <= 0:
+            raise DataError(f"data.max_image_pixels must be a positive integer, got {max_image_pixels!r}")
+        self.max_image_pixels = max_image_pixels
         self.augment = augment
         self.cache = cache
         self.skip_bad = skip_bad
@@ -154,10 +161,10 @@ class AnomalyDataset(Dataset):
 
     def _decode(self, record: Record) -> tuple[Tensor, Tensor]:
         """Decode, size-check and resize one record: float image, float {0, 1} mask."""
-        image = load_image(record.image_path)
+        image = load_image(record.image_path, self.max_image_pixels)
         height, width = image.shape[-2:]
         if record.mask_path is not None:
-            mask = load_mask(record.mask_path)
+            mask = load_mask(record.mask_path, self.max_image_pixels)
             if mask.shape[-2:] != image.shape[-2:]:
                 raise DataError(
                     f"{record.mask_path}: mask size {mask.shape[-1]}x{mask.shape[-2]} differs "
@@ -329,6 +336,7 @@ def build_datasets(cfg: DataConfig) -> DataBundle:
         cache=cfg.cache,
         skip_bad=cfg.skip_bad,
         warn_skipped=False,
+        max_image_pixels=cfg.max_image_pixels,
     )
     train = AnomalyDataset(split.train, augment=cfg.augment, **common)
     validation = AnomalyDataset(split.validation, augment=None, **common)
