@@ -143,21 +143,18 @@ def test_random_command_line_overrides(args: list[str]) -> None:
 # --------------------------------------------------------------------------- known bugs in config.py
 
 
-@pytest.mark.xfail(strict=False, reason="config.py: build_config calls dict() on a `model:` that is not a mapping")
 @pytest.mark.parametrize("model", ["vq_e", ["vq_e"], 3])
 def test_model_section_that_is_not_a_mapping(model: Any) -> None:
     with pytest.raises(ConfigError, match="model"):
         build_config({"model": model}, "fuzz")
 
 
-@pytest.mark.xfail(strict=False, reason="config.py: an unhashable model name reaches `name in MODELS` (TypeError)")
 @pytest.mark.parametrize("raw", [{"model": {"name": ["vq_e"]}}, {"model": {"name": {"a": 1}}}, {"model_name": ["x"]}])
 def test_model_name_that_is_not_a_string(raw: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="name"):
         build_config(raw, "fuzz")
 
 
-@pytest.mark.xfail(strict=False, reason="config.py: read_yaml catches only YAMLError; PyYAML also raises others")
 @pytest.mark.parametrize("text", ["output_dir: 2001-13-01\n", "!!int", "train: {seed: !!int }"])
 def test_yaml_that_pyyaml_cannot_build(tmp_path: Path, text: str) -> None:
     path = tmp_path / "odd.yaml"
@@ -166,19 +163,16 @@ def test_yaml_that_pyyaml_cannot_build(tmp_path: Path, text: str) -> None:
         load_config(path)
 
 
-@pytest.mark.xfail(strict=False, reason="config.py: parse_overrides catches only YAMLError; a bad date is a ValueError")
 def test_override_that_pyyaml_cannot_build() -> None:
     with pytest.raises(ConfigError, match="train.lr"):
         load_config(None, ["--train.lr", "0000-00-00"])
 
 
-@pytest.mark.xfail(strict=False, reason="config.py: from_dict sorts unknown keys; None and true do not compare")
 def test_unknown_keys_of_mixed_types() -> None:
     with pytest.raises(ConfigError, match="unknown key"):
         build_config({"data": {None: 1, True: 2}}, "fuzz")
 
 
-@pytest.mark.xfail(strict=False, reason="config.py: read_yaml reads the file as UTF-8 text without catching the error")
 def test_config_file_that_is_not_text(tmp_path: Path) -> None:
     path = tmp_path / "binary.yaml"
     path.write_bytes(b"\xff\xfe\x00model")
@@ -186,7 +180,6 @@ def test_config_file_that_is_not_text(tmp_path: Path) -> None:
         load_config(path)
 
 
-@pytest.mark.xfail(strict=False, reason="config.py: read_yaml lets RecursionError from deeply nested YAML through")
 def test_deeply_nested_yaml(tmp_path: Path) -> None:
     path = tmp_path / "deep.yaml"
     path.write_text("[" * 2000 + "]" * 2000)  # past the default recursion limit of 1000

@@ -84,7 +84,7 @@ def from_dict(cls: type, data: Any, where: str, source: str) -> Any:
         raise ConfigError(f"{source}: '{where or 'config'}' must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls, include_extras=True)
     known = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - known)
+    unknown = _key_names(set(data) - known)
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
         raise ConfigError(
@@ -195,7 +195,7 @@ def _choose_variant(variants: list[type], value: Any, where: str, source: str) -
         raise ConfigError(f"{source}: '{where}.kind' must be one of {', '.join(map(repr, kinds))}, got {kind!r}")
     chosen = kinds[kind]
     known = {f.name for f in dataclasses.fields(chosen) if f.init}
-    stray = sorted(set(value) - known)
+    stray = _key_names(set(value) - known)
     if stray:
         owners = [k for k, v in kinds.items() if stray[0] in {f.name for f in dataclasses.fields(v)}]
         belongs = f" (it belongs to kind {', '.join(map(repr, owners))})" if owners else ""
@@ -220,14 +220,31 @@ def to_dict(obj: Any) -> Any:
 # --- files and overrides ------------------------------------------------------------------
 
 
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text → Python values; anything PyYAML raises (not only YAMLError: a date like
+    2001-13-01 is a ValueError, deep nesting a RecursionError) is a ConfigError naming the source."""
+    try:
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, TypeError, IndexError, OverflowError, RecursionError) as err:
+        raise ConfigError(f"{source}: not valid YAML ({type(err).__name__}: {err})") from None
+
+
+def _key_names(keys: Any) -> list[str]:
+    """Keys of a user mapping, sorted as text: YAML keys may be None, booleans or numbers."""
+    return sorted(str(k) for k in keys)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text file in UTF-8 ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+    data = parse_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -251,9 +268,9 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
             i += 1
         i += 1
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
+            value = parse_yaml(raw, f"command line --{key}")
+        except ConfigError:
+            value = raw  # not YAML: the text itself
         node = tree
         parts = key.replace("-", "_").split(".")
         for part in parts[:-1]:
@@ -318,8 +335,7 @@ def config_to_yaml(cfg: RunConfig) -> str:
 
 
 def config_from_yaml(text: str, source: str) -> RunConfig:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: not valid YAML ({err})") from err
+    raw = parse_yaml(text, source)
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
     return build_config(raw or {}, source)

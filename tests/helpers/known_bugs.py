@@ -11,16 +11,7 @@ from __future__ import annotations
 import traceback
 
 # (exception type, defectscope function it escapes from, raised inside PyYAML) -> why
-CONFIG_BUGS: dict[tuple[type[BaseException], str, bool], str] = {
-    (ValueError, "build_config", False): "a `model:` that is not a mapping reaches dict()",
-    (TypeError, "build_config", False): "a `model:` that is not a mapping reaches dict()",
-    (TypeError, "model_config_class", False): "an unhashable model name (list, mapping) reaches `name in MODELS`",
-    (TypeError, "from_dict", False): "keys of mixed types (None, true, 1) cannot be sorted for the unknown-key message",
-    (Exception, "read_yaml", True): "PyYAML errors that are not YAMLError (2001-13-01, `!!int`, deep nesting)",
-    (Exception, "parse_overrides", True): "PyYAML errors that are not YAMLError (2001-13-01, `!!int`, deep nesting)",
-    (Exception, "config_from_yaml", True): "PyYAML errors that are not YAMLError (2001-13-01, `!!int`, deep nesting)",
-    (UnicodeDecodeError, "read_yaml", False): "a config file that is not UTF-8 is a UnicodeDecodeError",
-}
+CONFIG_BUGS: dict[tuple[type[BaseException], str, bool], str] = {}
 
 CHECKPOINT_BUGS: dict[tuple[type[BaseException], str, bool], str] = {
     (KeyError, "load_checkpoint", False): "metadata without a 'config' entry is a KeyError",
