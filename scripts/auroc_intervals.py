@@ -5,7 +5,7 @@ again (the maps are not kept in the run folder), checks the point AUROCs against
 results.json and prints a Markdown table with the stratified-bootstrap intervals of
 `defectscope.metrics.bootstrap`:
 
-    python docs/results/scripts/auroc_intervals.py runs/mean_image_z_mvtec [--resamples 1000] [--seed 0]
+    python scripts/auroc_intervals.py runs/mean_image_z_mvtec [--resamples 1000] [--seed 0]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ round after round, and taking each one's median gives ratios that the load affec
 Prints a markdown table: taps, channels, parameters up to the deepest tap, FLOPs per image
 (torch's FlopCounterMode: convolutions and matrix products, 2 per multiply-add) and ms/image.
 
-    python docs/results/scripts/backbone_speed.py --size 256 --batch 8 --rounds 7
+    python scripts/backbone_speed.py --size 256 --batch 8 --rounds 7
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The table of docs/results/backbones.md from the cells of `benchmarks/backbones.yaml`.
 
-    python docs/results/scripts/backbone_table.py runs/benchmarks/backbones
+    python scripts/backbone_table.py runs/benchmarks/backbones
 """
 
 from __future__ import annotations

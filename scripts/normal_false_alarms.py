@@ -2,7 +2,7 @@
 
 Used for docs/results/pvqae.md (session 7). Reads a run's `scores.csv` and final checkpoint:
 
-    python docs/results/scripts/normal_false_alarms.py runs/pvqae_features_mtsd \
+    python scripts/normal_false_alarms.py runs/pvqae_features_mtsd \
         [--against runs/patchcore_mtsd] [--picture docs/results/img/NAME.png]
 
 Prints each defect type's image AUROC against the normal test tiles, the share of normal and

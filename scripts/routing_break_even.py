@@ -5,7 +5,7 @@ decode every cell at each level in turn, and compare, per coarse cell, the train
 (L1 + L2, as the model trains) gained by a finer level with what the budget charges for it
 (λ_b · (u_{p,k} − u_{p,coarsest}), u as the training step computes it):
 
-    python docs/results/scripts/routing_break_even.py runs/pvqae_features_long_mtsd [--tiles 64] [--seed 0]
+    python scripts/routing_break_even.py runs/pvqae_features_long_mtsd [--tiles 64] [--seed 0]
 
 The tiles are drawn at random (seeded) from the training split: the first tiles in path order
 come from one stretch of MTSD's captures and are routed unlike the rest (session 8 found the
