@@ -253,6 +253,11 @@ def _check_tensors(weights: Path, metadata: dict[str, str], state: dict[str, tor
                               "them diverged, and a model with them scores nothing")
 
 
+# how load_state_dict reports a tensor of another shape
+_SIZE_MISMATCH = re.compile(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^\]]*\])\) "
+                            r"from checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)")
+
+
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load `state` into `model`; raises ValueError naming the keys that do not fit.
 
@@ -260,15 +265,16 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None
     reads its weights from its own local file when first used (a scoring option on weights
     trained without that backbone, e.g. PVQAE's `rec_distance: perceptual`).
     """
-    own = model.state_dict()
-    shapes = [f"{k}: {tuple(v.shape)} stored, {tuple(own[k].shape)} in the model"
-              for k, v in state.items() if k in own and v.shape != own[k].shape]
-    if shapes:
-        raise ValueError(f"shapes differ ({'; '.join(shapes[:3])}{' ...' if len(shapes) > 3 else ''})")
     try:
+        # shapes are left to load_state_dict: a model may resize a buffer to what it loads (a memory bank)
         missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # anything else load_state_dict refuses
-        raise ValueError(str(err)) from err
+    except RuntimeError as err:
+        shapes = [f"{name}: {tuple(map(int, re.findall(r'[0-9]+', stored)))} stored, "
+                  f"{tuple(map(int, re.findall(r'[0-9]+', own)))} in the model"
+                  for name, stored, own in _SIZE_MISMATCH.findall(str(err))]
+        if not shapes:
+            raise ValueError(str(err)) from err
+        raise ValueError(f"shapes differ ({'; '.join(shapes[:3])}{' ...' if len(shapes) > 3 else ''})") from err
     own_file = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, FrozenBackbone) and not m.loaded)
     missing = [k for k in missing if not k.startswith(own_file)]
     if missing or unexpected:
