@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from defectscope.config import load_config
 from defectscope.engine.checkpoint import (
+    METADATA_DIGEST,
     STATE_DIGEST,
     TENSORS_DIGEST,
     TRAINER_STATE,
@@ -29,6 +30,7 @@ from defectscope.engine.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_trainer_state,
+    metadata_digest,
     save_checkpoint,
     tensors_digest,
 )
@@ -56,14 +58,21 @@ def metadata_of(folder: Path) -> dict[str, str]:
         return dict(f.metadata())
 
 
-def rewrite(folder: Path, tensors: dict[str, torch.Tensor] | None = None, **changes: str | None) -> None:
-    """Write the weights file again with some tensors or metadata entries changed (None: removed)."""
+def rewrite(folder: Path, tensors: dict[str, torch.Tensor] | None = None, resign: bool = True,
+            **changes: str | None) -> None:
+    """Write the weights file again with some tensors or metadata entries changed (None: removed).
+
+    `resign`: recompute the metadata digest, as a deliberate forger would; the value checks
+    must catch what the digest then cannot.
+    """
     metadata = metadata_of(folder)
     for key, value in changes.items():
         if value is None:
             metadata.pop(key)
         else:
             metadata[key] = value
+    if resign and METADATA_DIGEST in metadata:
+        metadata[METADATA_DIGEST] = metadata_digest(metadata)
     save_file(tensors if tensors is not None else load_file(str(folder / WEIGHTS)), str(folder / WEIGHTS),
               metadata=metadata)
 
@@ -132,12 +141,23 @@ def test_an_image_size_that_does_not_fit_the_weights_is_refused(checkpoint):
     ("config", None, "lacks config"),
     ("class_names", None, "lacks class_names"),
     (TENSORS_DIGEST, None, f"lacks {TENSORS_DIGEST}"),
+    (METADATA_DIGEST, None, f"lacks {METADATA_DIGEST}"),
     ("format", None, "not a defectscope checkpoint"),
     ("format", "defectscope-checkpoint/1", "written by another version"),
 ])
 def test_edited_metadata_is_refused(checkpoint, key, value, match):
     rewrite(checkpoint, **{key: value})
     refused(checkpoint, match)
+
+
+@pytest.mark.parametrize(("key", "value"), [("calibration", '{"image_threshold": 0.7}'), ("class_names", '["a", "c"]'),
+                                            ("step", "8"), ("extra", "x")])
+def test_a_valid_looking_edit_is_refused_by_the_metadata_digest(checkpoint, key, value):
+    """A flipped digit in a threshold or a letter in a class name still parses; the digest sees it."""
+    rewrite(checkpoint, resign=False, **{key: value})
+    refused(checkpoint, "metadata does not match its digest")
+    with pytest.raises(CheckpointError, match="metadata does not match its digest"):
+        load_trainer_state(checkpoint)
 
 
 @pytest.mark.parametrize("cut", [0, 100, 0.5, -1])

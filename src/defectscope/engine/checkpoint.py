@@ -40,7 +40,8 @@ WEIGHTS = "model.safetensors"
 TRAINER_STATE = "trainer_state.pt"
 TENSORS_DIGEST = "tensors_sha256"  # metadata key: sha256 of every tensor's name, dtype, shape and bytes
 STATE_DIGEST = "trainer_state_sha256"  # metadata key: sha256 of trainer_state.pt's bytes
-REQUIRED_METADATA = ("format", "config", "class_names", "calibration", "step", TENSORS_DIGEST)
+METADATA_DIGEST = "metadata_sha256"  # metadata key: sha256 of every other metadata entry
+REQUIRED_METADATA = ("format", "config", "class_names", "calibration", "step", TENSORS_DIGEST, METADATA_DIGEST)
 
 
 class CheckpointError(ValueError):
@@ -93,6 +94,7 @@ def save_checkpoint(
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER_STATE)
             metadata[STATE_DIGEST] = _file_digest(tmp / TRAINER_STATE)
+        metadata[METADATA_DIGEST] = metadata_digest(metadata)
         save_file(tensors, str(tmp / WEIGHTS), metadata=metadata)
         (tmp / "config.yaml").write_text(metadata["config"])
         _share_like_umask(tmp)
@@ -112,6 +114,17 @@ def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
         digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # the bytes as stored, for any dtype
     return digest.hexdigest()
+
+
+def metadata_digest(metadata: Mapping[str, str]) -> str:
+    """sha256 of the metadata entries but this digest: a changed threshold digit or class name shows."""
+    entries = {k: v for k, v in metadata.items() if k != METADATA_DIGEST}
+    return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+
+
+def _check_metadata(weights: Path, metadata: dict[str, str]) -> None:
+    if metadata_digest(metadata) != metadata[METADATA_DIGEST]:
+        raise CheckpointError(f"{weights}: metadata does not match its digest — the file was damaged or edited")
 
 
 def _file_digest(path: Path) -> str:
@@ -285,7 +298,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     """Rebuild the model from the config stored in the checkpoint and load its weights."""
     weights = _weights_path(Path(path))
     metadata = read_metadata(weights)
-    contents = _parse_metadata(weights, metadata)
+    contents = _parse_metadata(weights, metadata)  # first: a malformed value gets an error that names it
+    _check_metadata(weights, metadata)
     config = contents.config
     try:
         model = create_model(config.model_name, config.model, config.data.image_size, max(1, len(contents.class_names)))
@@ -330,6 +344,7 @@ def load_trainer_state(path: str | Path) -> dict[str, Any]:
     if not state_path.is_file():
         raise CheckpointError(f"{state_path}: no trainer state to resume from (was this a final checkpoint?)")
     metadata = read_metadata(folder)
+    _check_metadata(folder / WEIGHTS, metadata)
     expected = metadata.get(STATE_DIGEST)
     if expected is None:
         raise CheckpointError(f"{folder / WEIGHTS}: its metadata has no {STATE_DIGEST}; the trainer state "
