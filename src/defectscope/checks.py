@@ -32,10 +32,15 @@ class Check:
     def describe(self) -> str:
         parts = []
         if self.low is not None:
-            parts.append(f"{'>' if self.low_open else '≥'} {self.low:g}")
+            parts.append(f"{'>' if self.low_open else '≥'} {_number(self.low)}")
         if self.high is not None:
-            parts.append(f"{'<' if self.high_open else '≤'} {self.high:g}")
+            parts.append(f"{'<' if self.high_open else '≤'} {_number(self.high)}")
         return " and ".join(parts) or "a number"
+
+
+def _number(value: float) -> str:
+    """Whole bounds in full (a seed's 4294967295, not 4.29497e+09); others as %g."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def AtLeast(low: float) -> Check:  # noqa: N802 - reads as a type annotation

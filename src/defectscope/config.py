@@ -8,16 +8,18 @@ values of the wrong type are errors that name the key and the file.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
-from defectscope.checks import Check
-from defectscope.data.config import DataConfig
+from defectscope.checks import Above, AtLeast, Check, NonNegativeInt, PositiveInt
+from defectscope.data.config import DataConfig, Seed
 from defectscope.models import model_config_class
 
 
@@ -25,32 +27,61 @@ class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names it and where it came from."""
 
 
+@dataclass(frozen=True)
+class Finite(Check):
+    """No NaN and no infinity: `lr: .inf` passes `> 0` but trains nothing."""
+
+    def holds(self, value: float) -> bool:
+        return math.isfinite(value)
+
+    def describe(self) -> str:
+        return "a finite number"
+
+
+@dataclass(frozen=True)
+class DeviceSpec(Check):
+    """What Fabric's `devices` takes from a config: "auto", a count ("2") or device indices ("0,1" or "1,")."""
+
+    def holds(self, value: str) -> bool:  # type: ignore[override] - a check on a string
+        if value == "auto" or re.fullmatch(r"[1-9][0-9]*", value):
+            return True
+        indices = value.rstrip(",").split(",")
+        return "," in value and all(i.isdigit() for i in indices) and len(set(indices)) == len(indices)
+
+    def describe(self) -> str:
+        return "'auto', a positive device count such as 2, or a comma list of device indices such as '0,1' or '1,'"
+
+
+FiniteAtLeastZero = Annotated[float, AtLeast(0), Finite()]
+# Fabric's own precision names (lightning.fabric.plugins.precision.precision._PRECISION_INPUT_STR)
+Precision = Literal["32-true", "64-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
+                    "transformer-engine-float16"]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    max_steps: int = 0  # 0: no step limit (epochs decide)
-    max_minutes: float = 0.0  # 0: no time limit; otherwise stop after this wall-clock budget
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
+    epochs: PositiveInt = 10
+    max_steps: NonNegativeInt = 0  # 0: no step limit (epochs decide)
+    max_minutes: FiniteAtLeastZero = 0.0  # 0: no time limit; otherwise stop after this wall-clock budget
+    lr: Annotated[float, Above(0), Finite()] = 2e-4
+    weight_decay: FiniteAtLeastZero = 0.0
+    warmup_steps: NonNegativeInt = 0
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    grad_clip: float = 0.0  # 0: off
-    seed: int = 0
+    grad_clip: FiniteAtLeastZero = 0.0  # 0: off
+    seed: Seed = 0  # also fixes the order of the training images in every epoch
     accelerator: Literal["auto", "cpu", "cuda", "gpu", "mps"] = "auto"
-    devices: str = "auto"  # "auto", a count ("2") or a list ("0,1")
+    devices: Annotated[str, DeviceSpec()] = "auto"  # "auto", a count ("2") or a list ("0,1")
     strategy: str = "auto"  # "auto" picks DDP when more than one process runs
-    precision: str = "32-true"  # any Fabric precision, e.g. "bf16-mixed" on a GPU
-    checkpoint_every: int = 0  # steps between periodic checkpoints; 0: only the final one
-    log_every: int = 10  # steps between log lines
+    precision: Precision = "32-true"  # e.g. "bf16-mixed" on a GPU
+    checkpoint_every: NonNegativeInt = 0  # steps between periodic checkpoints; 0: only the final one
+    log_every: PositiveInt = 10  # steps between log lines
     progress: bool = True
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     save_maps: bool = False  # write anomaly maps (PNG overlays and .npy) into the run dir
-    max_saved_maps: int = 32
+    max_saved_maps: NonNegativeInt = 32
     pixel_metrics: bool = True
     # "position": z-score each map position by its mean and spread on the held-out normal
     # images, per class (engine/standardize.py); "none": the model's own map and score

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
+
+from defectscope.checks import Check, Fraction, NonNegativeInt, PositiveInt
+
+# a share that must leave something on the other side: holding out all the normal images leaves
+# nothing to train on
+Share = Annotated[float, Check(low=0, high=1, high_open=True)]
+# numpy's legacy seeding (under Fabric.seed_everything) takes only [0, 2**32 - 1]; one range for
+# every seed, so a seed that works for the split also works for training
+Seed = Annotated[int, Check(low=0, high=2**32 - 1)]
 
 # Decoded-pixel cap (width x height), checked from the file header before decoding. 50 M admits
 # a 4000 x 4000 camera image (16 M) and a 48 MP 8000 x 6000 sensor, and bounds one decoded image
@@ -34,8 +43,8 @@ class SourceConfig:
 class SplitConfig:
     """Deterministic train/test split of normal images for layouts without one (MTSD, folder)."""
 
-    test_fraction: float = 0.2  # share of normal images held out for testing
-    seed: int = 0
+    test_fraction: Share = 0.2  # share of normal images held out for testing
+    seed: Seed = 0
 
 
 @dataclass(frozen=True)
@@ -44,19 +53,19 @@ class AugmentConfig:
 
     hflip: bool = True
     vflip: bool = False
-    brightness: float = 0.0  # jitter factor range [1 - b, 1 + b]
-    contrast: float = 0.0
-    saturation: float = 0.0
+    brightness: Fraction = 0.0  # jitter factor range [1 - b, 1 + b]
+    contrast: Fraction = 0.0
+    saturation: Fraction = 0.0
 
 
 @dataclass(frozen=True)
 class DataConfig:
     sources: tuple[SourceConfig, ...] = ()
-    image_size: int = 256  # images are resized to image_size x image_size
-    batch_size: int = 8
-    eval_batch_size: int = 16
-    num_workers: int = 0
-    validation_fraction: float = 0.1  # normal training images held out to calibrate thresholds
+    image_size: PositiveInt = 256  # images are resized to image_size x image_size
+    batch_size: PositiveInt = 8
+    eval_batch_size: PositiveInt = 16
+    num_workers: NonNegativeInt = 0
+    validation_fraction: Share = 0.1  # normal training images held out to calibrate thresholds
     split: SplitConfig = field(default_factory=SplitConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cache: bool = True  # keep decoded, resized images in memory (uint8)

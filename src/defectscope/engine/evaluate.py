@@ -7,6 +7,7 @@ import json
 import math
 import resource
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,33 @@ def category_intervals(
     return out
 
 
+class UndefinedMetricWarning(UserWarning):
+    """A metric the test set cannot measure (no normal image, no defect pixel ...); it is reported as undefined."""
+
+
+def undefined_metrics(preds: Predictions, pick: np.ndarray, pixel_metrics: bool) -> dict[str, str]:
+    """Metric → why the picked test images cannot measure it.
+
+    AUROC needs both kinds; F1-max too, though its formula gives a number: with no normal
+    image, flagging everything scores a perfect 1.0, which measures nothing.
+    """
+    labels = preds.labels[pick]
+    why: dict[str, str] = {}
+    for reason, missing in (("no normal test image", not (labels == 0).any()),
+                            ("no defective test image", not (labels == 1).any())):
+        if missing:
+            why.update({"image_auroc": reason, "image_f1_max": reason})
+            break
+    if pixel_metrics:
+        defect_pixels = int(np.count_nonzero(preds.masks[pick]))
+        for reason, missing in (("no defect pixel in the test masks", defect_pixels == 0),
+                                ("no defect-free pixel in the test images", defect_pixels == preds.masks[pick].size)):
+            if missing:
+                why.update({"pixel_auroc": reason, "aupro": reason, "pixel_f1_max": reason})
+                break
+    return why
+
+
 def mean_metrics(per_category: dict[str, dict[str, float]]) -> dict[str, float]:
     """Unweighted mean over categories (the MVTec convention); NaN entries are left out."""
     keys = sorted({k for m in per_category.values() for k in m})
@@ -114,7 +142,17 @@ def evaluate(
     preds = predict_dataset(model, test_set, cfg.data.eval_batch_size, device, standardizer=standardizer)
     wall = time.perf_counter() - began
     measured = category_measurements(preds, class_names, cfg.eval.pixel_metrics)
-    per_category = {name: m.metrics for name, m in measured.items()}
+    per_category = {name: dict(m.metrics) for name, m in measured.items()}
+    undefined = {}
+    for class_id, name in enumerate(class_names):
+        if name in per_category:
+            why = undefined_metrics(preds, preds.class_ids == class_id, cfg.eval.pixel_metrics)
+            per_category[name].update({metric: float("nan") for metric in why})
+            if why:
+                undefined[name] = why
+                listed = "; ".join(f"{metric}: {reason}" for metric, reason in why.items())
+                warnings.warn(f"{name}: undefined, reported as such ({listed})", UndefinedMetricWarning,
+                              stacklevel=2)
     resamples = cfg.eval.bootstrap_resamples
     intervals = category_intervals(preds, class_names, resamples, cfg.train.seed, cfg.eval.pixel_metrics) \
         if resamples > 0 else {}
@@ -136,19 +174,32 @@ def evaluate(
         **peak_memory(),
         "calibration": calibration or {},
         "health": health or {},
+        "undefined": undefined,  # category → metric → why the test set cannot measure it
         "environment": environment(device),
     }
     save_scores(preds, class_names, test_set, output_dir / SCORES_CSV)
     curves = category_curves(measured)
-    (output_dir / CURVES_JSON).write_text(json.dumps(curves, allow_nan=False, default=json_default))
+    write_text_atomic(output_dir / CURVES_JSON, json.dumps(curves, allow_nan=False, default=json_default))
     written = write_gallery(model, preds, test_set, class_names, output_dir, device, gallery,
                             (calibration or {}).get("pixel_threshold"))
     results["artifacts"] = {"scores": SCORES_CSV, "curves": CURVES_JSON, "gallery": written["gallery"]}
     if "maps_dir" in written:
         results["maps_dir"] = written["maps_dir"]
-    write_text_atomic(output_dir / "results.json", json.dumps(results, indent=2, default=json_default))
+    write_text_atomic(output_dir / "results.json",
+                      json.dumps(_nan_to_null(results), indent=2, allow_nan=False, default=json_default))
     write_text_atomic(output_dir / "results.md", results_markdown(results))
     return results
+
+
+def _nan_to_null(value: Any) -> Any:
+    """NaN (an undefined metric) → None, so results.json is strict JSON with `null` where nothing was measured."""
+    if isinstance(value, float | np.floating) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_null(v) for v in value]
+    return value
 
 
 def _fmt(value: float | None, interval: list[float] | None = None) -> str:
@@ -184,6 +235,9 @@ def results_markdown(results: dict[str, Any]) -> str:
         found = intervals.get(key, {})
         lines.append(f"| {label} | " + " | ".join(_fmt(metrics.get(k), found.get(k)) for k in METRIC_NAMES) + " |")
     env = results["environment"]
+    for name, why in results.get("undefined", {}).items():
+        reasons = sorted(set(why.values()))
+        lines.append(f"\n– {name}: {', '.join(why)} undefined ({'; '.join(reasons)}).")
     lines += [
         "",
         *([f"AUROC intervals: {results['interval_method']}."] if results.get("interval_method") else []),

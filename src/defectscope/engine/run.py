@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,12 +16,13 @@ from typing import Any
 import torch
 from lightning.fabric import Fabric
 
-from defectscope.config import ConfigError, RunConfig, config_to_yaml
+from defectscope.config import ConfigError, RunConfig, config_to_raw, config_to_yaml
 from defectscope.data import DataBundle, build_datasets
 from defectscope.engine.calibrate import calibrate
-from defectscope.engine.checkpoint import Checkpoint, load_weights, save_checkpoint
+from defectscope.engine.checkpoint import Checkpoint, load_trainer_state, load_weights, save_checkpoint
 from defectscope.engine.environment import git_commit
 from defectscope.engine.evaluate import evaluate
+from defectscope.engine.files import write_text_atomic
 from defectscope.engine.fit import TRAIN_LOG, fit, make_fabric
 from defectscope.engine.gallery import GALLERY_DIR, MAPS_DIR, GalleryPlan
 from defectscope.engine.health import training_health
@@ -28,9 +31,19 @@ from defectscope.models import AnomalyModel, create_model
 
 FINAL = Path("checkpoints") / "final"
 LAST = Path("checkpoints") / "last"
-# what a run writes into its folder; --overwrite removes exactly these before a new run
+# what a run writes into its folder; --overwrite removes exactly these before a new run, and
+# only from a folder that holds MARKER (so a file of the user's that shares a name is never taken)
 RUN_OUTPUTS = ("config.yaml", TRAIN_LOG, "train_summary.json", "checkpoints", "results.json", "results.md",
                "scores.csv", "curves.json", GALLERY_DIR, MAPS_DIR)
+MARKER = ".defectscope-run"
+# settings a resumed run may change: they stop training later or sooner, or only concern
+# logging, loading speed and the evaluation after training, so they leave the trained weights
+# of the steps both runs take unchanged (train.epochs and train.max_steps do reshape a cosine
+# learning-rate schedule over the steps still to come); output_dir: the run goes on in another
+# folder, whose train_log.jsonl then starts at the checkpoint
+RESUME_MAY_CHANGE = ("train.epochs", "train.max_steps", "train.max_minutes", "train.checkpoint_every",
+                     "train.log_every", "train.progress", "data.num_workers", "data.cache", "data.eval_batch_size",
+                     "output_dir", "eval.")
 
 
 class RunExistsError(ConfigError):
@@ -73,9 +86,56 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
             f"{run_dir}: already holds a {'finished' if finished else 'started'} run ({', '.join(found)}); "
             f"choose another output_dir, {hint}or pass --overwrite to delete those and start again"
         )
+    if not (run_dir / MARKER).is_file():
+        raise RunExistsError(
+            f"{run_dir}: holds {', '.join(found)}, but no {MARKER} file says defectscope wrote them, so "
+            f"--overwrite leaves them alone; choose another output_dir, or delete them yourself"
+        )
     for name in found:
         target = run_dir / name
         shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
+def check_output_dir(folder: Path, key: str = "output_dir") -> None:
+    """The folder results go to exists (or is made) and takes files — checked before any work starts."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{key} {folder}: is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"{key} {folder}: cannot write there ({err.strerror or err})") from err
+
+
+def resume_differences(saved: RunConfig, new: RunConfig) -> list[str]:
+    """Every setting, as a dotted key, where `new` differs from the config a checkpoint was trained with,
+    except those in RESUME_MAY_CHANGE."""
+    before, after = _flatten(config_to_raw(saved)), _flatten(config_to_raw(new))
+    differ = []
+    for key in sorted(set(before) | set(after)):
+        if before.get(key, "(absent)") == after.get(key, "(absent)"):
+            continue
+        if any(key == allowed or (allowed.endswith(".") and key.startswith(allowed)) for allowed in RESUME_MAY_CHANGE):
+            continue
+        differ.append(f"{key} (checkpoint {before.get(key, '(absent)')!r}, now {after.get(key, '(absent)')!r})")
+    return differ
+
+
+def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _first_process() -> bool:
+    """True unless this is a worker torchrun or Fabric started (they find the folder rank 0 prepared)."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
 def run(
@@ -102,7 +162,21 @@ def run(
         return _score_weights(cfg, weights, evaluate_test, Path(output_dir or cfg.output_dir), gallery, bundle,
                               device or torch.device("cpu"))
     run_dir = Path(cfg.output_dir)
-    check_run_dir(run_dir, overwrite, resume is not None)
+    trainer_state = None
+    if resume is not None:
+        differ = resume_differences(resume.config, cfg)
+        if differ:
+            raise ConfigError(
+                f"{resume.path}: resuming needs the config the checkpoint was trained with; these settings differ: "
+                f"{'; '.join(differ)} (a resumed run may change only {', '.join(RESUME_MAY_CHANGE)}*)"
+            )
+        trainer_state = load_trainer_state(resume.path)
+    if _first_process():
+        check_output_dir(run_dir)
+        in_place = resume is not None and resume.path is not None and \
+            run_dir.resolve() == resume.path.resolve().parent.parent
+        check_run_dir(run_dir, overwrite, in_place)
+        (run_dir / MARKER).write_text("written by defectscope: --overwrite may delete this folder's run files\n")
     commit = git_commit()  # read once, before the checkout can change under a long run
     Fabric.seed_everything(cfg.train.seed, verbose=False)
     bundle = bundle or build_datasets(cfg.data)
@@ -110,6 +184,9 @@ def run(
     require_held_out_images(cfg.eval.map_standardization, len(bundle.validation))
     model = build_model(cfg, len(class_names))
     if resume is not None:
+        if resume.class_names != class_names:
+            raise ConfigError(f"{resume.path}: trained on classes {resume.class_names}, but the data now gives "
+                              f"{class_names}")
         try:
             load_weights(model, resume.model.state_dict())
         except ValueError as err:
@@ -118,10 +195,10 @@ def run(
     fabric.launch()
     if fabric.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
+        write_text_atomic(run_dir / "config.yaml", config_to_yaml(cfg))
     fabric.barrier()
 
-    fitted = fit(cfg, model, bundle.train, class_names, fabric, resume)
+    fitted = fit(cfg, model, bundle.train, class_names, fabric, trainer_state)
     result = RunResult(run_dir, model, bundle, fabric.device, class_names, {}, None, None, fitted.steps, fitted.seconds)
     if fabric.is_global_zero:
         result.calibration, result.standardizer = calibrate(model, bundle.validation, cfg, fabric.device,
@@ -134,7 +211,7 @@ def run(
             print(f"defectscope: warning: {warning}", file=sys.stderr)
         summary = {"steps": fitted.steps, "train_seconds": round(fitted.seconds, 2),
                    "world_size": fabric.world_size, "commit": commit, "health": result.health}
-        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomic(run_dir / "train_summary.json", json.dumps(summary, indent=2))
         if evaluate_test:
             result.results = evaluate(model, bundle.test, class_names, cfg, fabric.device, run_dir,
                                       checkpoint=result.checkpoint, calibration=result.calibration,
@@ -156,6 +233,8 @@ def _score_weights(
     cfg: RunConfig, weights: Checkpoint, evaluate_test: bool, output_dir: Path, gallery: GalleryPlan | None,
     bundle: DataBundle | None, device: torch.device,
 ) -> RunResult:
+    if evaluate_test:
+        check_output_dir(output_dir, "output folder")
     if cfg.data.image_size != weights.config.data.image_size:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=weights.config.data.image_size))
     bundle = bundle or build_datasets(cfg.data)
