@@ -13,14 +13,7 @@ import traceback
 # (exception type, defectscope function it escapes from, raised inside PyYAML) -> why
 CONFIG_BUGS: dict[tuple[type[BaseException], str, bool], str] = {}
 
-CHECKPOINT_BUGS: dict[tuple[type[BaseException], str, bool], str] = {
-    (KeyError, "load_checkpoint", False): "metadata without a 'config' entry is a KeyError",
-    (ValueError, "load_checkpoint", False): "class_names / calibration that are not JSON, or a step that is not an "
-    "integer, are ValueErrors",
-    (TypeError, "load_checkpoint", False): "class_names that are JSON but not a list (a number) are a TypeError",
-    (Exception, "load_trainer_state", False): "torch.load's errors (UnpicklingError, RuntimeError ...) pass through",
-    (Exception, "load_trainer_state", True): "torch.load's errors (UnpicklingError, RuntimeError ...) pass through",
-}
+CHECKPOINT_BUGS: dict[tuple[type[BaseException], str, bool], str] = {}
 
 
 def _match(error: BaseException, table: dict[tuple[type[BaseException], str, bool], str]) -> str | None:
@@ -41,10 +34,7 @@ def config_bug(error: BaseException) -> str | None:
 
 def checkpoint_bug(error: BaseException) -> str | None:
     """Why ``error`` is a known checkpoint bug (a stored config hitting a config.py bug counts), or None."""
-    from defectscope.config import ConfigError
 
-    if isinstance(error, ConfigError):
-        return "a damaged stored config surfaces as ConfigError, not CheckpointError"
     found = _match(error, CHECKPOINT_BUGS)
     if found is None and config_bug(error) is not None:
         return f"stored config: {config_bug(error)}"
