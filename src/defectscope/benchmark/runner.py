@@ -110,6 +110,7 @@ def run_cell(suite: Suite, cell: Cell, output: Path) -> dict[str, Any]:
         },
         "categories": results["categories"],
         "mean": results["mean"],
+        "intervals": results.get("intervals", {}),
         "num_test_images": results["num_test_images"],
         "image_size": cfg.data.image_size,
         "train_steps": fitted.steps,

@@ -67,8 +67,22 @@ def _measured(results: dict[str, Any], dataset: str, setting: str, metric: str) 
     return out
 
 
+def _intervals(results: dict[str, Any], dataset: str, setting: str, metric: str) -> dict[str, dict[str, list]]:
+    """{model: {category: [low, high]}}: the 95 % bootstrap interval a single-seed cell stored."""
+    out: dict[str, dict[str, list]] = defaultdict(dict)
+    for record in results["cells"]:
+        cell = record["cell"]
+        if cell["dataset"] == dataset and cell["setting"] == setting:
+            for category, found in (record.get("intervals") or {}).items():
+                bounds = found.get(metric)
+                if bounds and None not in bounds and not any(math.isnan(b) for b in bounds):
+                    out[cell["model"]][category] = bounds
+    return out
+
+
 def metric_table(results: dict[str, Any], dataset: str, setting: str, metric: str) -> Table | None:
     measured = _measured(results, dataset, setting, metric)
+    intervals = _intervals(results, dataset, setting, metric)
     if not measured:
         return None
     models = [m for m in results["models"] if m["key"] in measured]
@@ -86,7 +100,11 @@ def metric_table(results: dict[str, Any], dataset: str, setting: str, metric: st
         shown = [round(100 * float(np.mean(v)), 1) if v else None for v in per_model]
         best = max((v for v in shown if v is not None), default=None)
         for i, values in enumerate(per_model):
-            row.append(TableCell(_fmt_percent(values), bold=shown[i] is not None and shown[i] == best))
+            text = _fmt_percent(values)
+            bounds = intervals.get(models[i]["key"], {}).get(category)
+            if len(values) == 1 and bounds:
+                text += f" ({100 * bounds[0]:.1f}–{100 * bounds[1]:.1f})"
+            row.append(TableCell(text, bold=shown[i] is not None and shown[i] == best))
             if values and means[i] is not None:
                 means[i].append(float(np.mean(values)))
             else:
@@ -112,6 +130,8 @@ def metric_table(results: dict[str, Any], dataset: str, setting: str, metric: st
     seeds = sorted({r["cell"]["seed"] for r in results["cells"]
                     if r["cell"]["dataset"] == dataset and r["cell"]["setting"] == setting})
     notes = []
+    if intervals:
+        notes.append("In brackets: 95 % stratified bootstrap interval over test images (one seed).")
     if len(seeds) > 1:
         notes.append(f"Measured: mean ± std over seeds {', '.join(map(str, seeds))}.")
     return Table(f"{dataset} · {setting} · {TABLE_METRICS[metric]} (%)", header, rows, notes, len(series))

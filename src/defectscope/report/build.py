@@ -136,13 +136,29 @@ def _metrics_html(results: dict[str, Any]) -> str:
     rows = list(results.get("categories", {}).items())
     if len(rows) > 1:
         rows.append(("mean", results.get("mean", {})))
+    intervals = results.get("intervals") or {}
+
+    def value(name: str, metrics: dict[str, Any], key: str) -> str:
+        bounds = intervals.get(name, {}).get(key)
+        shown = _fmt(metrics.get(key))
+        if bounds and None not in bounds and not any(math.isnan(b) for b in bounds) and shown != "–":
+            shown += f"<br><small>{bounds[0]:.3f}–{bounds[1]:.3f}</small>"
+        return shown
+
     head = "".join(f"<th>{m}</th>" for m in METRIC_NAMES)
     body = "".join(
-        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{_fmt(m.get(k))}</td>" for k in METRIC_NAMES) + "</tr>"
+        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{value(name, m, k)}</td>" for k in METRIC_NAMES) + "</tr>"
         for name, m in rows
     )
+    note = (f"<p class=note>Below a value: its {html.escape(results['interval_method'])}.</p>"
+            if results.get("interval_method") else "")
+    health = results.get("health") or {}
+    if "heldout_loss" in health:
+        note += (f"<p class=note>Training health: held-out normal reconstruction loss {health['heldout_loss']:.4f}, "
+                 f"the class mean image's {health['mean_image_loss']:.4f}.</p>")
+    note += "".join(f"<p class=warning><b>Warning:</b> {html.escape(w)}.</p>" for w in health.get("warnings", []))
     return (f"<div class=scroll><table><thead><tr><th>category</th>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table></div>")
+            f"<tbody>{body}</tbody></table></div>{note}")
 
 
 def _scores_by_category(scores: list[dict[str, str]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
