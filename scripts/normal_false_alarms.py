@@ -1,6 +1,6 @@
 """Where a run's image scores go wrong: per-type AUROC, where map maxima sit, the top normal tiles.
 
-Used for docs/results/pvqae.md (session 7). Reads a run's `scores.csv` and final checkpoint:
+Used for docs/results/pvqae.md. Reads a run's `scores.csv` and final checkpoint:
 
     python scripts/normal_false_alarms.py runs/pvqae_features_mtsd \
         [--against runs/patchcore_mtsd] [--picture docs/results/img/NAME.png]
@@ -94,7 +94,7 @@ def picture(run_scores, loaded, path: Path, count: int = 4) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
     parser.add_argument("--against", type=Path)
     parser.add_argument("--picture", type=Path)

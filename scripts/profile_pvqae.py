@@ -1,4 +1,4 @@
-"""Where PVQAE's inference time goes: `python -m defectscope.models.pvqae.profile CONFIG`.
+"""Where PVQAE's inference time goes: `python scripts/profile_pvqae.py CONFIG [--batch 16]`.
 
 Times each stage of `PVQAE.explain` on random images (patch features for target `features`,
 encoder, routing, budget prior, quantise + decode, scoring), so a slow configuration says which part to shrink.
@@ -54,7 +54,7 @@ def profile_parts(model: PVQAE, batch: int, size: int, iterations: int = 3) -> d
 
     def score() -> torch.Tensor:
         budget = pixel_budget(budget_score(routing.levels, probs), images.shape[-2:]) if probs is not None else None
-        maps = anomaly_map(budget, model.rec_score(images, target, rec)[0], model.config.score,
+        maps = anomaly_map(budget, model.rec_score(images, target, rec)[0], model.map_score,
                            model.config.smoothing_sigma)
         return image_score(maps)
 
@@ -66,12 +66,12 @@ def profile_parts(model: PVQAE, batch: int, size: int, iterations: int = 3) -> d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("config")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="a PVQAE run config, e.g. configs/pvqae/small.yaml")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--iterations", type=int, default=3)
-    args = parser.parse_args()
-    cfg = load_config(args.config)
+    args, overrides = parser.parse_known_args()  # the rest: --model.key value, as for `defectscope train`
+    cfg = load_config(args.config, overrides)
     model = create_model(cfg.model_name, cfg.model, cfg.data.image_size)
     if not isinstance(model, PVQAE):
         raise SystemExit(f"{args.config}: not a PVQAE config")

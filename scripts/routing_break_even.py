@@ -1,15 +1,15 @@
 """Does the budget's trade-off favour fine codes anywhere? Per-cell reconstruction gain vs cost.
 
-Used for docs/results/pvqae.md (session 7). For a trained PVQAE and the first training tiles,
-decode every cell at each level in turn, and compare, per coarse cell, the training loss
-(L1 + L2, as the model trains) gained by a finer level with what the budget charges for it
-(λ_b · (u_{p,k} − u_{p,coarsest}), u as the training step computes it):
+Used for docs/results/pvqae.md. For a trained PVQAE and some training tiles, decode every cell
+at each level in turn, and compare, per coarse cell, the training loss (L1 + L2, as the model
+trains) gained by a finer level with what the budget charges for it (λ_b · (u_{p,k} −
+u_{p,coarsest}), u as the training step computes it, from the model's own richness measure):
 
     python scripts/routing_break_even.py runs/pvqae_features_long_mtsd [--tiles 64] [--seed 0]
 
 The tiles are drawn at random (seeded) from the training split: the first tiles in path order
-come from one stretch of MTSD's captures and are routed unlike the rest (session 8 found the
-first 64 of one run all middle where a random 64 are a third finest).
+come from one stretch of MTSD's captures and are routed unlike the rest (the first 64 of one
+run were all middle where a random 64 were a third finest).
 
 Prints, per level, the mean gain and how many cells would gain more than they pay at the
 run's final λ_b, the correlation of the gain with H_p and with the log of the patch's variance
@@ -30,7 +30,8 @@ from scipy.stats import spearmanr
 
 from defectscope.data.dataset import AnomalyDataset, build_records
 from defectscope.engine.checkpoint import load_checkpoint
-from defectscope.models.pvqae.budget import budget_weight
+from defectscope.models.pvqae.budget import budget_weight, patch_entropy
+from defectscope.models.pvqae.config import EntropyRichness
 from defectscope.models.pvqae.routing import one_hot_levels
 
 
@@ -42,7 +43,7 @@ def cell_loss(target: torch.Tensor, output: torch.Tensor, grid: tuple[int, int])
 
 @torch.no_grad()
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
     parser.add_argument("--tiles", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0, help="which random tiles")
@@ -63,7 +64,9 @@ def main() -> None:
     for k in range(levels):
         scores = one_hot_levels(torch.full((len(images), *model.coarse_grid), k), levels)
         losses.append(cell_loss(target, model.reconstruct(features, scores).output, model.coarse_grid))
-    entropy = model.entropy(images)
+    # H_p as the model's budget measures it, or with the paper's settings for a model charging by detail
+    measure = cfg.budget_richness if isinstance(cfg.budget_richness, EntropyRichness) else EntropyRichness()
+    entropy = patch_entropy(images, model.coarse_grid, measure.dwt_levels, measure.include_approximation)
     # another richness measure for comparison: the amount of detail, the log of the grey
     # patch's variance (with the full Haar transform, its detail energy over the pixel count)
     grey = F.pixel_unshuffle(images.mean(dim=1, keepdim=True), images.shape[-1] // model.coarse_grid[-1])

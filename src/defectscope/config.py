@@ -313,10 +313,18 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`update` over `base`, mapping by mapping; a mapping that picks another `kind` of an exclusive
+    choice replaces the old one whole, since the old kind's settings do not apply to the new."""
     out = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
+        old = out.get(key)
+        old_kind = old.get("kind") if isinstance(old, dict) else old if isinstance(old, str) else None
+        if isinstance(value, dict) and "kind" in value and value["kind"] != old_kind:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(old, str) and "kind" not in value:
+            out[key] = {"kind": old, **value}  # `target: features` then `--model.target.jitter 2`
+        elif isinstance(value, dict) and isinstance(old, dict):
+            out[key] = merge(old, value)
         else:
             out[key] = value
     return out

@@ -127,13 +127,13 @@ def test_pvqae_scores_in_perceptual_space_with_a_backbone_read_from_its_file(tmp
     config.write_text(tiny_config_text(mtsd_root, tmp_path / "run", "pvqae", steps=2))
     assert main(["train", str(config)]) == 0
     ckpt = str(tmp_path / "run" / "checkpoints" / "final")
-    scoring = ["--model.rec_distance", "perceptual", "--model.perceptual_taps", "[1, 3]",
-               "--model.backbone_sha256", "''"]
+    scoring = ["--model.target.rec_distance", "perceptual", "--model.target.backbone.taps", "[1, 3]",
+               "--model.target.backbone.sha256", "''"]
     absent = tmp_path / "absent.safetensors"
-    assert main(["test", ckpt, *scoring, "--model.backbone_path", str(absent),
+    assert main(["test", ckpt, *scoring, "--model.target.backbone.path", str(absent),
                  "--output", str(tmp_path / "x")]) == 2
     assert str(absent) in capsys.readouterr().err
-    assert main(["test", ckpt, *scoring, "--model.backbone_path", str(weights),
+    assert main(["test", ckpt, *scoring, "--model.target.backbone.path", str(weights),
                  "--output", str(tmp_path / "p")]) == 0
     pixel = json.loads((tmp_path / "run" / "results.json").read_text())["categories"]["mtsd"]
     perceptual = json.loads((tmp_path / "p" / "results.json").read_text())["categories"]["mtsd"]
@@ -154,8 +154,9 @@ def test_pvqae_on_features_keeps_its_backbone_in_the_checkpoint(tmp_path, mtsd_r
     config = tmp_path / "run.yaml"
     config.write_text(tiny_config_text(mtsd_root, tmp_path / "run", "pvqae", steps=2).replace(
         "channel_mult: [1, 1, 2, 2], res_blocks: [1, 1, 1, 1]",
-        f"channel_mult: [1, 2, 2], res_blocks: [1, 1, 1], target: features, feature_taps: [3, 6], "
-        f"adversarial: false, backbone_sha256: '', backbone_path: '{weights}'"))
+        f"channel_mult: [1, 2, 2], res_blocks: [1, 1, 1], "
+        f"target: {{kind: features, backbone: {{taps: [3, 6], sha256: '', path: '{weights}'}}}}").replace(
+        "adversarial: {kind: patchgan, channels: 8, layers: 2, start: 0}", "adversarial: none"))
     assert main(["train", str(config)]) == 0
     trained = json.loads((tmp_path / "run" / "results.json").read_text())["categories"]["mtsd"]
     weights.unlink()

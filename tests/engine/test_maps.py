@@ -7,7 +7,7 @@ from PIL import Image
 from defectscope.engine.gallery import GalleryPlan, extra_panel, write_gallery
 from defectscope.engine.predictions import Predictions
 from defectscope.models import create_model
-from defectscope.models.pvqae.config import PVQAEConfig
+from defectscope.models.pvqae.config import PatchGAN, PerClassPrior, PVQAEConfig
 
 
 class FakeDataset:
@@ -27,7 +27,7 @@ class FakeDataset:
 def test_saved_pictures_show_the_models_own_maps_beside_the_anomaly_map(tmp_path):
     size = 32
     cfg = PVQAEConfig(channels=8, channel_mult=(1, 1, 2, 2), res_blocks=(1, 1, 1, 1), num_codes=8, code_dim=8,
-                      router_hidden=8, prior_dim=16, prior_heads=2, disc_channels=8)
+                      router_hidden=8, prior=PerClassPrior(dim=16, heads=2), adversarial=PatchGAN(channels=8))
     model = create_model("pvqae", cfg, size).eval()
     data = FakeDataset(3, size)
     preds = Predictions(np.array([0.1, 0.5, 0.3]), np.random.rand(3, size, size).astype(np.float32),

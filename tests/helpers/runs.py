@@ -12,8 +12,8 @@ def tiny_config_text(root, out, model="vq_e", steps=3, extra=""):
         "patchcore": "{name: patchcore, backbone: {pretrained: false}, coreset_chunk: 200}",
         "padim": "{name: padim, backbone: {pretrained: false}, n_features: 16}",
         "pvqae": "{name: pvqae, channels: 8, channel_mult: [1, 1, 2, 2], res_blocks: [1, 1, 1, 1], num_codes: 16, "
-                 "code_dim: 8, router_hidden: 8, disc_channels: 8, disc_layers: 2, disc_start: 0, prior_dim: 16, "
-                 "prior_heads: 2, prior_epochs: 1}",
+                 "code_dim: 8, router_hidden: 8, adversarial: {kind: patchgan, channels: 8, layers: 2, start: 0}, "
+                 "prior: {kind: per_class, dim: 16, heads: 2, epochs: 1}}",
     }
     return f"""
 model: {models[model]}

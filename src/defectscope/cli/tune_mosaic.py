@@ -62,4 +62,4 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
 
 def fader_off(scale: int) -> list[str]:
     """Overrides that train only the inpainting U-Net at mosaic scale `scale`."""
-    return ["--model.mosaic_scale", str(scale), "--model.fader", "false", "--model.inpaint_epochs", "0"]
+    return ["--model.mosaic_scale", str(scale), "--model.fader", "none", "--model.inpaint_epochs", "0"]

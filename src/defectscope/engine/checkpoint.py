@@ -276,7 +276,7 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None
 
     Keys may be missing only under a pretrained frozen backbone that has not been loaded: it
     reads its weights from its own local file when first used (a scoring option on weights
-    trained without that backbone, e.g. PVQAE's `rec_distance: perceptual`).
+    trained without that backbone, e.g. PVQAE's `target.rec_distance: perceptual`).
     """
     try:
         # shapes are left to load_state_dict: a model may resize a buffer to what it loads (a memory bank)

@@ -241,7 +241,7 @@ def _score_weights(
     num_classes = max(1, len(weights.class_names))
     model, calibration, standardizer = weights.model, weights.calibration, weights.standardizer
     if cfg.model != weights.config.model or cfg.eval.map_standardization != weights.config.eval.map_standardization:
-        # scoring settings (e.g. --model.score, --eval.map_standardization) apply to the trained
+        # scoring settings (e.g. --model.prior.score, --eval.map_standardization) apply to the trained
         # weights; thresholds and standardiser are fitted again on the held-out normal images
         model = build_model(cfg, num_classes)
         try:

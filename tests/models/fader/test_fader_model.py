@@ -6,21 +6,34 @@ import json
 import pytest
 import torch
 
-from defectscope.config import load_config
+from defectscope.config import ConfigError, load_config
 from defectscope.engine import run
 from defectscope.models import create_model
 from defectscope.models.base import StepContext
-from defectscope.models.fader.config import FADeRConfig
+from defectscope.models.fader.config import (
+    DinoMask,
+    FADeRConfig,
+    GridMask,
+    HardAttenuation,
+    MLPFader,
+    NoBinaryMask,
+    NoFader,
+    ReconstructionMask,
+    SaliencyMask,
+    ViTFader,
+)
 from defectscope.models.fader.masks import DinoAttentionSource, load_dino, sha256_of
 
 SIZE = 64
-TINY = FADeRConfig(channels=(4, 8, 8, 8, 8), predictor_hidden=16, vit_dim=16, vit_heads=2, vit_depth=1,
-                   rank_pairs=64, mean_filter=5)
+STAGE = MLPFader(hidden=16, rank_pairs=64)
+TINY = FADeRConfig(channels=(4, 8, 8, 8, 8), fader=STAGE, mean_filter=5)
 
 
-def model(**changes):
+def model(stage=None, **changes):
+    """A tiny FADeR; `stage` holds changes to the FADeR stage's settings."""
     torch.manual_seed(0)
-    return create_model("fader", dataclasses.replace(TINY, **changes), SIZE)
+    fader = dataclasses.replace(STAGE, **stage) if stage else changes.pop("fader", STAGE)
+    return create_model("fader", dataclasses.replace(TINY, fader=fader, **changes), SIZE)
 
 
 def images(n=2, seed=0):
@@ -28,14 +41,14 @@ def images(n=2, seed=0):
 
 
 def test_phases_groups_and_decoder_lr_scale():
-    m = model(inpaint_epochs=3, fader_epochs=2, fader_lr=1e-4)
+    m = model(inpaint_epochs=3, stage=dict(epochs=2, lr=1e-4))
     assert [(p.name, p.epochs, p.lr) for p in m.phases()] == [("main", 3, None), ("fader", 2, 1e-4)]
     groups = m.optimizer_groups("fader")
     assert list(groups) == ["fader", "decoder"]
     assert {id(p) for p in groups["decoder"].params} == {id(p) for p in m.unet.decoder.parameters()}
     assert groups["decoder"].lr_scale == 0.1 and groups["fader"].lr_scale == 1.0
     assert m.phases()[1].frozen == ("unet.encoder",)
-    off = model(fader=False)
+    off = model(fader=NoFader())
     assert [p.name for p in off.phases()] == ["main"] and off.predictor is None
 
 
@@ -69,7 +82,8 @@ def test_fader_inference_switch_changes_the_map_on_the_same_weights():
     m.eval()
     x = images()
     on = m.predict(x).anomaly_map
-    off = create_model("fader", dataclasses.replace(m.config, fader_inference=False), SIZE)
+    off = create_model("fader", dataclasses.replace(m.config, fader=dataclasses.replace(STAGE, at_inference=False)),
+                       SIZE)
     off.load_state_dict(m.state_dict())
     off.eval()
     assert not torch.allclose(on, off.predict(x).anomaly_map)
@@ -79,16 +93,16 @@ def test_fader_inference_switch_changes_the_map_on_the_same_weights():
 @pytest.mark.parametrize(
     "changes",
     [
-        {"mask_type": "hard"},
-        {"mask_scaling": "bilinear"},
-        {"predictor": "vit"},
-        {"predictor_input": "input"},
-        {"mask_source": "reconstruction"},
-        {"mask_source": "grid"},
-        {"mask_source": "none"},
+        {"stage": {"attenuation": HardAttenuation(threshold=0.3)}},
+        {"stage": {"mask_scaling": "bilinear"}},
+        {"fader": ViTFader(dim=16, heads=2, depth=1, rank_pairs=64)},
+        {"stage": {"predictor_input": "input"}},
+        {"mask": ReconstructionMask()},
+        {"mask": GridMask()},
+        {"mask": NoBinaryMask()},
         {"train_random_mask_ratio": 0.2},
         {"msgms_weight": 0.0},
-        {"fader": False},
+        {"fader": NoFader()},
     ],
 )
 def test_variants_train_and_score(changes):
@@ -105,8 +119,9 @@ def test_variants_train_and_score(changes):
 
 def test_mask_sources_give_the_configured_share():
     x = images()
-    for source, share in [("saliency", 0.25), ("grid", 0.25), ("none", 0.0), ("reconstruction", 0.25)]:
-        m = model(mask_source=source, mask_ratio=0.25)
+    for source, share in [(SaliencyMask(ratio=0.25), 0.25), (GridMask(ratio=0.25), 0.25), (NoBinaryMask(), 0.0),
+                          (ReconstructionMask(ratio=0.25), 0.25)]:
+        m = model(mask=source)
         m.eval()
         mask = m.binary_mask(x)
         assert mask.shape == (2, 1, 8, 8)
@@ -114,7 +129,7 @@ def test_mask_sources_give_the_configured_share():
 
 
 def test_reconstruction_source_leaves_batch_norm_statistics_alone():
-    m = model(mask_source="reconstruction")
+    m = model(mask=ReconstructionMask())
     m.train()
     before = m.unet.encoder.blocks[0][1].running_mean.clone()
     m.binary_mask(images())
@@ -175,14 +190,14 @@ def test_dino_source_loads_local_weights_after_the_checksum(tmp_path, layerscale
     assert attention.shape == (2, 4, 4)
     # one softmax row (CLS → all tokens) without the CLS entry itself
     assert (attention >= 0).all() and attention.sum(dim=(1, 2)).max() <= 1 + 1e-5
-    m = model(mask_source="dino", dino_weights=str(path), dino_sha256=sha256_of(path), dino_image_size=56)
+    m = model(mask=DinoMask(weights=str(path), sha256=sha256_of(path), image_size=56))
     m.eval()
     assert m.predict(images()).anomaly_map.shape == (2, SIZE, SIZE)
     assert all(k.startswith(("unet.", "predictor.")) for k in m.state_dict())  # the ViT stays out of checkpoints
 
 
 def test_dino_source_errors_name_the_problem(tmp_path):
-    with pytest.raises(FileNotFoundError, match="dino_weights"):
+    with pytest.raises(FileNotFoundError, match=r"model\.mask\.weights"):
         load_dino("", "")
     with pytest.raises(FileNotFoundError, match="not found at .*missing.pth"):
         load_dino(str(tmp_path / "missing.pth"), "")
@@ -190,8 +205,8 @@ def test_dino_source_errors_name_the_problem(tmp_path):
     torch.save(fake_dino_state(), path)
     with pytest.raises(ValueError, match="sha256 .* does not match"):
         load_dino(str(path), "0" * 64)
-    with pytest.raises(FileNotFoundError, match="dino_weights"):
-        model(mask_source="dino")  # the default path is empty: no weights ship with us
+    with pytest.raises(FileNotFoundError, match=r"model\.mask\.weights"):
+        model(mask=DinoMask())  # the default path is empty: no weights ship with us
     junk = tmp_path / "junk.pth"
     torch.save({"weight": torch.zeros(2)}, junk)
     with pytest.raises(ValueError, match="no ViT backbone keys"):
@@ -204,8 +219,8 @@ def test_dino_source_errors_name_the_problem(tmp_path):
 def test_fit_runs_both_phases_and_writes_a_checkpoint(tmp_path, mtsd_root):
     cfg_file = tmp_path / "fader.yaml"
     cfg_file.write_text(f"""
-model: {{name: fader, channels: [4, 8, 8, 8, 8], predictor_hidden: 16, rank_pairs: 64, mean_filter: 5,
-        inpaint_epochs: 1, fader_epochs: 1}}
+model: {{name: fader, channels: [4, 8, 8, 8, 8], mean_filter: 5, inpaint_epochs: 1,
+        fader: {{kind: mlp, hidden: 16, rank_pairs: 64, epochs: 1}}}}
 data:
   sources: [{{layout: mtsd, root: '{mtsd_root}'}}]
   image_size: 64
@@ -222,7 +237,7 @@ output_dir: '{tmp_path / "run"}'
 
 
 def test_a_frozen_target_decoder_keeps_the_pretrained_reconstruction_while_the_decoder_is_tuned():
-    m = model(target_decoder="frozen")
+    m = model(stage=dict(target_decoder="frozen"))
     m.train()
     for name in m.phases()[1].frozen:  # as the engine does for the phase
         m.get_submodule(name).eval()
@@ -244,7 +259,50 @@ def test_a_frozen_target_decoder_keeps_the_pretrained_reconstruction_while_the_d
     assert any(not torch.equal(v, pretrained[k]) for k, v in m.unet.decoder.state_dict().items())
     assert not any(p.requires_grad for p in m.target_decoder.parameters())
     # the copy and its flag travel with the weights: a reload does not copy the tuned decoder
-    again = model(target_decoder="frozen")
+    again = model(stage=dict(target_decoder="frozen"))
     again.load_state_dict(m.state_dict())
     for k, v in again._plain_decoder().state_dict().items():
         assert torch.equal(v, pretrained[k]), k
+
+
+# --- the config: one key per exclusive choice, ranges checked at load -----------------------
+
+
+def build(*overrides):
+    return load_config(None, ["--model.name", "fader", *overrides]).model
+
+
+def test_each_choice_is_one_key_whose_kind_picks_its_settings():
+    assert FADeRConfig().mask == SaliencyMask() and FADeRConfig().fader == MLPFader()  # the paper's MLP
+    cfg = build("--model.mask", "grid", "--model.fader", "none")
+    assert cfg.mask == GridMask() and cfg.fader == NoFader()
+    cfg = build("--model.mask.kind", "dino", "--model.mask.weights", "vit.pth", "--model.fader.kind", "vit",
+                "--model.fader.depth", "3", "--model.fader.attenuation", "{kind: hard, threshold: 0.4}")
+    assert cfg.mask == DinoMask(weights="vit.pth")
+    assert cfg.fader == ViTFader(depth=3, attenuation=HardAttenuation(threshold=0.4))
+
+
+@pytest.mark.parametrize("overrides, key, chosen", [
+    (["--model.mask.kind", "saliency", "--model.mask.weights", "vit.pth"], "model.mask.weights",
+     "model.mask.kind: saliency"),
+    (["--model.mask.kind", "none", "--model.mask.ratio", "0.2"], "model.mask.ratio", "model.mask.kind: none"),
+    (["--model.fader.kind", "mlp", "--model.fader.depth", "2"], "model.fader.depth", "model.fader.kind: mlp"),
+    (["--model.fader.kind", "vit", "--model.fader.hidden", "64"], "model.fader.hidden", "model.fader.kind: vit"),
+    (["--model.fader.kind", "none", "--model.fader.epochs", "3"], "model.fader.epochs", "model.fader.kind: none"),
+    (["--model.fader.attenuation.kind", "soft", "--model.fader.attenuation.threshold", "0.5"],
+     "model.fader.attenuation.threshold", "model.fader.attenuation.kind: soft"),
+])
+def test_a_setting_of_an_option_not_chosen_names_both_keys(overrides, key, chosen):
+    with pytest.raises(ConfigError) as err:
+        build(*overrides)
+    assert f"'{key}'" in str(err.value) and f"'{chosen}'" in str(err.value)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("mosaic_scale", "0"), ("channels", "[4, -8]"), ("mask.ratio", "1.5"), ("train_random_mask_ratio", "-0.1"),
+    ("fader.hidden", "0"), ("fader.rank_pairs", "0"), ("fader.decoder_lr_scale", "0"), ("fader.epochs", "-1"),
+    ("mean_filter", "0"), ("msgms_scales", "0"), ("topk", "2"),
+])
+def test_a_number_out_of_range_names_the_key(key, value):
+    with pytest.raises(ConfigError, match=rf"'model\.{key}(\[\d\])?' must be"):
+        build(f"--model.{key}", value)

@@ -31,9 +31,6 @@ from defectscope.layers.backbones.loader import (
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# where the shared MobileNetV2 file lies relative to the repository root (../shared/weights/README.md);
-# PVQAE's default path until its config takes a BackboneConfig
-DEFAULT_MOBILENET_WEIGHTS = "../shared/weights/mobilenetv2_imagenet_features.safetensors"
 
 # the sets of taps models ask for when `BackboneConfig.taps` is empty
 TapSet = Literal["middle", "first_three", "perceptual"]
@@ -202,7 +199,6 @@ class FrozenBackbone(nn.Module):
 
 __all__ = [
     "BACKBONES",
-    "DEFAULT_MOBILENET_WEIGHTS",
     "SPECS",
     "BackboneConfig",
     "BackboneSpec",

@@ -2,8 +2,8 @@
 
 A source turns images (B, 3, H, W) in [0, 1] into a suspicion map (B, h', w') at any
 resolution (higher = more likely defective). `binary_patch_mask` turns any such map into the
-binary mask on the m×m patch grid: the top `mask_ratio` share of patches. FADeR's point is that
-it repairs whatever such a mask misses, so the source is a setting:
+binary mask on the m×m patch grid: the top `mask.ratio` share of patches. FADeR's point is that
+it repairs whatever such a mask misses, so the source is a setting (`model.mask.kind`):
 
 - `saliency` (default, offline, no training): spectral-residual saliency, Hou & Zhang,
   "Saliency Detection: A Spectral Residual Approach", CVPR 2007;
@@ -29,7 +29,13 @@ from kornia.filters import box_blur, gaussian_blur2d
 from torch import Tensor, nn
 
 from defectscope.layers.msgms import msgms_map
-from defectscope.models.fader.config import FADeRConfig
+from defectscope.models.fader.config import (
+    DinoMask,
+    GridMask,
+    NoBinaryMask,
+    ReconstructionMask,
+    SaliencyMask,
+)
 from defectscope.models.fader.mosaic import mosaic
 
 
@@ -207,18 +213,18 @@ def load_dino(path: str, sha256: str) -> DinoViT:
     """Read DINO(v2) weights from a local file after checking its sha256; never downloads."""
     if not path:
         raise FileNotFoundError(
-            "fader: mask_source 'dino' needs model.dino_weights, a local path to DINO/DINOv2 ViT weights "
+            "fader: mask 'dino' needs model.mask.weights, a local path to DINO/DINOv2 ViT weights "
             "(e.g. dinov2_vits14_pretrain.pth; published sums in ../shared/weights/README.md); none ship "
-            "with defectscope. Offline alternatives: mask_source saliency | reconstruction | grid"
+            "with defectscope. Offline alternatives: model.mask saliency | reconstruction | grid"
         )
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"fader: DINO weights not found at {file} (model.dino_weights); nothing is downloaded")
+        raise FileNotFoundError(f"fader: DINO weights not found at {file} (model.mask.weights); nothing is downloaded")
     if sha256:
         actual = sha256_of(file)
         if actual != sha256.lower():
             raise ValueError(f"fader: {file}: sha256 {actual} does not match the expected {sha256} "
-                             "(model.dino_sha256; set it to '' to skip the check for other weights)")
+                             "(model.mask.sha256; set it to '' to skip the check for other weights)")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same message
@@ -246,18 +252,21 @@ class DinoAttentionSource:
         return vit.cls_attention(x)
 
 
-def build_mask_source(cfg: FADeRConfig, grid: tuple[int, int],
-                      reconstruct: Callable[[Tensor], Tensor] | None = None) -> MaskSource:
-    if cfg.mask_source == "saliency":
-        return SpectralResidualSaliency(cfg.saliency_size)
-    if cfg.mask_source == "reconstruction":
+def build_mask_source(
+    cfg: SaliencyMask | ReconstructionMask | GridMask | DinoMask | NoBinaryMask, patch: int, grid: tuple[int, int],
+    reconstruct: Callable[[Tensor], Tensor] | None = None,
+) -> MaskSource:
+    """The source `model.mask` names; `patch` is the mosaic scale m, `grid` the patch grid."""
+    if isinstance(cfg, SaliencyMask):
+        return SpectralResidualSaliency(cfg.size)
+    if isinstance(cfg, ReconstructionMask):
         if reconstruct is None:
-            raise ValueError("fader: mask_source 'reconstruction' needs the model's reconstruct function")
-        return ReconstructionErrorSource(reconstruct, cfg.mosaic_scale)
-    if cfg.mask_source == "grid":
-        return GridSource(grid, cfg.mask_ratio)
-    if cfg.mask_source == "none":
+            raise ValueError("fader: mask 'reconstruction' needs the model's reconstruct function")
+        return ReconstructionErrorSource(reconstruct, patch)
+    if isinstance(cfg, GridMask):
+        return GridSource(grid, cfg.ratio)
+    if isinstance(cfg, NoBinaryMask):
         return NoMask()
-    if cfg.mask_source == "dino":
-        return DinoAttentionSource(cfg.dino_weights, cfg.dino_sha256, cfg.dino_image_size)
-    raise ValueError(f"fader: unknown mask_source {cfg.mask_source!r}")
+    if isinstance(cfg, DinoMask):
+        return DinoAttentionSource(cfg.weights, cfg.sha256, cfg.image_size)
+    raise ValueError(f"fader: unknown mask {cfg!r}")

@@ -1,9 +1,9 @@
 """FADeR on EAR's reconstruction-by-inpainting U-Net: the model the engine trains.
 
 Phase "main" trains the U-Net to recover normal images from their obfuscated version (mosaic
-inside one deterministic binary mask). Phase "fader" (when `fader` is on) freezes the encoder,
+inside one deterministic binary mask). Phase "fader" (unless `fader: none`) freezes the encoder,
 trains the patch-error predictor with the ranking loss (group "fader") and fine-tunes the
-decoder on the attenuated skips at `decoder_lr_scale` × the learning rate (group "decoder").
+decoder on the attenuated skips at `fader.decoder_lr_scale` × the learning rate (group "decoder").
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from defectscope.layers.scoring import image_score, to_model_range
 from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, OptimizerGroup, Phase, StepContext
 from defectscope.models.fader.anomaly_map import anomaly_map
-from defectscope.models.fader.config import FADeRConfig
+from defectscope.models.fader.config import FADeRConfig, FaderStage, HardAttenuation, NoBinaryMask
 from defectscope.models.fader.loss import all_pairs, patch_errors, random_pairs, ranking_loss, reconstruction_loss
 from defectscope.models.fader.masks import binary_patch_mask, build_mask_source
 from defectscope.models.fader.mosaic import check_divisible, grid_to_pixels, obfuscate
@@ -52,14 +52,16 @@ class FADeR(AnomalyModel):
         if image_size % 2**depth:
             raise ValueError(f"fader: image_size {image_size} must be divisible by 2^depth = {2**depth}")
         check_divisible(image_size, cfg.mosaic_scale)
-        if not 0 <= cfg.mask_ratio <= 1:
-            raise ValueError(f"fader: mask_ratio must lie in [0, 1], got {cfg.mask_ratio}")
         self.grid = (image_size // cfg.mosaic_scale,) * 2
         self.unet = InpaintingUNet(cfg)
-        self.predictor = build_predictor(cfg, self.grid[0] * self.grid[1]) if cfg.fader else None
-        self.mask_source = build_mask_source(cfg, self.grid, self._reconstruct_plain)
+        # the FADeR stage's settings, None for the plain inpainting U-Net
+        self.stage: FaderStage | None = cfg.fader if isinstance(cfg.fader, FaderStage) else None
+        self.predictor = None
+        if self.stage is not None:
+            self.predictor = build_predictor(self.stage, cfg.mosaic_scale, self.grid[0] * self.grid[1])
+        self.mask_source = build_mask_source(cfg.mask, cfg.mosaic_scale, self.grid, self._reconstruct_plain)
         self.target_decoder: nn.Module | None = None
-        if self.predictor is not None and cfg.target_decoder == "frozen":
+        if self.stage is not None and self.stage.target_decoder == "frozen":
             # Filled from the pretrained decoder when phase "fader" starts; the flag travels in the
             # checkpoint so that scoring before that phase uses the live decoder.
             self.target_decoder = copy.deepcopy(self.unet.decoder).requires_grad_(False)
@@ -68,18 +70,18 @@ class FADeR(AnomalyModel):
     # --- engine contract ----------------------------------------------------------------
 
     def phases(self) -> list[Phase]:
-        cfg = self.config
-        main = Phase("main", epochs=cfg.inpaint_epochs or None)
-        if self.predictor is None:
+        main = Phase("main", epochs=self.config.inpaint_epochs or None)
+        stage = self.stage
+        if stage is None:
             return [main]
         # the encoder is frozen with its BN statistics; so is the target decoder's copy
         frozen = ("unet.encoder",) + (("target_decoder",) if self.target_decoder is not None else ())
-        return [main, Phase("fader", epochs=cfg.fader_epochs or None, lr=cfg.fader_lr or None, frozen=frozen)]
+        return [main, Phase("fader", epochs=stage.epochs or None, lr=stage.lr or None, frozen=frozen)]
 
     def optimizer_groups(self, phase: str) -> dict[str, OptimizerGroup]:
         if phase == "fader":
             return {"fader": OptimizerGroup(list(self.predictor.parameters())),
-                    "decoder": OptimizerGroup(list(self.unet.decoder.parameters()), self.config.decoder_lr_scale)}
+                    "decoder": OptimizerGroup(list(self.unet.decoder.parameters()), self.stage.decoder_lr_scale)}
         return {"main": OptimizerGroup(list(self.unet.parameters()))}
 
     def start_phase(self, phase: str) -> None:
@@ -135,7 +137,8 @@ class FADeR(AnomalyModel):
         """EAR's mask on the patch grid, (B, 1, h, w); training may add random patches."""
         with torch.no_grad():
             scores = self.mask_source(images)
-            mask = binary_patch_mask(scores, self.grid, self.config.mask_ratio, self.mask_source.binary)
+            ratio = 0.0 if isinstance(self.config.mask, NoBinaryMask) else self.config.mask.ratio
+            mask = binary_patch_mask(scores, self.grid, ratio, self.mask_source.binary)
             extra = self.config.train_random_mask_ratio
             if training and extra > 0:
                 mask = torch.maximum(mask, (torch.rand_like(mask) < extra).to(mask.dtype))
@@ -147,12 +150,14 @@ class FADeR(AnomalyModel):
 
     def predict_patch_errors(self, obfuscated: Tensor, plain: Tensor) -> Tensor:
         """l̂ (Eq. 2) from the reconstruction's tokens (or the input's, the Fig. 4 reading): (B, n)."""
-        source = plain if self.config.predictor_input == "reconstruction" else obfuscated
+        source = plain if self.stage.predictor_input == "reconstruction" else obfuscated
         return self.predictor(tokenize(source, self.config.mosaic_scale))
 
     def attenuation(self, pred: Tensor) -> Tensor:
-        cfg = self.config
-        return attenuation_mask(pred, self.grid, cfg.mask_type, cfg.hard_threshold)
+        """FADeR's mask (B, 1, h, w) from the predicted patch errors (B, n)."""
+        kind = self.stage.attenuation
+        threshold = kind.threshold if isinstance(kind, HardAttenuation) else 0.0
+        return attenuation_mask(pred, self.grid, kind.kind, threshold)
 
     def _inpaint_step(self, images: Tensor) -> LossParts:
         x_in, mask = self._obfuscated(images, training=True)
@@ -162,17 +167,17 @@ class FADeR(AnomalyModel):
 
     def _fader_step(self, images: Tensor) -> LossParts:
         """Eq. 1–3: targets are the frozen U-Net's patch errors; the predictor learns their ranking."""
-        cfg = self.config
+        cfg, stage = self.config, self.stage
         x_in, _ = self._obfuscated(images, training=True)
         with torch.no_grad():
             feats = [f.detach() for f in self.unet.encoder(to_model_range(x_in))]
-            plain = _unit(self._plain_decoder()(feats, None, cfg.mask_scaling))
+            plain = _unit(self._plain_decoder()(feats))
             target = patch_errors(images, plain, cfg.mosaic_scale)
         pred = self.predict_patch_errors(x_in, plain)
         b, n = pred.shape
-        many = n * (n - 1) // 2 > cfg.rank_pairs
-        i, j = random_pairs(n, cfg.rank_pairs, b, device=pred.device) if many else all_pairs(n, b, pred.device)
-        loss = ranking_loss(pred, target, cfg.rank_margin, (i, j))
+        many = n * (n - 1) // 2 > stage.rank_pairs
+        i, j = random_pairs(n, stage.rank_pairs, b, device=pred.device) if many else all_pairs(n, b, pred.device)
+        loss = ranking_loss(pred, target, stage.rank_margin, (i, j))
         with torch.no_grad():  # how often the predictor orders a pair right: to watch, not a loss
             agree = (pred.gather(1, i) > pred.gather(1, j)) == (target.gather(1, i) > target.gather(1, j))
         return LossParts(loss, {"rank": loss.detach()}, {"pair_accuracy": float(agree.float().mean())},
@@ -180,9 +185,8 @@ class FADeR(AnomalyModel):
 
     def _decoder_step(self, images: Tensor, handoff: Mapping[str, Any]) -> LossParts:
         """Fine-tune the decoder on skips attenuated by the (detached) soft mask of group "fader"."""
-        cfg = self.config
-        rec = _unit(self.unet.decoder(handoff["feats"], self.attenuation(handoff["pred"]), cfg.mask_scaling))
-        total, parts = reconstruction_loss(images, rec, cfg.msgms_weight)
+        rec = _unit(self.unet.decoder(handoff["feats"], self.attenuation(handoff["pred"]), self.stage.mask_scaling))
+        total, parts = reconstruction_loss(images, rec, self.config.msgms_weight)
         return LossParts(total, parts)
 
     @torch.no_grad()
@@ -190,11 +194,11 @@ class FADeR(AnomalyModel):
         cfg = self.config
         x_in, mask = self._obfuscated(images, training=False)
         feats = self.unet.encoder(to_model_range(x_in))
-        plain = _unit(self._plain_decoder()(feats, None, cfg.mask_scaling))
+        plain = _unit(self._plain_decoder()(feats))
         att, rec = None, plain
-        if self.predictor is not None and cfg.fader_inference:
+        if self.stage is not None and self.stage.at_inference:
             att = self.attenuation(self.predict_patch_errors(x_in, plain))
-            rec = _unit(self.unet.decoder(feats, att, cfg.mask_scaling))
+            rec = _unit(self.unet.decoder(feats, att, self.stage.mask_scaling))
         amap = anomaly_map(images, rec, cfg.msgms_scales, cfg.mean_filter)
         return Explanation(mask, x_in, att, plain, rec, amap)
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from defectscope.models.fader.config import FADeRConfig
+from defectscope.models.fader.config import FaderStage, ViTFader
 
 
 def tokenize(images: Tensor, m: int) -> Tensor:
@@ -45,11 +45,12 @@ class ViTPredictor(nn.Module):
         return self.head(self.norm(self.blocks(self.embed(tokens) + self.pos)))[..., 0]
 
 
-def build_predictor(cfg: FADeRConfig, num_tokens: int, channels: int = 3) -> nn.Module:
-    token_dim = channels * cfg.mosaic_scale**2
-    if cfg.predictor == "vit":
-        return ViTPredictor(token_dim, num_tokens, cfg.vit_dim, cfg.vit_depth, cfg.vit_heads)
-    return MLPPredictor(token_dim, cfg.predictor_hidden)
+def build_predictor(stage: FaderStage, patch: int, num_tokens: int, channels: int = 3) -> nn.Module:
+    """Φ for the chosen FADeR variant, over tokens of `patch` × `patch` pixels."""
+    token_dim = channels * patch**2
+    if isinstance(stage, ViTFader):
+        return ViTPredictor(token_dim, num_tokens, stage.dim, stage.depth, stage.heads)
+    return MLPPredictor(token_dim, stage.hidden)
 
 
 def normalise_per_image(pred: Tensor) -> Tensor:

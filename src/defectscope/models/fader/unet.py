@@ -93,8 +93,7 @@ class InpaintingUNet(nn.Module):
         super().__init__()
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
-        self.scaling = cfg.mask_scaling
 
-    def forward(self, x: Tensor, attenuation: Tensor | None = None) -> Tensor:
-        """x in [-1, 1] (the obfuscated image)."""
-        return self.decoder(self.encoder(x), attenuation, self.scaling)
+    def forward(self, x: Tensor) -> Tensor:
+        """The plain reconstruction in [-1, 1] of x in [-1, 1] (the obfuscated image)."""
+        return self.decoder(self.encoder(x))

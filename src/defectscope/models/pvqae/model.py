@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from defectscope.layers.backbones import BackboneConfig, FrozenBackbone
+from defectscope.layers.backbones import FrozenBackbone
 from defectscope.layers.patch_features import PatchFeatures, jitter_features
 from defectscope.layers.perceptual import PerceptualLoss
 from defectscope.layers.quantizer import VectorQuantizer
@@ -24,7 +24,15 @@ from defectscope.models.pvqae.budget import (
     patch_detail,
     patch_entropy,
 )
-from defectscope.models.pvqae.config import PVQAEConfig
+from defectscope.models.pvqae.config import (
+    DetailRichness,
+    FeatureTarget,
+    NoPrior,
+    PatchGAN,
+    PVQAEConfig,
+    QuantizeThenRoute,
+    RouteThenQuantize,
+)
 from defectscope.models.pvqae.discriminator import (
     PatchDiscriminator,
     adaptive_weight,
@@ -43,12 +51,6 @@ from defectscope.models.pvqae.routing import (
     route,
     upsample_to,
 )
-
-
-def backbone_config(cfg: PVQAEConfig, taps: tuple[int, ...]) -> BackboneConfig:
-    """PVQAE's flat backbone fields as the shared BackboneConfig ("published" is the old word for "known")."""
-    sha256 = "known" if cfg.backbone_sha256 == "published" else cfg.backbone_sha256
-    return BackboneConfig(cfg.backbone, cfg.backbone_path, sha256, cfg.backbone_pretrained, tuple(taps))
 
 
 class Reconstruction(NamedTuple):
@@ -77,26 +79,17 @@ class PVQAE(AnomalyModel):
         super().__init__()
         cfg = self.config = config
         stages = len(cfg.channel_mult)
+        target = cfg.target
         self.features = None  # the frozen patch-feature extractor of target "features"
-        if cfg.target == "features":
-            if cfg.perceptual_weight > 0 or cfg.rec_distance == "perceptual":
-                raise ValueError("pvqae: target 'features' rebuilds no image, so it takes neither "
-                                 "perceptual_weight > 0 nor rec_distance 'perceptual'")
-            backbone = FrozenBackbone(backbone_config(cfg, cfg.feature_taps), "middle", "model.backbone_")
-            self.features = PatchFeatures(backbone, cfg.feature_neighbourhood)
+        self.perceptual = None  # the frozen network of the perceptual term and distance
+        if isinstance(target, FeatureTarget):
+            backbone = FrozenBackbone(target.backbone, "middle", "model.target.backbone.")
+            self.features = PatchFeatures(backbone, target.neighbourhood)
             channels, stride = self.features.channels, self.features.stride
         else:
-            if cfg.feature_jitter:
-                raise ValueError("pvqae: feature_jitter jitters patch features; it needs target 'features'")
+            if target.perceptual_weight > 0 or target.rec_distance == "perceptual":
+                self.perceptual = PerceptualLoss(target.backbone, "model.target.backbone.")
             channels, stride = 3, 1
-        if cfg.level_rec_weight > 0 and cfg.routing_design != "quantize_then_route":
-            raise ValueError("pvqae: level_rec_weight decodes each level's own codes; it needs "
-                             "routing_design 'quantize_then_route'")
-        for name in ("feature_jitter", "level_rec_weight"):
-            if getattr(cfg, name) < 0:
-                raise ValueError(f"pvqae: {name} must be ≥ 0, got {getattr(cfg, name)}")
-        if cfg.detail_floor <= 0:
-            raise ValueError(f"pvqae: detail_floor must be > 0 (it bounds u_p = 1 / σ_p), got {cfg.detail_floor}")
         if image_size % (stride * 2 ** (stages - 1)):
             raise ValueError(f"pvqae: image_size {image_size} must be divisible by {stride * 2 ** (stages - 1)}"
                              + (f" (feature stride {stride} × 2^{stages - 1})" if stride > 1 else ""))
@@ -105,26 +98,26 @@ class PVQAE(AnomalyModel):
         self.coarse_grid = (grid // 2 ** (stages - 1),) * 2
         finest = grid // 2 ** (stages - cfg.num_levels)
         self.encoder = Encoder(cfg, in_channels=channels)
-        shared = cfg.shared_codebook or cfg.routing_design == "route_then_quantize"
+        routing = cfg.routing
+        shared = isinstance(routing, RouteThenQuantize) or routing.shared_codebook
         self.quantizers = nn.ModuleList(
             VectorQuantizer(cfg.num_codes, cfg.code_dim, cfg.beta, cfg.ema, cfg.ema_decay, cfg.kmeans_init,
                             cfg.dead_code_threshold)
             for _ in range(1 if shared else cfg.num_levels)
         )
-        self.router = DynamicRouter(cfg.code_dim, cfg.num_levels, cfg.router_hidden, int(cfg.router_sees_entropy))
-        positional = (finest, finest) if cfg.routing_design == "route_then_quantize" else None
+        self.router = DynamicRouter(cfg.code_dim, cfg.num_levels, cfg.router_hidden, int(cfg.router_sees_richness))
+        positional = (finest, finest) if isinstance(routing, RouteThenQuantize) else None
         self.decoder = Decoder(cfg, out_channels=channels, positional=positional)
+        adversarial = cfg.adversarial
         self.discriminator = (
-            PatchDiscriminator(channels, cfg.disc_channels, cfg.disc_layers) if cfg.adversarial else None
+            PatchDiscriminator(channels, adversarial.channels, adversarial.layers)
+            if isinstance(adversarial, PatchGAN) else None
         )
-        self.perceptual = None
-        if cfg.perceptual_weight > 0 or cfg.rec_distance == "perceptual":
-            self.perceptual = PerceptualLoss(backbone_config(cfg, cfg.perceptual_taps), "model.backbone_")
         self.prior = None
-        if cfg.prior != "none":
+        if not isinstance(cfg.prior, NoPrior):
+            prior = cfg.prior
             self.prior = BudgetPriorTransformer(
-                cfg.num_levels, self.coarse_grid, num_classes, cfg.prior, cfg.prior_dim, cfg.prior_heads,
-                cfg.prior_layers,
+                cfg.num_levels, self.coarse_grid, num_classes, prior.kind, prior.dim, prior.heads, prior.layers,
             )
 
     # --- engine contract ----------------------------------------------------------------
@@ -135,8 +128,8 @@ class PVQAE(AnomalyModel):
             return main
         # the prior learns the routing the trained encoder and router produce, so they keep
         # their eval-mode behaviour (no dropout, fixed normalisation statistics) while it trains
-        return main + [Phase("prior", epochs=self.config.prior_epochs, lr=self.config.prior_lr,
-                             frozen=("encoder", "router"))]
+        prior = self.config.prior
+        return main + [Phase("prior", epochs=prior.epochs, lr=prior.lr, frozen=("encoder", "router"))]
 
     def optimizer_groups(self, phase: str) -> dict[str, OptimizerGroup]:
         if phase == "prior":
@@ -146,7 +139,7 @@ class PVQAE(AnomalyModel):
         if self.discriminator is not None:
             # VQ-GAN's discriminator betas: a low β1 keeps its momentum from lagging the generator
             disc = list(self.discriminator.parameters())
-            groups["disc"] = OptimizerGroup(disc, self.config.disc_lr_scale, (0.5, 0.9))
+            groups["disc"] = OptimizerGroup(disc, self.config.adversarial.lr_scale, (0.5, 0.9))
         return groups
 
     def training_step(self, images: Tensor, class_ids: Tensor, ctx: StepContext) -> LossParts:
@@ -163,6 +156,11 @@ class PVQAE(AnomalyModel):
 
     # --- pieces -------------------------------------------------------------------------
 
+    @property
+    def map_score(self) -> str:
+        """How S_budget and S_rec make the map: the prior's choice, or S_rec alone without a prior."""
+        return "rec" if self.prior is None else self.config.prior.score
+
     def target(self, images: Tensor) -> Tensor:
         """What the autoencoder takes in and rebuilds: the image in [-1, 1], or its patch features."""
         if self.features is None:
@@ -176,26 +174,26 @@ class PVQAE(AnomalyModel):
             error = (output - target).pow(2).sum(dim=1, keepdim=True)
             return F.interpolate(error, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0], None
         reconstruction = to_unit_range(output)
-        if self.config.rec_distance == "perceptual":
+        if self.config.target.rec_distance == "perceptual":
             return self.perceptual.distance_map(images, reconstruction), reconstruction
         return squared_error_map(images, reconstruction), reconstruction
 
-    def entropy(self, images: Tensor) -> Tensor:
-        """H_p of every coarse cell (B, h, w): what the budget charges by (and the router may see)."""
-        return patch_entropy(images, self.coarse_grid, self.config.dwt_levels, self.config.dwt_include_approximation)
+    def richness(self, images: Tensor) -> Tensor:
+        """How rich every coarse cell is (B, h, w): what the budget charges by (and the router may see)."""
+        measure = self.config.budget_richness
+        if isinstance(measure, DetailRichness):
+            return patch_detail(images, self.coarse_grid)
+        return patch_entropy(images, self.coarse_grid, measure.dwt_levels, measure.include_approximation)
 
-    def budget_costs(self, images: Tensor, entropy: Tensor | None = None) -> Tensor:
+    def budget_costs(self, images: Tensor, richness: Tensor | None = None) -> Tensor:
         """u_{p,k} (B, K, h, w): what each level of each cell costs, from the chosen richness."""
         cfg = self.config
-        if cfg.budget_richness == "detail":
-            richness, floor = patch_detail(images, self.coarse_grid), cfg.detail_floor
-        else:
-            richness, floor = (self.entropy(images) if entropy is None else entropy), cfg.entropy_floor
-        return level_costs(richness, self.num_levels, cfg.alpha, floor, cfg.budget_normalize)
+        richness = self.richness(images) if richness is None else richness
+        return level_costs(richness, self.num_levels, cfg.alpha, cfg.budget_richness.floor, cfg.budget_normalize)
 
     def hard_routing(self, features: list[Tensor], images: Tensor) -> Routing:
         """The hard routing at inference (argmax, no Gumbel noise)."""
-        extra = self.entropy(images)[:, None] if self.config.router_sees_entropy else None
+        extra = self.richness(images)[:, None] if self.config.router_sees_richness else None
         return self.router(features, sample=False, extra=extra)
 
     def quantizer(self, level: int) -> VectorQuantizer:
@@ -203,7 +201,7 @@ class PVQAE(AnomalyModel):
 
     def reconstruct(self, features: list[Tensor], scores: Tensor) -> Reconstruction:
         """Decode with the given level scores (B, K, h, w) on the coarse grid."""
-        if self.config.routing_design == "route_then_quantize":
+        if isinstance(self.config.routing, RouteThenQuantize):
             # DQ-VAE: route the features, quantise once on the finest grid; a cell repeated
             # 4^(K−1−k) times by upsampling counts that much less in the VQ loss
             mixed = route(features, scores)
@@ -221,31 +219,35 @@ class PVQAE(AnomalyModel):
     def _autoencoder_step(self, images: Tensor, ctx: StepContext) -> LossParts:
         cfg = self.config
         x = self.target(images)
-        features = self.encoder(jitter_features(x, cfg.feature_jitter) if self.features is not None else x)
+        jitter = cfg.target.jitter if isinstance(cfg.target, FeatureTarget) else 0.0
+        features = self.encoder(jitter_features(x, jitter) if jitter > 0 else x)
         tau = gumbel_tau(ctx.progress, cfg.tau_start, cfg.tau_end)
-        entropy = self.entropy(images) if cfg.router_sees_entropy else None  # else budget_costs reads it if it needs it
+        richness = self.richness(images)
         routing = self.router(features, tau=tau, hard=cfg.straight_through, sample=True,
-                              extra=None if entropy is None else entropy[:, None])
+                              extra=richness[:, None] if cfg.router_sees_richness else None)
         rec = self.reconstruct(features, routing.scores)
         rec_loss = reconstruction_loss(x, rec.output, cfg.rec_loss)
         parts = {}
-        if cfg.perceptual_weight > 0:
+        perceptual_weight = 0.0 if isinstance(cfg.target, FeatureTarget) else cfg.target.perceptual_weight
+        if perceptual_weight > 0:
             perceptual = self.perceptual(images, (rec.output + 1) * 0.5)  # no clamp: it would stop gradients
             parts = {"pixel": rec_loss.detach(), "perceptual": perceptual.detach()}
-            rec_loss = rec_loss + cfg.perceptual_weight * perceptual  # VQ-GAN's nll: one term for the adaptive weight
-        costs = self.budget_costs(images, entropy)
+            rec_loss = rec_loss + perceptual_weight * perceptual  # VQ-GAN's nll: one term for the adaptive weight
+        costs = self.budget_costs(images, richness)
         l_budget = budget_loss(routing.scores, costs)
         lambda_b = budget_weight(ctx.progress, cfg.lambda_max, cfg.budget_schedule)
         total = rec_loss + rec.vq_loss + lambda_b * budget_penalty(l_budget, cfg.budget_target)
         parts.update({"rec": rec_loss.detach(), "vq": rec.vq_loss.detach(), "budget": l_budget.detach()})
-        if cfg.level_rec_weight > 0:
+        level_rec_weight = cfg.routing.level_rec_weight if isinstance(cfg.routing, QuantizeThenRoute) else 0.0
+        if level_rec_weight > 0:
             level_rec = self._single_level_loss(x, rec.codes)
-            total = total + cfg.level_rec_weight * level_rec
+            total = total + level_rec_weight * level_rec
             parts["level_rec"] = level_rec.detach()
         if self._adversarial_on(ctx.step):
             g_loss = generator_loss(self.discriminator(rec.output))
-            weight = adaptive_weight(rec_loss, g_loss, self.decoder.last_layer, cfg.disc_weight) \
-                if torch.is_grad_enabled() else torch.tensor(cfg.disc_weight)
+            disc_weight = cfg.adversarial.weight
+            weight = adaptive_weight(rec_loss, g_loss, self.decoder.last_layer, disc_weight) \
+                if torch.is_grad_enabled() else torch.tensor(disc_weight)
             total = total + weight * g_loss
             parts.update({"g_adv": g_loss.detach(), "adv_weight": weight})
         share = routing.scores.detach().mean(dim=(0, 2, 3))
@@ -271,7 +273,7 @@ class PVQAE(AnomalyModel):
         return torch.stack(losses).mean()
 
     def _adversarial_on(self, step: int) -> bool:
-        return self.discriminator is not None and step >= self.config.disc_start
+        return self.discriminator is not None and step >= self.config.adversarial.start
 
     def _disc_step(self, images: Tensor, ctx: StepContext) -> LossParts:
         fake = ctx.handoff.get("fake")
@@ -289,10 +291,9 @@ class PVQAE(AnomalyModel):
 
     def _prior_step(self, images: Tensor, class_ids: Tensor) -> LossParts:
         levels = self.dynamic_levels(images)
-        repeats = self.config.prior_masks_per_image
-        loss = self.prior.loss(
-            levels.repeat(repeats, 1, 1), class_ids.repeat(repeats), self.config.prior_mask_ratio
-        )
+        prior = self.config.prior
+        repeats = prior.masks_per_image
+        loss = self.prior.loss(levels.repeat(repeats, 1, 1), class_ids.repeat(repeats), prior.mask_ratio)
         return LossParts(loss, {"ce": loss.detach()})
 
     @torch.no_grad()
@@ -330,7 +331,7 @@ class PVQAE(AnomalyModel):
         else:
             prior_levels, budget, scores = routing.levels, None, routing.scores
         rec, reconstruction = self.rec_score(images, target, self.reconstruct(features, scores).output)
-        amap = anomaly_map(budget, rec, cfg.score, cfg.smoothing_sigma)
+        amap = anomaly_map(budget, rec, self.map_score, cfg.smoothing_sigma)
         return Explanation(
             reconstruction, routing.levels, prior_levels,
             budget if budget is not None else torch.zeros_like(rec), rec, amap,

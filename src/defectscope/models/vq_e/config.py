@@ -6,19 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from defectscope.checks import Fraction, NonNegativeFloat, NonNegativeInt, PositiveInt
+
 
 @dataclass(frozen=True)
 class VQEConfig:
-    hidden_channels: int = 128
-    residual_blocks: int = 2
-    downsample: int = 8  # 256 px → a 32×32 code grid, PVQAE's finest level
-    num_codes: int = 512
-    code_dim: int = 64
-    beta: float = 0.25  # commitment weight (VQ-VAE)
+    hidden_channels: PositiveInt = 128
+    residual_blocks: NonNegativeInt = 2
+    downsample: PositiveInt = 8  # 256 px → a 32×32 code grid, PVQAE's finest level
+    num_codes: PositiveInt = 512
+    code_dim: PositiveInt = 64
+    beta: NonNegativeFloat = 0.25  # commitment weight (VQ-VAE)
     ema: bool = True  # EMA codebook updates (VQ-VAE appendix A.1); guards against collapse
-    ema_decay: float = 0.99
+    ema_decay: Fraction = 0.99
     kmeans_init: bool = True
-    dead_code_threshold: float = 1.0  # restart codes whose EMA usage falls below this
-    smoothing_sigma: float = 4.0
+    dead_code_threshold: NonNegativeFloat = 1.0  # restart codes whose EMA usage falls below this
+    smoothing_sigma: NonNegativeFloat = 4.0
     image_score: Literal["max", "topk_mean"] = "max"
-    topk: float = 0.01
+    topk: Fraction = 0.01
