@@ -297,3 +297,14 @@ def test_detail_richness_makes_fine_codes_cheap_where_the_patch_varies():
     model.training_step(images, torch.zeros(1, dtype=torch.long), StepContext(5, progress=0.5))
 
 
+
+
+def test_diagnose_reports_level_shares_and_a_collapsed_routing():
+    model = make().eval()
+    x, c = images()
+    found = model.diagnose(x, c)
+    assert sum(found[f"level{k}_share"] for k in range(3)) == pytest.approx(1.0)
+    model.dynamic_levels = lambda imgs: torch.zeros(imgs.shape[0], *model.coarse_grid, dtype=torch.long)
+    collapsed = model.diagnose(x, c)
+    assert collapsed["level0_share"] == 1.0 and "S_rec alone" in collapsed["note"]
+    assert model.reconstruction(x, c).shape == x.shape

@@ -190,6 +190,10 @@ class FADeR(AnomalyModel):
         return LossParts(total, parts)
 
     @torch.no_grad()
+    def reconstruction(self, images: Tensor, class_ids: Tensor | None = None) -> Tensor:
+        return self.explain(images).reconstruction
+
+    @torch.no_grad()
     def explain(self, images: Tensor) -> Explanation:
         cfg = self.config
         x_in, mask = self._obfuscated(images, training=False)

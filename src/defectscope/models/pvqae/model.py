@@ -52,6 +52,10 @@ from defectscope.models.pvqae.routing import (
     upsample_to,
 )
 
+# a routing that sends this share of the cells to one level has collapsed: the rest cannot change
+# a ranking of whole images, and S_budget is then (nearly) constant
+COLLAPSED_SHARE = 0.99
+
 
 class Reconstruction(NamedTuple):
     output: Tensor  # what the decoder rebuilds: the image (B, 3, H, W) in [-1, 1], or the patch features
@@ -312,6 +316,26 @@ class PVQAE(AnomalyModel):
             "S_budget": out.budget_score,
             "S_rec": out.rec_score,
         }
+
+    @torch.no_grad()
+    def reconstruction(self, images: Tensor, class_ids: Tensor | None = None) -> Tensor | None:
+        """The rebuilt image (None when the target is features: no image is rebuilt)."""
+        return self.explain(images, class_ids).reconstruction
+
+    @torch.no_grad()
+    def diagnose(self, images: Tensor, class_ids: Tensor | None = None) -> dict[str, float | str]:
+        """Share of cells per level of the hard routing; a note when one level holds (nearly) all.
+
+        With one level everywhere, S_budget is the same for every cell, so the paper's product
+        S_budget ⊙ S_rec ranks pixels exactly as S_rec does: the budget terms add nothing.
+        """
+        levels = self.dynamic_levels(images)
+        shares = {f"level{k}_share": float((levels == k).float().mean()) for k in range(self.num_levels)}
+        top = max(range(self.num_levels), key=lambda k: shares[f"level{k}_share"])
+        if self.prior is not None and shares[f"level{top}_share"] >= COLLAPSED_SHARE:
+            shares["note"] = (f"the routing collapsed to code level {top} ({shares[f'level{top}_share']:.1%} of the "
+                              "held-out cells): S_budget is constant, so the product ranks pixels as S_rec alone")
+        return shares
 
     @torch.no_grad()
     def explain(self, images: Tensor, class_ids: Tensor | None = None) -> Explanation:
