@@ -14,17 +14,21 @@ OUT=${OUT:-runs/gpu_reproduce}
 MTSD=${MTSD:-../shared/data/mtsd}
 common=(--train.accelerator cuda --train.precision bf16-mixed --train.progress false --train.checkpoint_every 0)
 pvqae_min=4 other_min=1.5
+pvqae_smoke=()
 if [[ "${SMOKE:-0}" == 1 ]]; then
     MTSD=demo/mtsd_demo
     common=(--train.accelerator cpu --train.precision 32-true --train.progress false --train.checkpoint_every 0
-            --train.max_steps 1 --data.image_size 64 --data.batch_size 2 --data.num_workers 0)
+            --train.max_steps 1 --data.image_size 64 --data.batch_size 2 --data.num_workers 0
+            --eval.bootstrap_resamples 100)
+    pvqae_smoke=(--model.target.backbone.pretrained false)  # random LPIPS backbone: a smoke test needs no weights
     pvqae_min=0 other_min=0
 fi
 data=(--data.sources "[{layout: mtsd, root: '$MTSD'}]")
 mkdir -p "$OUT"
 
 defectscope train configs/pvqae/paper.yaml "${common[@]}" "${data[@]}" --train.max_minutes "$pvqae_min" \
-    --model.prior.epochs "$([[ "${SMOKE:-0}" == 1 ]] && echo 1 || echo 3)" --output_dir "$OUT/pvqae" --overwrite
+    --model.prior.epochs "$([[ "${SMOKE:-0}" == 1 ]] && echo 1 || echo 3)" "${pvqae_smoke[@]}" \
+    --output_dir "$OUT/pvqae" --overwrite
 defectscope train configs/vitae/paper.yaml "${common[@]}" "${data[@]}" --train.max_minutes "$other_min" \
     --output_dir "$OUT/vitae" --overwrite
 defectscope train configs/fader/paper.yaml "${common[@]}" "${data[@]}" --train.max_minutes "$other_min" \
