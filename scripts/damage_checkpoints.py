@@ -16,6 +16,12 @@ the weights cut at a random length; a metadata entry edited (valid-looking or ma
 values); a malformed entry written with the metadata digest recomputed, as someone editing on
 purpose would; one weight set to NaN or inf with both digests recomputed; flipped bytes in
 trainer_state.pt; trainer_state.pt cut short.
+
+For comparison, the same script runs against an older loader that has no digests (the kinds
+that recompute them are then left out), e.g. the tree before them:
+
+    git archive eb13d19 src | tar -x -C /tmp/before
+    PYTHONPATH=/tmp/before/src python scripts/damage_checkpoints.py runs/x/checkpoints/last
 """
 
 from __future__ import annotations
@@ -33,17 +39,12 @@ from typing import Any
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from defectscope.engine.checkpoint import (
-    METADATA_DIGEST,
-    TENSORS_DIGEST,
-    TRAINER_STATE,
-    WEIGHTS,
-    CheckpointError,
-    load_checkpoint,
-    load_trainer_state,
-    metadata_digest,
-    tensors_digest,
-)
+from defectscope.engine.checkpoint import TRAINER_STATE, WEIGHTS, CheckpointError, load_checkpoint, load_trainer_state
+
+try:  # digests (checkpoints written since commit b5b234c)
+    from defectscope.engine.checkpoint import METADATA_DIGEST, TENSORS_DIGEST, metadata_digest, tensors_digest
+except ImportError:  # an older loader, run for comparison: the kinds that recompute digests are left out
+    METADATA_DIGEST = TENSORS_DIGEST = ""
 
 EDITS = {  # metadata entry → values to write there: some look valid, some are malformed
     "class_names": ['["x"]', '["a", "b", "c"]', "[", "3", '["a", 1]', "null"],
@@ -51,9 +52,9 @@ EDITS = {  # metadata entry → values to write there: some look valid, some are
     "step": ["8", "0", "seven", "7.5", "-1", ""],
     "config": ["", "[", "model: vq_e", "model: {name: nope}", "data: {image_size: 64}", "data: {image_size: big}"],
     "format": ["defectscope-checkpoint/1", "", "other"],
-    TENSORS_DIGEST: ["0" * 64, ""],
-    METADATA_DIGEST: ["0" * 64],
 }
+if METADATA_DIGEST:
+    EDITS.update({TENSORS_DIGEST: ["0" * 64, ""], METADATA_DIGEST: ["0" * 64]})
 MALFORMED = {
     "class_names": ["[", "3", '["a", 1]', "null"],
     "calibration": ["{", '{"image_threshold": "0.5"}', '{"image_threshold": NaN}', "[0.5]"],
@@ -165,7 +166,8 @@ def main() -> None:
         metadata = dict(f.metadata())
     original = {"weights": data, "metadata": metadata, "tensors": load_file(str(source / WEIGHTS)),
                 "state": (source / TRAINER_STATE).read_bytes() if has_state else b""}
-    kinds = [kind for kind in KINDS if has_state or not kind.startswith("trainer state")]
+    kinds = [kind for kind in KINDS if (has_state or not kind.startswith("trainer state"))
+             and (METADATA_DIGEST or "digest" not in kind)]
     rng = random.Random(args.seed)
     counts: dict[str, collections.Counter] = {kind: collections.Counter() for kind in kinds}
     unseen = []
