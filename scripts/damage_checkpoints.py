@@ -4,9 +4,10 @@ Used for the "Damaged checkpoints" section of docs/reliability.md:
 
     python scripts/damage_checkpoints.py runs/x/checkpoints/last [--copies 200] [--seed 0] [--json out.json]
 
-CHECKPOINT must be a `checkpoints/last` folder (weights and trainer state). Each copy gets one
-kind of damage; the weights are then loaded with `load_checkpoint`, and for damage to the
-trainer state, or to the metadata that vouches for it, also with `load_trainer_state`. An
+CHECKPOINT is a checkpoint folder: `checkpoints/last` (weights and trainer state) or
+`checkpoints/final` (weights only; the trainer-state kinds are then left out). Each copy gets
+one kind of damage; the weights are then loaded with `load_checkpoint`, and, where there is a
+trainer state, with `load_trainer_state` too (alone for damage to the trainer state). An
 outcome is "refused" (CheckpointError), "loaded" (no error: the damage went unseen), or
 "crashed: <type>" (any other exception, i.e. a traceback for the user).
 
@@ -15,6 +16,12 @@ the weights cut at a random length; a metadata entry edited (valid-looking or ma
 values); a malformed entry written with the metadata digest recomputed, as someone editing on
 purpose would; one weight set to NaN or inf with both digests recomputed; flipped bytes in
 trainer_state.pt; trainer_state.pt cut short.
+
+For comparison, the same script runs against an older loader that has no digests (the kinds
+that recompute them are then left out), e.g. the tree before them:
+
+    git archive eb13d19 src | tar -x -C /tmp/before
+    PYTHONPATH=/tmp/before/src python scripts/damage_checkpoints.py runs/x/checkpoints/last
 """
 
 from __future__ import annotations
@@ -32,17 +39,12 @@ from typing import Any
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from defectscope.engine.checkpoint import (
-    METADATA_DIGEST,
-    TENSORS_DIGEST,
-    TRAINER_STATE,
-    WEIGHTS,
-    CheckpointError,
-    load_checkpoint,
-    load_trainer_state,
-    metadata_digest,
-    tensors_digest,
-)
+from defectscope.engine.checkpoint import TRAINER_STATE, WEIGHTS, CheckpointError, load_checkpoint, load_trainer_state
+
+try:  # digests (checkpoints written since commit b5b234c)
+    from defectscope.engine.checkpoint import METADATA_DIGEST, TENSORS_DIGEST, metadata_digest, tensors_digest
+except ImportError:  # an older loader, run for comparison: the kinds that recompute digests are left out
+    METADATA_DIGEST = TENSORS_DIGEST = ""
 
 EDITS = {  # metadata entry → values to write there: some look valid, some are malformed
     "class_names": ['["x"]', '["a", "b", "c"]', "[", "3", '["a", 1]', "null"],
@@ -50,9 +52,9 @@ EDITS = {  # metadata entry → values to write there: some look valid, some are
     "step": ["8", "0", "seven", "7.5", "-1", ""],
     "config": ["", "[", "model: vq_e", "model: {name: nope}", "data: {image_size: 64}", "data: {image_size: big}"],
     "format": ["defectscope-checkpoint/1", "", "other"],
-    TENSORS_DIGEST: ["0" * 64, ""],
-    METADATA_DIGEST: ["0" * 64],
 }
+if METADATA_DIGEST:
+    EDITS.update({TENSORS_DIGEST: ["0" * 64, ""], METADATA_DIGEST: ["0" * 64]})
 MALFORMED = {
     "class_names": ["[", "3", '["a", 1]', "null"],
     "calibration": ["{", '{"image_threshold": "0.5"}', '{"image_threshold": NaN}', "[0.5]"],
@@ -95,7 +97,7 @@ def damage(kind: str, folder: Path, original: dict[str, Any], rng: random.Random
     tensors = dict(original["tensors"])
     if kind == "metadata edited":
         key = rng.choice(sorted(EDITS))
-        metadata[key] = rng.choice(EDITS[key])
+        metadata[key] = rng.choice([v for v in EDITS[key] if v != metadata.get(key)])  # a change, not a no-op
         rewrite(weights, tensors, metadata)
         return f"{key} = {metadata[key][:30]!r}"
     if kind == "metadata forged (digest recomputed)":
@@ -138,7 +140,8 @@ def outcome(kind: str, folder: Path) -> str:
             load_trainer_state(folder)
         else:
             load_checkpoint(folder)
-            load_trainer_state(folder)
+            if (folder / TRAINER_STATE).is_file():
+                load_trainer_state(folder)
     except CheckpointError:
         return "refused"
     except Exception as err:  # noqa: BLE001 - counting them is the point
@@ -148,24 +151,28 @@ def outcome(kind: str, folder: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=Path, help="a run's checkpoints/last folder")
+    parser.add_argument("checkpoint", type=Path, help="a run's checkpoints/last or checkpoints/final folder")
     parser.add_argument("--copies", type=int, default=200, help="damaged copies per kind")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the counts and every loaded or crashed case here")
     args = parser.parse_args()
     source = args.checkpoint
+    has_state = (source / TRAINER_STATE).is_file()
     load_checkpoint(source)  # the undamaged checkpoint must load
-    load_trainer_state(source)
+    if has_state:
+        load_trainer_state(source)
     data = (source / WEIGHTS).read_bytes()
     with safe_open(str(source / WEIGHTS), framework="pt") as f:
         metadata = dict(f.metadata())
     original = {"weights": data, "metadata": metadata, "tensors": load_file(str(source / WEIGHTS)),
-                "state": (source / TRAINER_STATE).read_bytes()}
+                "state": (source / TRAINER_STATE).read_bytes() if has_state else b""}
+    kinds = [kind for kind in KINDS if (has_state or not kind.startswith("trainer state"))
+             and (METADATA_DIGEST or "digest" not in kind)]
     rng = random.Random(args.seed)
-    counts: dict[str, collections.Counter] = {kind: collections.Counter() for kind in KINDS}
+    counts: dict[str, collections.Counter] = {kind: collections.Counter() for kind in kinds}
     unseen = []
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in KINDS:
+        for kind in kinds:
             for i in range(args.copies):
                 folder = Path(tmp) / f"copy{i}"
                 shutil.copytree(source, folder)

@@ -117,3 +117,13 @@ def test_a_run_killed_inside_a_save_resumes_from_the_checkpoint_before(mtsd_root
     position = resume_and_compare(config, reference)
     assert position["step"] == save - 1
     assert position["batch"] != 0  # the checkpoint before is inside an epoch (steps 4 and 5 of 3-step epochs)
+
+
+def test_loader_workers_change_nothing_in_training(tiny_config):
+    """Why a resumed run may change data.num_workers: order and augmentation do not depend on it."""
+    common = ["--data.batch_size", "2", "--data.augment.brightness", "0.3", "--data.augment.vflip", "true"]
+    alone = run(tiny_config(steps=4, overrides=common, name="alone"), evaluate_test=False)
+    workers = run(tiny_config(steps=4, overrides=[*common, "--data.num_workers", "2"], name="workers"),
+                  evaluate_test=False)
+    for (name, a), b in zip(alone.model.state_dict().items(), workers.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

@@ -170,11 +170,12 @@ def run(
                 f"{resume.path}: resuming needs the config the checkpoint was trained with; these settings differ: "
                 f"{'; '.join(differ)} (a resumed run may change only {', '.join(RESUME_MAY_CHANGE)}*)"
             )
+        if resume.path is None:
+            raise ConfigError("resume: only a checkpoint read from disk (checkpoints/last) can be resumed")
         trainer_state = load_trainer_state(resume.path)
     if _first_process():
         check_output_dir(run_dir)
-        in_place = resume is not None and resume.path is not None and \
-            run_dir.resolve() == resume.path.resolve().parent.parent
+        in_place = resume is not None and run_dir.resolve() == resume.path.resolve().parent.parent
         check_run_dir(run_dir, overwrite, in_place)
         (run_dir / MARKER).write_text("written by defectscope: --overwrite may delete this folder's run files\n")
     commit = git_commit()  # read once, before the checkout can change under a long run
