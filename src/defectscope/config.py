@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
@@ -55,6 +55,12 @@ class EvalConfig:
     # "position": z-score each map position by its mean and spread on the held-out normal
     # images, per class (engine/standardize.py); "none": the model's own map and score
     map_standardization: Literal["none", "position"] = "none"
+    # the image threshold is set so that a new normal image scores above it with probability at
+    # most this (engine/calibrate.py: the conformal order-statistic rule on held-out normal images)
+    false_alarm_rate: Annotated[float, Check(0, 1, low_open=True, high_open=True)] = 0.01
+    # the same rule over held-out normal pixels; 0.001 keeps the pixel threshold near the 99.9th
+    # percentile that heatmap colours and defect_area have always used
+    pixel_false_alarm_rate: Annotated[float, Check(0, 1, low_open=True, high_open=True)] = 0.001
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def test_predict_scores_files_and_folders(trained, tmp_path, mtsd_root):
     rows = list(csv.DictReader((out / "scores.csv").open()))
     assert len(rows) == 4
     assert all(float(r["score"]) >= 0 for r in rows)
-    assert len(list((out / "maps").glob("*.png"))) == len(rows)
+    assert len(list((out / "maps").rglob("*.png"))) == len(rows)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from defectscope.config import RunConfig
 from defectscope.engine.artifacts import CURVES_JSON, SCORES_CSV, category_curves, save_scores
+from defectscope.engine.detector import normalized_score
 from defectscope.engine.environment import environment
 from defectscope.engine.files import json_default, write_text_atomic
 from defectscope.engine.gallery import GalleryPlan, write_gallery
@@ -54,6 +55,52 @@ def mean_metrics(per_category: dict[str, dict[str, float]]) -> dict[str, float]:
         values = [m[key] for m in per_category.values() if key in m and not math.isnan(m[key])]
         out[key] = float(np.mean(values)) if values else float("nan")
     return out
+
+
+def flagged(scores: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
+    """The verdict `predict` and `serve` give: normalised score above 0.5 (= score above image_threshold)."""
+    threshold = calibration["image_threshold"]
+    mean, std = calibration.get("image_score_mean"), calibration.get("image_score_std")
+    return np.array([normalized_score(float(s), threshold, mean, std) > 0.5 for s in scores], dtype=bool)
+
+
+def _rate(count: int, total: int) -> dict[str, Any]:
+    return {"count": count, "total": total, "rate": count / total if total else float("nan")}
+
+
+def _mean_rate(entries: list[dict[str, Any]]) -> float:
+    """Unweighted over categories (the metrics' convention); a category without such images is left out."""
+    rates = [e["rate"] for e in entries if e["total"]]
+    return float(np.mean(rates)) if rates else float("nan")
+
+
+def threshold_rates(preds: Predictions, class_names: list[str], calibration: dict[str, Any]) -> dict[str, Any] | None:
+    """Promised vs measured: false alarms among normal test images and misses among defective ones
+    at the calibrated image threshold, per category, their unweighted mean, and pooled counts."""
+    if calibration.get("image_threshold") is None:
+        return None
+    defect = flagged(preds.image_scores, calibration)
+    normal = preds.labels == 0
+    categories: dict[str, Any] = {}
+    for class_id, name in enumerate(class_names):
+        pick = preds.class_ids == class_id
+        if pick.any():
+            categories[name] = {
+                "false_alarms": _rate(int((defect & normal & pick).sum()), int((normal & pick).sum())),
+                "misses": _rate(int((~defect & ~normal & pick).sum()), int((~normal & pick).sum())),
+            }
+    mean = {key: _mean_rate([c[key] for c in categories.values()]) for key in ("false_alarms", "misses")}
+    return {
+        "image_threshold": calibration["image_threshold"],
+        "promised_false_alarm_rate": calibration.get("image_false_alarm_rate"),
+        "false_alarm_bound": calibration.get("image_false_alarm_bound"),
+        "held_out_normals": calibration.get("image_threshold_n"),
+        "rank": calibration.get("image_threshold_rank"),
+        "categories": categories,
+        "mean": {"false_alarm_rate": mean["false_alarms"], "miss_rate": mean["misses"]},
+        "all": {"false_alarms": _rate(int((defect & normal).sum()), int(normal.sum())),
+                "misses": _rate(int((~defect & ~normal).sum()), int((~normal).sum()))},
+    }
 
 
 def peak_memory() -> dict[str, float]:
@@ -100,6 +147,7 @@ def evaluate(
         "map_standardization": cfg.eval.map_standardization if standardizer is not None else "none",
         **peak_memory(),
         "calibration": calibration or {},
+        "thresholds": threshold_rates(preds, class_names, calibration or {}),
         "environment": environment(device),
     }
     save_scores(preds, class_names, test_set, output_dir / SCORES_CSV)
@@ -119,6 +167,45 @@ def _fmt(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.3f}"
+
+
+def _percent(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:.1f} %"
+
+
+def _counted(entry: dict[str, Any]) -> str:
+    return f"{entry['count']}/{entry['total']} ({_percent(entry['rate'])})" if entry["total"] else "– (0 images)"
+
+
+def thresholds_markdown(thresholds: dict[str, Any] | None) -> list[str]:
+    """The promised false-alarm rate beside what the test set measured at the calibrated threshold."""
+    if not thresholds:
+        return ["No calibrated image threshold (no held-out normal images): no verdicts to count.", ""]
+    promised = thresholds.get("promised_false_alarm_rate")
+    lines = [
+        "## Thresholds: promised vs measured false alarms",
+        "",
+        (f"Image threshold {thresholds['image_threshold']:.6g}: rank {thresholds['rank']} of "
+         f"{thresholds['held_out_normals']} held-out normal scores, stated false-alarm rate "
+         f"{_percent(promised)}, promised ≤ {_percent(thresholds['false_alarm_bound'])} on normal images like "
+         "the held-out ones." if promised is not None else
+         f"Image threshold {thresholds['image_threshold']:.6g} (a checkpoint calibrated before false-alarm "
+         "rates were stated: no promise)."),
+        "",
+        "| category | false alarms (normal test images flagged) | misses (defective test images passed) |",
+        "|---|---|---|",
+    ]
+    for name, entry in thresholds["categories"].items():
+        lines.append(f"| {name} | {_counted(entry['false_alarms'])} | {_counted(entry['misses'])} |")
+    if len(thresholds["categories"]) > 1:
+        mean = thresholds["mean"]
+        lines.append(f"| **mean** | {_percent(mean['false_alarm_rate'])} | {_percent(mean['miss_rate'])} |")
+        pooled = thresholds["all"]
+        lines.append(f"| all images | {_counted(pooled['false_alarms'])} | {_counted(pooled['misses'])} |")
+    lines.append("")
+    return lines
 
 
 def results_markdown(results: dict[str, Any]) -> str:
@@ -145,4 +232,6 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"Machine: {env['device_name']}, torch {env['torch']}, commit {env['commit']}, {env['date']}.",
         "",
     ]
+    if "thresholds" in results:  # results.json written before thresholds were reported has no such key
+        lines += thresholds_markdown(results["thresholds"])
     return "\n".join(lines)
