@@ -135,7 +135,7 @@ def test_a_failing_cell_stops_the_run_or_with_keep_going_is_recorded_and_retried
 
 def test_the_shipped_smoke_suite_finishes_every_cell(smoke_benchmark):
     results = json.loads((smoke_benchmark / "results.json").read_text())
-    assert results["cells_total"] == len(results["cells"]) == 6
-    assert {c["cell"]["model"] for c in results["cells"]} == {"ae_ssim", "vq_e", "pvqae"}
+    assert results["cells_total"] == len(results["cells"]) == 8
+    assert {c["cell"]["model"] for c in results["cells"]} == {"ae_ssim", "vq_e", "pvqae", "mean_image"}
     table = (smoke_benchmark / "results.md").read_text()
     assert "AE-SSIM (reported: PVQAE paper, Table I) †" in table and "*89.2*" in table

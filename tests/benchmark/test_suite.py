@@ -27,7 +27,7 @@ def test_the_mvtec_suite_uses_the_categories_present_in_shared_data():
     suite = load_suite(REPO_ROOT / "benchmarks" / "mvtec.yaml")
     ids = [c.id for c in expand_cells(suite)]
     assert "ae_ssim.mvtec.single_class.bottle.s0" in ids and "vq_e.mvtec.single_class.pill.s0" in ids
-    assert "pvqae.mvtec.multi_class.all.s0" in ids and len(ids) == 18  # 6 models x (2 single + 1 multi)
+    assert "pvqae.mvtec.multi_class.all.s0" in ids and len(ids) == 21  # 7 models x (2 single + 1 multi)
     bottle = cell_config(suite, expand_cells(suite)[0], REPO_ROOT)
     assert [s.category for s in bottle.data.sources] == ["bottle"]
     assert bottle.data.sources[0].root == str((REPO_ROOT.parent / "shared" / "data" / "mvtec_ad").resolve())

@@ -121,3 +121,26 @@ def aupro_reference(maps, masks, fpr_limit: float = 0.3, connectivity: int = 8) 
     if not masks.any() or masks.all():
         return float("nan")
     return area_reference(pro_curve_reference(maps, masks, connectivity), fpr_limit)
+
+
+def stratified_bootstrap_reference(values, defective, metric, resamples: int, seed: int, confidence: float = 0.95):
+    """Percentile interval of `metric` over resamples built one at a time by gathering the items.
+
+    values: a list of per-image items (a score, or a (map, mask) pair); defective: (N,) bool.
+    Draws follow the documented protocol (normal images' index matrix, then the defective
+    images'), but each resample is materialised and scored from scratch: no counts, no bins.
+    """
+    defective = np.asarray(defective, dtype=bool)
+    rng = np.random.default_rng(seed)
+    strata = [np.flatnonzero(~defective), np.flatnonzero(defective)]
+    draws = [rng.integers(0, len(s), size=(resamples, len(s))) if len(s) else None for s in strata]
+    results = []
+    for r in range(resamples):
+        chosen = []
+        for stratum, d in zip(strata, draws, strict=True):
+            if d is not None:
+                chosen.extend(int(stratum[j]) for j in d[r])
+        results.append(metric([values[i] for i in chosen]))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(results, [tail, 1 - tail])
+    return float(low), float(high)

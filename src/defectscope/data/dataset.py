@@ -84,7 +84,7 @@ class AnomalyDataset(Dataset):
         *,
         seed: int | None = None,
         warn_skipped: bool = True,
-    ):
+    ) -> None:
         if int(image_size) <= 0:
             raise ValueError(f"image_size must be positive, got {image_size}")
         records = list(records)

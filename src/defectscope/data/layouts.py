@@ -126,7 +126,7 @@ class _MaskIndex:
     A mask for image ``NAME.<ext>`` is ``NAME_mask.<any image ext>`` or ``NAME.<any image ext>``.
     """
 
-    def __init__(self, folder: Path | None):
+    def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self.by_stem: dict[str, list[Path]] = {}
         if folder is not None and folder.is_dir():

@@ -16,10 +16,14 @@ from ._core import as_binary, as_scores, check_ndim, check_same_shape, cumulativ
 from ._core import rank_descending as _rank_descending
 from .aupro import _aupro_from_curve, _check_fpr_limit, _pro_curve_ranked, aupro
 from .auroc import _auroc_from_counts, image_auroc, pixel_auroc
+from .bootstrap import binned_pixel_auroc, image_auroc_interval, pixel_auroc_interval
 from .curves import cut_at
 from .f1max import _f1_max_from_counts, f1_max
 
-__all__ = ["Measurement", "aupro", "compute_metrics", "f1_max", "image_auroc", "measure", "pixel_auroc"]
+__all__ = [
+    "Measurement", "aupro", "binned_pixel_auroc", "compute_metrics", "f1_max", "image_auroc", "image_auroc_interval",
+    "measure", "pixel_auroc", "pixel_auroc_interval",
+]
 
 Curve = tuple[np.ndarray, np.ndarray]
 

@@ -9,6 +9,8 @@ from defectscope.models.ae_ssim.model import AESSIM
 from defectscope.models.base import AnomalyModel, LossParts, ModelOutput, OptimizerGroup, Phase, StepContext
 from defectscope.models.fader.config import FADeRConfig
 from defectscope.models.fader.model import FADeR
+from defectscope.models.mean_image.config import MeanImageConfig
+from defectscope.models.mean_image.model import MeanImage
 from defectscope.models.padim.config import PaDiMConfig
 from defectscope.models.padim.model import PaDiM
 from defectscope.models.patchcore.config import PatchCoreConfig
@@ -28,6 +30,7 @@ MODELS: dict[str, tuple[type[AnomalyModel], type]] = {
     "padim": (PaDiM, PaDiMConfig),
     "fader": (FADeR, FADeRConfig),
     "vitae": (ViTAE, ViTAEConfig),
+    "mean_image": (MeanImage, MeanImageConfig),
 }
 
 

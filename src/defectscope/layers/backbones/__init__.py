@@ -182,14 +182,14 @@ class FrozenBackbone(nn.Module):
         self.net.to(device)
         self.loaded = True
 
-    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):  # noqa: ANN001, ANN201
+    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:
         """Empty until the pretrained weights are in: a checkpoint must never carry the random
         numbers of a backbone not yet read (it would restore them as if pretrained)."""
         if self.loaded:
             return super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
         return destination if destination is not None else {}
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if any(k.startswith(prefix + "net.") for k in state_dict):
             self.loaded = True  # weights restored from a checkpoint

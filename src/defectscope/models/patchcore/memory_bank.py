@@ -9,6 +9,7 @@ the bank instead of every training patch.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +36,7 @@ class MemoryBank(nn.Module):
         self.coreset_seconds = 0.0
         self._collecting = False
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         key = prefix + "bank"
         if key in state_dict:  # take the stored bank's size
             self.bank = torch.empty_like(state_dict[key], device=self.bank.device, dtype=self.bank.dtype)

@@ -62,7 +62,7 @@ class BudgetPriorTransformer(nn.Module):
         return self.head(self.blocks(x)[:, 1:])
 
     def loss(self, level_map: Tensor, class_ids: Tensor, mask_ratio: float) -> Tensor:
-        """L_prior = −Σ_{i∈mask} log p(b_i | b_\\mask, cls), averaged over masked positions."""
+        r"""L_prior = −Σ_{i∈mask} log p(b_i | b_\mask, cls), averaged over masked positions."""
         sequence = self.flatten(level_map)
         masked = torch.rand(sequence.shape, device=sequence.device) < mask_ratio
         masked[masked.sum(dim=1) == 0, 0] = True  # at least one masked position per sequence

@@ -7,14 +7,14 @@ from typing import Literal
 from torch import Tensor
 
 from defectscope.layers.scoring import gaussian_smooth, squared_error_map
-from defectscope.models.ae_ssim.anomaly_map import ssim_anomaly_map
+from defectscope.layers.ssim import dissimilarity
 
 
 def error_maps(images: Tensor, reconstructions: Tensor, window: int) -> dict[str, Tensor]:
     """Unsmoothed (B, H, W) per-pixel terms of the training loss, both averaged over channels."""
     return {
         "l2": squared_error_map(images, reconstructions) / images.shape[1],
-        "ssim": ssim_anomaly_map(images, reconstructions, window, sigma=0.0),  # 1 − SSIM
+        "ssim": dissimilarity(images, reconstructions, window),
     }
 
 

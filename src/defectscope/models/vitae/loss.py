@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from defectscope.models.ae_ssim.loss import ssim_loss
+from defectscope.layers.ssim import dissimilarity
 from defectscope.models.base import LossParts
 from defectscope.models.vitae.config import ViTAEConfig
 from defectscope.models.vitae.memory import addressing_entropy
@@ -14,7 +14,7 @@ from defectscope.models.vitae.memory import addressing_entropy
 def vitae_loss(images: Tensor, reconstructions: Tensor, weights: Tensor | None, cfg: ViTAEConfig) -> LossParts:
     """images and reconstructions in [0, 1]; weights: the memory's ŵ, or None without memory."""
     l2 = F.mse_loss(reconstructions, images)  # Eq. 11, averaged over channels too
-    structural = ssim_loss(images, reconstructions, cfg.ssim_window).total  # Eq. 12, AE-SSIM's windowed SSIM
+    structural = dissimilarity(images, reconstructions, cfg.ssim_window).mean()  # Eq. 12, AE-SSIM's windowed SSIM
     total = cfg.recon_weight * (l2 + cfg.ssim_weight * structural)  # Eq. 13
     parts = {"l2": l2.detach(), "ssim": structural.detach()}
     if weights is not None:
