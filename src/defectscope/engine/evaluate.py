@@ -179,20 +179,31 @@ def _counted(entry: dict[str, Any]) -> str:
     return f"{entry['count']}/{entry['total']} ({_percent(entry['rate'])})" if entry["total"] else "– (0 images)"
 
 
+def promise_sentence(thresholds: dict[str, Any]) -> str:
+    """What the image threshold promises, and whether the held-out set was large enough to promise the stated rate."""
+    promised, bound = thresholds.get("promised_false_alarm_rate"), thresholds.get("false_alarm_bound")
+    value = f"{thresholds['image_threshold']:.6g}"
+    if promised is None:
+        return f"Image threshold {value}, calibrated before false-alarm rates were stated (no promise)."
+    n = thresholds["held_out_normals"]
+    text = (f"Image threshold {value}: rank {thresholds['rank']} of {n} held-out normal scores for a stated "
+            f"false-alarm rate of {_percent(promised)}")
+    if bound > promised:
+        text += (f"; {n} held-out images are too few for that rate, so it is their largest score, which "
+                 f"promises ≤ {_percent(bound)} (1/(n+1))")
+    else:
+        text += f", which promises ≤ {_percent(bound)}"
+    return text + " on normal images like the held-out ones."
+
+
 def thresholds_markdown(thresholds: dict[str, Any] | None) -> list[str]:
     """The promised false-alarm rate beside what the test set measured at the calibrated threshold."""
     if not thresholds:
         return ["No calibrated image threshold (no held-out normal images): no verdicts to count.", ""]
-    promised = thresholds.get("promised_false_alarm_rate")
     lines = [
         "## Thresholds: promised vs measured false alarms",
         "",
-        (f"Image threshold {thresholds['image_threshold']:.6g}: rank {thresholds['rank']} of "
-         f"{thresholds['held_out_normals']} held-out normal scores, stated false-alarm rate "
-         f"{_percent(promised)}, promised ≤ {_percent(thresholds['false_alarm_bound'])} on normal images like "
-         "the held-out ones." if promised is not None else
-         f"Image threshold {thresholds['image_threshold']:.6g} (a checkpoint calibrated before false-alarm "
-         "rates were stated: no promise)."),
+        promise_sentence(thresholds),
         "",
         "| category | false alarms (normal test images flagged) | misses (defective test images passed) |",
         "|---|---|---|",

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from defectscope.benchmark.table import Table, TableCell, build_tables, cells_table, reported_legend
 from defectscope.engine.artifacts import CURVES_JSON, SCORES_CSV
-from defectscope.engine.evaluate import METRIC_NAMES
+from defectscope.engine.evaluate import METRIC_NAMES, promise_sentence
 from defectscope.engine.gallery import GALLERY_DIR, GALLERY_INDEX
 from defectscope.report.errors import ReportError
 from defectscope.report.plots import (
@@ -159,16 +159,8 @@ def thresholds_html(thresholds: dict[str, Any] | None) -> str:
     """Promised false-alarm rate beside the false alarms and misses counted on the test set."""
     if not thresholds:
         return "<p class=note>No calibrated image threshold (the run had no held-out normal images).</p>"
-    promised = thresholds.get("promised_false_alarm_rate")
-    if promised is not None:
-        intro = (f"The image threshold ({thresholds['image_threshold']:.6g}) is rank {thresholds['rank']} of "
-                 f"{thresholds['held_out_normals']} held-out normal training scores, chosen for a stated "
-                 f"false-alarm rate of {_percent(promised)}: on normal images like the held-out ones, at most "
-                 f"{_percent(thresholds['false_alarm_bound'])} are flagged. Below, what the test set measured "
-                 "at that threshold; normal test images that differ from the training ones can exceed the promise.")
-    else:
-        intro = (f"Image threshold {thresholds['image_threshold']:.6g}, calibrated before false-alarm rates "
-                 "were stated (no promise).")
+    intro = promise_sentence(thresholds) + (" Below, what the test set measured at that threshold; normal test "
+                                            "images that differ from the training ones can exceed the promise.")
     rows = list(thresholds["categories"].items())
     body = "".join(f"<tr><td>{html.escape(name)}</td><td>{_counted(e['false_alarms'])}</td>"
                    f"<td>{_counted(e['misses'])}</td></tr>" for name, e in rows)
