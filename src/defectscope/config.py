@@ -87,7 +87,13 @@ class EvalConfig:
     # images, per class (engine/standardize.py); "none": the model's own map and score
     map_standardization: Literal["none", "position"] = "none"
     # 95 % intervals of the AUROCs: stratified bootstrap over test images; 0 turns them off
-    bootstrap_resamples: int = 1000
+    bootstrap_resamples: NonNegativeInt = 1000
+    # the image threshold is set so that a new normal image scores above it with probability at
+    # most this (engine/calibrate.py: the conformal order-statistic rule on held-out normal images)
+    false_alarm_rate: Annotated[float, Check(0, 1, low_open=True, high_open=True)] = 0.01
+    # the same rule over held-out normal pixels; 0.001 keeps the pixel threshold near the 99.9th
+    # percentile that heatmap colours and defect_area have always used
+    pixel_false_alarm_rate: Annotated[float, Check(0, 1, low_open=True, high_open=True)] = 0.001
 
 
 @dataclass(frozen=True)

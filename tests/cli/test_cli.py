@@ -46,7 +46,7 @@ def test_predict_scores_files_and_folders(trained, tmp_path, mtsd_root):
     rows = list(csv.DictReader((out / "scores.csv").open()))
     assert len(rows) == 4
     assert all(float(r["score"]) >= 0 for r in rows)
-    assert len(list((out / "maps").glob("*.png"))) == len(rows)
+    assert len(list((out / "maps").rglob("*.png"))) == len(rows)
 
 
 @pytest.mark.parametrize(
@@ -163,3 +163,12 @@ def test_pvqae_on_features_keeps_its_backbone_in_the_checkpoint(tmp_path, mtsd_r
     assert main(["test", str(tmp_path / "run" / "checkpoints" / "final"), "--output", str(tmp_path / "t")]) == 0
     again = json.loads((tmp_path / "t" / "results.json").read_text())["categories"]["mtsd"]
     assert again["pixel_auroc"] == pytest.approx(trained["pixel_auroc"])
+
+
+def test_test_verb_sets_thresholds_again_at_another_false_alarm_rate(trained, tmp_path):
+    ckpt = str(trained / "checkpoints" / "final")
+    assert main(["test", ckpt, "--output", str(tmp_path), "--eval.false_alarm_rate", "0.5",
+                 "--data.validation_fraction", "0.5"]) == 0
+    calibration = json.loads((tmp_path / "results.json").read_text())["calibration"]
+    assert calibration["image_false_alarm_rate"] == 0.5
+    assert calibration["image_threshold_rank"] < calibration["image_threshold_n"]  # not the largest score

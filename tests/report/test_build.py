@@ -36,7 +36,8 @@ def run_report(smoke_benchmark, tmp_path_factory):
 
 
 def test_a_run_report_has_every_section_as_embedded_pngs(run_report):
-    for heading in ("Metrics", "ROC and PRO curves", "Score histograms", "Training loss",
+    for heading in ("Metrics", "Thresholds: promised vs measured false alarms",
+                    "ROC and PRO curves", "Score histograms", "Training loss",
                     "Most and least anomalous test images", "Model maps"):
         assert f">{heading}</h2>" in run_report
     pictures = decode_all(run_report)

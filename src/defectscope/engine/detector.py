@@ -172,6 +172,10 @@ class Detector:
             "pixel_threshold": cal.get("pixel_threshold"),
             "image_score_mean": cal.get("image_score_mean"),
             "image_score_std": cal.get("image_score_std"),
+            # the promise behind each threshold (engine/calibrate.py); None for older checkpoints
+            "image_false_alarm_rate": cal.get("image_false_alarm_rate"),
+            "image_false_alarm_bound": cal.get("image_false_alarm_bound"),
+            "pixel_false_alarm_rate": cal.get("pixel_false_alarm_rate"),
             "map_standardization": self.checkpoint.standardizer is not None,
             "step": self.checkpoint.step,
             "device": str(self.device),

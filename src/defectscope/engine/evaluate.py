@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from defectscope.config import RunConfig
 from defectscope.engine.artifacts import CURVES_JSON, SCORES_CSV, category_curves, save_scores
+from defectscope.engine.detector import normalized_score
 from defectscope.engine.environment import environment
 from defectscope.engine.files import json_default, write_text_atomic
 from defectscope.engine.gallery import GalleryPlan, write_gallery
@@ -112,6 +113,52 @@ def mean_metrics(per_category: dict[str, dict[str, float]]) -> dict[str, float]:
     return out
 
 
+def flagged(scores: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
+    """The verdict `predict` and `serve` give: normalised score above 0.5 (= score above image_threshold)."""
+    threshold = calibration["image_threshold"]
+    mean, std = calibration.get("image_score_mean"), calibration.get("image_score_std")
+    return np.array([normalized_score(float(s), threshold, mean, std) > 0.5 for s in scores], dtype=bool)
+
+
+def _rate(count: int, total: int) -> dict[str, Any]:
+    return {"count": count, "total": total, "rate": count / total if total else float("nan")}
+
+
+def _mean_rate(entries: list[dict[str, Any]]) -> float:
+    """Unweighted over categories (the metrics' convention); a category without such images is left out."""
+    rates = [e["rate"] for e in entries if e["total"]]
+    return float(np.mean(rates)) if rates else float("nan")
+
+
+def threshold_rates(preds: Predictions, class_names: list[str], calibration: dict[str, Any]) -> dict[str, Any] | None:
+    """Promised vs measured: false alarms among normal test images and misses among defective ones
+    at the calibrated image threshold, per category, their unweighted mean, and pooled counts."""
+    if calibration.get("image_threshold") is None:
+        return None
+    defect = flagged(preds.image_scores, calibration)
+    normal = preds.labels == 0
+    categories: dict[str, Any] = {}
+    for class_id, name in enumerate(class_names):
+        pick = preds.class_ids == class_id
+        if pick.any():
+            categories[name] = {
+                "false_alarms": _rate(int((defect & normal & pick).sum()), int((normal & pick).sum())),
+                "misses": _rate(int((~defect & ~normal & pick).sum()), int((~normal & pick).sum())),
+            }
+    mean = {key: _mean_rate([c[key] for c in categories.values()]) for key in ("false_alarms", "misses")}
+    return {
+        "image_threshold": calibration["image_threshold"],
+        "promised_false_alarm_rate": calibration.get("image_false_alarm_rate"),
+        "false_alarm_bound": calibration.get("image_false_alarm_bound"),
+        "held_out_normals": calibration.get("image_threshold_n"),
+        "rank": calibration.get("image_threshold_rank"),
+        "categories": categories,
+        "mean": {"false_alarm_rate": mean["false_alarms"], "miss_rate": mean["misses"]},
+        "all": {"false_alarms": _rate(int((defect & normal).sum()), int(normal.sum())),
+                "misses": _rate(int((~defect & ~normal).sum()), int((~normal).sum()))},
+    }
+
+
 def peak_memory() -> dict[str, float]:
     """Peak resident memory of this process (and GPU memory when on a GPU), in MiB."""
     out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -175,6 +222,7 @@ def evaluate(
         "calibration": calibration or {},
         "health": health or {},
         "undefined": undefined,  # category → metric → why the test set cannot measure it
+        "thresholds": threshold_rates(preds, class_names, calibration or {}),
         "environment": environment(device),
     }
     save_scores(preds, class_names, test_set, output_dir / SCORES_CSV)
@@ -216,6 +264,53 @@ def _health_lines(health: dict[str, Any]) -> list[str]:
         lines.append(f"Training health: held-out normal reconstruction loss {health['heldout_loss']:.4f}, "
                      f"the class mean image's {health['mean_image_loss']:.4f} (L1+L2 on [−1, 1]).")
     lines += [f"**Warning:** {w}." for w in health.get("warnings", [])]
+def _percent(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:.1f} %"
+
+
+def _counted(entry: dict[str, Any]) -> str:
+    return f"{entry['count']}/{entry['total']} ({_percent(entry['rate'])})" if entry["total"] else "– (0 images)"
+
+
+def promise_sentence(thresholds: dict[str, Any]) -> str:
+    """What the image threshold promises, and whether the held-out set was large enough to promise the stated rate."""
+    promised, bound = thresholds.get("promised_false_alarm_rate"), thresholds.get("false_alarm_bound")
+    value = f"{thresholds['image_threshold']:.6g}"
+    if promised is None:
+        return f"Image threshold {value}, calibrated before false-alarm rates were stated (no promise)."
+    n = thresholds["held_out_normals"]
+    text = (f"Image threshold {value}: rank {thresholds['rank']} of {n} held-out normal scores for a stated "
+            f"false-alarm rate of {_percent(promised)}")
+    if bound > promised:
+        text += (f"; {n} held-out images are too few for that rate, so it is their largest score, which "
+                 f"promises ≤ {_percent(bound)} (1/(n+1))")
+    else:
+        text += f", which promises ≤ {_percent(bound)}"
+    return text + " on normal images like the held-out ones."
+
+
+def thresholds_markdown(thresholds: dict[str, Any] | None) -> list[str]:
+    """The promised false-alarm rate beside what the test set measured at the calibrated threshold."""
+    if not thresholds:
+        return ["No calibrated image threshold (no held-out normal images): no verdicts to count.", ""]
+    lines = [
+        "## Thresholds: promised vs measured false alarms",
+        "",
+        promise_sentence(thresholds),
+        "",
+        "| category | false alarms (normal test images flagged) | misses (defective test images passed) |",
+        "|---|---|---|",
+    ]
+    for name, entry in thresholds["categories"].items():
+        lines.append(f"| {name} | {_counted(entry['false_alarms'])} | {_counted(entry['misses'])} |")
+    if len(thresholds["categories"]) > 1:
+        mean = thresholds["mean"]
+        lines.append(f"| **mean** | {_percent(mean['false_alarm_rate'])} | {_percent(mean['miss_rate'])} |")
+        pooled = thresholds["all"]
+        lines.append(f"| all images | {_counted(pooled['false_alarms'])} | {_counted(pooled['misses'])} |")
+    lines.append("")
     return lines
 
 
@@ -250,4 +345,6 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"Machine: {env['device_name']}, torch {env['torch']}, commit {env['commit']}, {env['date']}.",
         "",
     ]
+    if "thresholds" in results:  # results.json written before thresholds were reported has no such key
+        lines += thresholds_markdown(results["thresholds"])
     return "\n".join(lines)

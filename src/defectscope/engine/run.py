@@ -241,9 +241,11 @@ def _score_weights(
     bundle = bundle or build_datasets(cfg.data)
     num_classes = max(1, len(weights.class_names))
     model, calibration, standardizer = weights.model, weights.calibration, weights.standardizer
-    if cfg.model != weights.config.model or cfg.eval.map_standardization != weights.config.eval.map_standardization:
-        # scoring settings (e.g. --model.prior.score, --eval.map_standardization) apply to the trained
-        # weights; thresholds and standardiser are fitted again on the held-out normal images
+    rates = (cfg.eval.false_alarm_rate, cfg.eval.pixel_false_alarm_rate)
+    if cfg.model != weights.config.model or cfg.eval.map_standardization != weights.config.eval.map_standardization \
+            or rates != (weights.config.eval.false_alarm_rate, weights.config.eval.pixel_false_alarm_rate):
+        # scoring settings (e.g. --model.prior.score, --eval.map_standardization, --eval.false_alarm_rate) apply to
+        # the trained weights; thresholds and standardiser are fitted again on the held-out normal images
         model = build_model(cfg, num_classes)
         try:
             load_weights(model, weights.model.state_dict())

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from defectscope.benchmark.table import Table, TableCell, build_tables, cells_table, reported_legend
 from defectscope.engine.artifacts import CURVES_JSON, SCORES_CSV
-from defectscope.engine.evaluate import METRIC_NAMES
+from defectscope.engine.evaluate import METRIC_NAMES, promise_sentence
 from defectscope.engine.gallery import GALLERY_DIR, GALLERY_INDEX
 from defectscope.report.errors import ReportError
 from defectscope.report.plots import (
@@ -161,6 +161,36 @@ def _metrics_html(results: dict[str, Any]) -> str:
             f"<tbody>{body}</tbody></table></div>{note}")
 
 
+def _percent(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:.1f} %"
+
+
+def _counted(entry: dict[str, Any]) -> str:
+    return f"{entry['count']}/{entry['total']} ({_percent(entry['rate'])})" if entry.get("total") else "–"
+
+
+def thresholds_html(thresholds: dict[str, Any] | None) -> str:
+    """Promised false-alarm rate beside the false alarms and misses counted on the test set."""
+    if not thresholds:
+        return "<p class=note>No calibrated image threshold (the run had no held-out normal images).</p>"
+    intro = promise_sentence(thresholds) + (" Below, what the test set measured at that threshold; normal test "
+                                            "images that differ from the training ones can exceed the promise.")
+    rows = list(thresholds["categories"].items())
+    body = "".join(f"<tr><td>{html.escape(name)}</td><td>{_counted(e['false_alarms'])}</td>"
+                   f"<td>{_counted(e['misses'])}</td></tr>" for name, e in rows)
+    if len(rows) > 1:
+        mean, pooled = thresholds["mean"], thresholds["all"]
+        body += (f"<tr><td>mean</td><td>{_percent(mean['false_alarm_rate'])}</td>"
+                 f"<td>{_percent(mean['miss_rate'])}</td></tr>"
+                 f"<tr><td>all images</td><td>{_counted(pooled['false_alarms'])}</td>"
+                 f"<td>{_counted(pooled['misses'])}</td></tr>")
+    return (f"<p class=note>{html.escape(intro)}</p><div class=scroll><table><thead><tr><th>category</th>"
+            "<th>false alarms (normal test images flagged)</th><th>misses (defective test images passed)</th>"
+            f"</tr></thead><tbody>{body}</tbody></table></div>")
+
+
 def _scores_by_category(scores: list[dict[str, str]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out: dict[str, tuple[list[float], list[float]]] = {}
     for row in scores:
@@ -200,6 +230,9 @@ def run_sections(run: RunData, prefix: str = "") -> str:
         f"{_standardization_note(r)}.</p>",
         _metrics_html(r),
     ]
+    if "thresholds" in r:  # results.json written before thresholds were reported has no such key
+        parts += [f"<h2 id='{prefix}thresholds'>Thresholds: promised vs measured false alarms</h2>",
+                  thresholds_html(r["thresholds"])]
     if run.curves:
         limit = float(run.curves.get("fpr_limit", 0.3))
         figures = [_img(curves_figure(name, entry, limit), f"ROC and PRO curves, {name}")
@@ -209,8 +242,11 @@ def run_sections(run: RunData, prefix: str = "") -> str:
         threshold = calibration.get("image_threshold")
         figures = [_img(histogram_figure(name, normal, defective, threshold), f"score histogram, {name}")
                    for name, (normal, defective) in _scores_by_category(run.scores).items()]
+        rate = calibration.get("image_false_alarm_rate")
+        rule = (f"the score a new normal image exceeds with probability at most {_percent(rate)}"
+                if rate is not None else "their largest score")
         note = ("Dashed line: the image threshold calibrated on held-out normal training images "
-                "(their largest score); images above it are flagged.") if threshold is not None else \
+                f"({rule}); images above it are flagged.") if threshold is not None else \
             "No calibrated threshold in results.json."
         parts += [f"<h2 id='{prefix}scores'>Score histograms</h2><p class=note>{note}</p>", *figures]
     if run.train_log:
@@ -221,9 +257,9 @@ def run_sections(run: RunData, prefix: str = "") -> str:
         low, high = heatmap_range(run.gallery, calibration.get("pixel_threshold"))
         parts.append(f"<h2 id='{prefix}gallery'>Most and least anomalous test images</h2>"
                      f"<p class=note>Heatmap colours run from a typical normal pixel ({low:.4g}, the median of the "
-                     f"least anomalous maps shown) to the calibrated pixel threshold ({high:.4g}, the 99.9th "
-                     "percentile of held-out normal pixels): red is beyond what normal images reach. Green "
-                     "contour: ground truth.</p>")
+                     f"least anomalous maps shown) to the calibrated pixel threshold ({high:.4g}, held-out normal "
+                     f"pixels exceed it at a rate of {_percent(calibration.get('pixel_false_alarm_rate', 0.001))}): "
+                     "red is beyond what normal images reach. Green contour: ground truth.</p>")
         for end, title in (("most", "most anomalous"), ("least", "least anomalous")):
             items = [(m, a) for m, a in run.gallery if m.get("end") == end]
             if items:
@@ -280,8 +316,8 @@ def _page(title: str, subtitle: str, nav: list[tuple[str, str]], body: str) -> s
 
 def run_report_html(directory: Path) -> str:
     run = load_run(directory)
-    nav = [("summary", "metrics"), ("curves", "curves"), ("scores", "histograms"), ("training", "training"),
-           ("gallery", "gallery")]
+    nav = [("summary", "metrics"), ("thresholds", "thresholds"), ("curves", "curves"), ("scores", "histograms"),
+           ("training", "training"), ("gallery", "gallery")]
     title = f"defectscope report: {run.results.get('model', '?')} · {directory.name}"
     checkpoint = run.results.get("checkpoint")
     subtitle = f"Run folder {directory.resolve()}" + (f"; checkpoint {checkpoint}." if checkpoint else ".")

@@ -1,0 +1,277 @@
+"""`defectscope predict`: one row and one map per input, never mixed up; clear refusals; failures as rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from defectscope.cli import predict as predict_cli
+from defectscope.cli.main import main
+from defectscope.engine.detector import Detector
+from helpers.serving import REPO_ROOT, make_checkpoint, noisy_image, normal_images
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """An untrained AE-SSIM at 32 px with calibration: smooth gradients pass, noise is flagged."""
+    return make_checkpoint(tmp_path_factory.mktemp("predict") / "ckpt", ["widget"])
+
+
+def save(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((image * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+def rows_of(out: Path) -> list[dict[str, str]]:
+    with (out / "scores.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def predict(checkpoint: Path, *args: str) -> int:
+    return main(["predict", str(checkpoint), *args])
+
+
+def test_maps_mirror_relative_paths_so_equal_names_never_share_a_map(checkpoint, tmp_path):
+    root = tmp_path / "in"
+    save(root / "line1" / "0001.png", normal_images(1, seed=1)[0])
+    save(root / "line2" / "0001.png", noisy_image(32, seed=2))
+    loose = save(tmp_path / "loose" / "0001.png", normal_images(1, seed=3)[0])
+    out = tmp_path / "out"
+    assert predict(checkpoint, str(root), str(loose), "--output", str(out)) == 0
+    rows = rows_of(out)
+    assert [r["path"] for r in rows] == [str(root / "line1" / "0001.png"), str(root / "line2" / "0001.png"),
+                                         str(loose)]
+    assert [r["map"] for r in rows] == ["line1/0001.png.png", "line2/0001.png.png", "0001.png.png"]
+    pictures = [np.asarray(Image.open(out / "maps" / r["map"])) for r in rows]
+    assert not np.array_equal(pictures[0], pictures[1])  # each row's map is its own image's
+    assert sorted(p.relative_to(out / "maps").as_posix() for p in (out / "maps").rglob("*.png")) == \
+        sorted(r["map"] for r in rows)
+
+
+def test_two_inputs_that_would_share_a_map_are_refused_before_scoring(checkpoint, tmp_path, capsys):
+    a = save(tmp_path / "a" / "0001.png", normal_images(1)[0])
+    b = save(tmp_path / "b" / "0001.png", normal_images(1)[0])
+    out = tmp_path / "out"
+    assert predict(checkpoint, str(a.parent), str(b.parent), "--output", str(out)) == 2
+    err = capsys.readouterr().err
+    assert str(a) in err and str(b) in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_the_same_file_reached_twice_is_scored_once(checkpoint, tmp_path):
+    image = save(tmp_path / "in" / "x.png", normal_images(1)[0])
+    assert predict(checkpoint, str(image.parent), str(image), "--output", str(tmp_path / "out")) == 0
+    assert len(rows_of(tmp_path / "out")) == 1
+
+
+def test_ground_truth_masks_are_skipped_with_one_line(checkpoint, tmp_path, mtsd_root, mvtec_root, capsys):
+    out = tmp_path / "out"
+    assert predict(checkpoint, str(mtsd_root), str(mvtec_root / "widget"), "--output", str(out), "--no-maps") == 0
+    rows = rows_of(out)
+    masks = list(mtsd_root.rglob("*.png")) + list((mvtec_root / "widget" / "ground_truth").rglob("*.*"))
+    images = list(mtsd_root.rglob("*.jpg")) + [p for p in (mvtec_root / "widget").rglob("*.png")
+                                               if "ground_truth" not in p.parts]
+    assert masks and sorted(r["path"] for r in rows) == sorted(map(str, images))
+    said = [line for line in capsys.readouterr().out.splitlines() if "ground-truth" in line]
+    assert said == [said[0]] and said[0].startswith(f"skipped {len(masks)} ground-truth masks")
+
+
+@pytest.mark.parametrize(("name", "mask"), [("a.png", False), ("a_mask.png", True), ("ground_truth/x/a.png", True),
+                                             ("b.jpg", False)])
+def test_ground_truth_rules(tmp_path, name, mask):
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    assert predict_cli.is_ground_truth(path) is mask
+    (tmp_path / "a.jpg").touch()  # now a.png is MTSD's mask of a.jpg
+    assert predict_cli.is_ground_truth(path) is (mask or name == "a.png")
+
+
+def test_a_non_empty_output_is_refused_and_overwrite_removes_only_what_predict_wrote(checkpoint, tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    save(first / "old.png", normal_images(1)[0])
+    save(second / "new.png", normal_images(1, seed=5)[0])
+    out = tmp_path / "out"
+    assert predict(checkpoint, str(first), "--output", str(out)) == 0
+    (out / "notes.txt").write_text("mine")
+    assert predict(checkpoint, str(second), "--output", str(out)) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "maps" / "old.png.png").is_file()  # refused: nothing touched
+    assert predict(checkpoint, str(second), "--output", str(out), "--overwrite") == 0
+    assert [r["path"] for r in rows_of(out)] == [str(second / "new.png")]
+    assert sorted(p.name for p in (out / "maps").rglob("*")) == ["new.png.png"]  # the old map is gone
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == ["maps", "notes.txt", "scores.csv", "scores.json"]
+
+
+def test_an_output_folder_inside_the_input_is_not_scored(checkpoint, tmp_path):
+    root = tmp_path / "in"
+    save(root / "x.png", normal_images(1)[0])
+    for _ in range(2):
+        assert predict(checkpoint, str(root), "--output", str(root / "pred"), "--overwrite") == 0
+    assert len(rows_of(root / "pred")) == 1
+
+
+def test_unreadable_and_oversized_images_become_rows_and_the_run_goes_on(checkpoint, tmp_path, capsys):
+    root = tmp_path / "in"
+    for i in range(20):
+        save(root / f"img{i:02d}.png", normal_images(1, seed=i)[0] if i % 2 else noisy_image(32, i))
+    broken = root / "img07.png"
+    broken.write_bytes(broken.read_bytes()[:60])  # truncated PNG
+    big = save(root / "zz_big.png", normal_images(1, size=48)[0])
+    out = tmp_path / "out"
+    assert predict(checkpoint, str(root), "--output", str(out), "--batch-size", "4",
+                   "--max-image-pixels", str(40 * 40)) == 1
+    rows = rows_of(out)
+    assert len(rows) == 21
+    failed = {r["path"]: r for r in rows if r["error"]}
+    assert sorted(failed) == sorted([str(broken), str(big)])
+    assert "Mpx is over the cap" in failed[str(big)]["error"] and "--max-image-pixels" in failed[str(big)]["error"]
+    assert all(r["score"] == "" and r["map"] == "" for r in failed.values())
+    assert all(float(r["score"]) >= 0 for r in rows if not r["error"])
+    assert len(list((out / "maps").rglob("*.png"))) == 19
+    summary = capsys.readouterr().out
+    assert "scored 19 of 21 images" in summary and "2 could not be scored" in summary
+    data = json.loads((out / "scores.json").read_text())
+    assert data["failed"] == 2 and len(data["images"]) == 21 and data["images"][7]["score"] is None
+
+
+def test_rows_carry_the_detectors_numbers(checkpoint, tmp_path):
+    root = tmp_path / "in"
+    images = [noisy_image(32, 1), normal_images(1, seed=4)[0], noisy_image(40, 3)[:, :24]]
+    paths = [save(root / f"{i}.png", image) for i, image in enumerate(images)]
+    out = tmp_path / "out"
+    assert predict(checkpoint, str(root), "--output", str(out)) == 0
+    from defectscope.data.image_io import load_image
+
+    detections = Detector.from_checkpoint(checkpoint).score([load_image(p).permute(1, 2, 0).numpy() for p in paths])
+    rows = rows_of(out)
+    for row, det in zip(rows, detections, strict=True):
+        assert float(row["score"]) == pytest.approx(det.score, rel=1e-6)
+        assert float(row["normalized_score"]) == pytest.approx(det.normalized_score, rel=1e-6)
+        assert float(row["defect_area"]) == pytest.approx(det.defect_area, abs=1e-9)
+        assert row["verdict"] == ("DEFECT" if det.defective else "OK")
+        assert (row["verdict"] == "DEFECT") == (float(row["normalized_score"]) > 0.5)
+    assert [r["verdict"] for r in rows] == ["DEFECT", "OK", "DEFECT"]
+    data = json.loads((out / "scores.json").read_text())
+    assert data["normalized_threshold"] == 0.5 and data["images"][0]["defective"] is True
+
+
+def test_images_stream_one_batch_at_a_time(checkpoint, tmp_path, monkeypatch):
+    """The detector never sees more than --batch-size images, and each batch's rows are on disk before the next."""
+    root = tmp_path / "in"
+    for i in range(7):
+        save(root / f"{i}.png", normal_images(1, seed=i)[0])
+    out = tmp_path / "out"
+    seen: list[tuple[int, int]] = []
+    original = Detector.score
+
+    def spy(self, images, class_name=None):
+        part = out / predict_cli.PARTS_DIR / "rank0.csv"
+        seen.append((len(images), len(part.read_text().splitlines()) - 1))
+        return original(self, images, class_name)
+
+    monkeypatch.setattr(Detector, "score", spy)
+    assert predict(checkpoint, str(root), "--output", str(out), "--batch-size", "3") == 0
+    assert seen == [(3, 0), (3, 3), (1, 6)]
+
+
+def test_a_crash_leaves_no_half_written_score_table(checkpoint, tmp_path, monkeypatch):
+    root = tmp_path / "in"
+    for i in range(4):
+        save(root / f"{i}.png", normal_images(1, seed=i)[0])
+    calls = []
+    original = Detector.score
+
+    def failing(self, images, class_name=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("power cut")
+        return original(self, images, class_name)
+
+    monkeypatch.setattr(Detector, "score", failing)
+    with pytest.raises(RuntimeError):
+        predict(checkpoint, str(root), "--output", str(tmp_path / "out"), "--batch-size", "2")
+    assert not (tmp_path / "out" / "scores.csv").exists() and not (tmp_path / "out" / "scores.json").exists()
+
+
+@pytest.mark.parametrize(("flags", "needle"), [(["--batch-size", "0"], "--batch-size"),
+                                               (["--batch-size", "-1"], "--batch-size"),
+                                               (["--max-image-pixels", "0"], "--max-image-pixels"),
+                                               (["--data.image_size", "64"], "data.image_size")])
+def test_bad_options_are_clear_errors_before_scoring(checkpoint, tmp_path, capsys, flags, needle):
+    image = save(tmp_path / "x.png", normal_images(1)[0])
+    assert predict(checkpoint, str(image), "--output", str(tmp_path / "out"), *flags) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_output_paths_are_clear_errors(checkpoint, tmp_path, capsys):
+    image = save(tmp_path / "x.png", normal_images(1)[0])
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    for out in (blocker, blocker / "out"):
+        assert predict(checkpoint, str(image), "--output", str(out)) == 2
+        err = capsys.readouterr().err
+        assert str(out) in err and "Traceback" not in err
+
+
+def test_onnxruntime_backend_says_what_is_missing(checkpoint, tmp_path, capsys):
+    try:
+        import defectscope.export.runtime  # noqa: F401
+    except ModuleNotFoundError:
+        pass
+    else:
+        pytest.skip("the export module is present; its backend is tested with it")
+    image = save(tmp_path / "x.png", normal_images(1)[0])
+    assert predict(checkpoint, str(image), "--output", str(tmp_path / "out"), "--backend", "onnxruntime") == 2
+    assert "defectscope[export]" in capsys.readouterr().err
+
+
+def test_a_multi_class_model_needs_the_class_named(tmp_path, capsys):
+    two = make_checkpoint(tmp_path / "ckpt2", ["widget", "gadget"])
+    image = save(tmp_path / "x.png", normal_images(1)[0])
+    assert predict(two, str(image), "--output", str(tmp_path / "a")) == 2
+    assert "--class-name" in capsys.readouterr().err
+    assert predict(two, str(image), "--output", str(tmp_path / "b"), "--class-name", "gadget") == 0
+    assert rows_of(tmp_path / "b")[0]["class_name"] == "gadget"
+
+
+@pytest.mark.ddp
+def test_two_ranks_write_the_same_table_as_one_process(checkpoint, tmp_path):
+    root = tmp_path / "in"
+    for i in range(9):
+        save(root / f"part{i % 3}" / f"{i}.png", noisy_image(32, i) if i % 4 == 0 else normal_images(1, seed=i)[0])
+    broken = save(root / "part1" / "broken.png", normal_images(1)[0])
+    broken.write_bytes(broken.read_bytes()[:50])
+    # same threads and batch size in both: a conv's float sums may be ordered by either
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    verb = ["-m", "defectscope", "predict", str(checkpoint), str(root), "--batch-size", "1", "--output"]
+    single = subprocess.run([sys.executable, *verb, str(tmp_path / "one")], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert single.returncode == 1, single.stderr[-3000:]  # the broken image
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *verb,
+         str(tmp_path / "two")], capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]  # the broken image: exit status 1 on every rank
+    assert proc.stdout.count("scored 9 of 10 images") == 1  # rank 0 speaks for all
+    one, two = rows_of(tmp_path / "one"), rows_of(tmp_path / "two")
+    assert [r["path"] for r in two] == [r["path"] for r in one] and len(one) == 10
+    for a, b in zip(one, two, strict=True):
+        assert (a["map"], a["verdict"], a["error"] != "") == (b["map"], b["verdict"], b["error"] != "")
+        if a["score"]:
+            assert float(a["score"]) == pytest.approx(float(b["score"]), abs=1e-6)
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["maps", "scores.csv", "scores.json"]
+    assert json.loads((tmp_path / "two" / "scores.json").read_text())["world_size"] == 2
