@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from defectscope.data.image_io import image_tensor
-from defectscope.engine.maps import heat_colormap
+from defectscope.engine.gallery import heat_colormap
 from defectscope.serve.upload import UploadError
 
 # raster formats a camera or a person sends; others Pillow knows (EPS runs Ghostscript, ICNS,
