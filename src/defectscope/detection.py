@@ -78,7 +78,7 @@ def image_array(image: np.ndarray, index: int) -> np.ndarray:
         array = np.clip(array, 0.0, 1.0)
     else:
         raise ValueError(f"image {index}: expected uint8 or float values in [0, 1], got {image.dtype}")
-    return np.ascontiguousarray(np.broadcast_to(array, (*array.shape[:2], 3)))
+    return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else np.ascontiguousarray(array)
 
 
 def detection_from(score: float, anomaly_map: np.ndarray, calibration: Mapping[str, Any], class_name: str,
