@@ -177,6 +177,25 @@ def ort_profile(path: Path, batch: int, threads: int, runs: int, prefix: Path) -
             for op, dur in sorted(totals.items(), key=lambda kv: -kv[1])[:6]]
 
 
+@torch.no_grad()
+def torch_profile(checkpoint: Checkpoint, batch: int, runs: int) -> list[dict]:
+    """torch's profiler on the same batch: self CPU time per aten op, largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    size = int(checkpoint.config.data.image_size)
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    ids = torch.zeros(batch, dtype=torch.long)
+    checkpoint.predict(images, ids)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(runs):
+            checkpoint.predict(images, ids)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return [{"op": e.key, "share": round(e.self_cpu_time_total / total, 3),
+             "ms_per_image": round(e.self_cpu_time_total / 1e3 / (batch * runs), 3)}
+            for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:6]]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(CONFIGS))
@@ -188,6 +207,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one timed turn")
     parser.add_argument("--train-images", type=int, default=24)
     parser.add_argument("--profile", action="store_true", help="onnxruntime operator profile at the largest batch")
+    parser.add_argument("--torch-profile", action="store_true", help="torch's op profile at the largest batch")
     parser.add_argument("--out", default="runs/export_speed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -215,6 +235,8 @@ def main() -> int:
         if args.profile:
             row["ort_profile"] = ort_profile(folder / "model.onnx", max(args.batches), args.threads, 5,
                                              folder / "ort_profile")
+        if args.torch_profile:
+            row["torch_profile"] = torch_profile(checkpoint, max(args.batches), 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
     meta = {"commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
