@@ -3,9 +3,9 @@
 Tolerance: maps and scores may differ by at most 1e-4 of the map's largest value (and 1e-5 in
 absolute terms below that). Both runtimes compute in float32 but sum in other orders (conv
 algorithms, matmul blocking, fused LayerNorm and attention), which moves results by ~1e-7–1e-6
-relative per op and a few 1e-6 through these depths (measured: at most 8e-6 of the map's scale);
-a wrong graph (a missing standardiser, a resize half a pixel off, the wrong class's statistics)
-moves them by 1e-2 or more.
+relative per op: here at most ~1.5e-5 of the map's scale, 4e-5 for the shipped configs at 128 px
+(docs/deploy.md); a wrong graph (a missing standardiser, a resize half a pixel off, the wrong
+class's statistics) moves them by 1e-2 or more.
 """
 
 from __future__ import annotations
