@@ -2,11 +2,24 @@
 
 Learn what normal looks like from images of good parts, then score new images and show where
 the defect is.
+
+The model registry is imported on first use, so that a machine running only an exported model
+(`defectscope.export.runtime`, numpy and onnxruntime) imports this package without torch.
 """
 
-from defectscope.models import MODELS, create_model
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("MODELS", "create_model"):
+        from defectscope import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'defectscope' has no attribute {name!r}")
 
 
 def load_checkpoint(path: str):  # noqa: ANN201 - re-export with a lazy import

@@ -70,6 +70,25 @@ def images_per_second(
     return batch * iterations / seconds if seconds > 0 else float("nan")
 
 
+def onnxruntime_images_per_second(
+    path: Path, image_size: int, batch: int, warmup: int, iterations: int, threads: int | None = None
+) -> float:
+    """Throughput of an exported graph (`defectscope export`) in onnxruntime on the CPU, on the same
+    random images as `images_per_second`; threads None: onnxruntime's default, one per core."""
+    from defectscope.export.runtime import OnnxDetector
+
+    detector = OnnxDetector(path, threads=threads)
+    images, class_ids = _inputs(batch, image_size, torch.device("cpu"))
+    arrays = images.numpy(), class_ids.numpy()
+    for _ in range(warmup):
+        detector.run(*arrays)
+    began = time.perf_counter()
+    for _ in range(iterations):
+        detector.run(*arrays)
+    seconds = time.perf_counter() - began
+    return batch * iterations / seconds if seconds > 0 else float("nan")
+
+
 def reset_peak_memory() -> None:
     """Start a new high-water mark, so one cell's peak is not an earlier cell's."""
     try:  # Linux: writing 5 resets VmHWM (kernel >= 4.0)

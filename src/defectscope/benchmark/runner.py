@@ -26,6 +26,7 @@ from defectscope.benchmark.profile import (
     flops_per_image,
     folder_bytes,
     images_per_second,
+    onnxruntime_images_per_second,
     peak_memory,
     reset_peak_memory,
 )
@@ -100,6 +101,15 @@ def run_cell(suite: Suite, cell: Cell, output: Path) -> dict[str, Any]:
     prof = suite.config.profile
     speeds = {str(b): images_per_second(model, cfg.data.image_size, b, device, prof.warmup, prof.iterations)
               for b in prof.batch_sizes}
+    onnx_speeds = None
+    if prof.onnxruntime:
+        from defectscope.engine import load_checkpoint
+        from defectscope.export.onnx_graph import export_onnx
+
+        graph = directory / "model.onnx"
+        export_onnx(load_checkpoint(fitted.checkpoint), graph)
+        onnx_speeds = {str(b): onnxruntime_images_per_second(graph, cfg.data.image_size, b, prof.warmup,
+                                                             prof.iterations) for b in prof.batch_sizes}
     record = {
         "format": CELL_FORMAT,
         "cell": {
@@ -116,6 +126,7 @@ def run_cell(suite: Suite, cell: Cell, output: Path) -> dict[str, Any]:
         "train_steps": fitted.steps,
         "train_seconds": round(fitted.train_seconds, 2),
         "images_per_second": speeds,
+        "onnxruntime_images_per_second": onnx_speeds,  # None unless profile.onnxruntime
         "profile": {"warmup": prof.warmup, "iterations": prof.iterations},
         "eval_images_per_second": results["images_per_second"],
         "parameters": count_parameters(model),

@@ -59,6 +59,9 @@ class ProfileConfig:
     warmup: int = 2
     iterations: int = 10
     flops: bool = True
+    # also export each cell's checkpoint (defectscope export) and time it in onnxruntime on the CPU,
+    # beside torch in the same run (needs the `export` extra; adds one export per cell)
+    onnxruntime: bool = False
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,8 @@ def cost_table(results: dict[str, Any], dataset: str, setting: str) -> Table | N
         ("training time (s)", lambda r: r.get("train_seconds"), "{:.1f}"),
         *[(f"inference images/s, batch {b}", lambda r, b=b: r.get("images_per_second", {}).get(str(b)), "{:.1f}")
           for b in batch_sizes],
+        *[(f"onnxruntime images/s, batch {b}",
+           lambda r, b=b: (r.get("onnxruntime_images_per_second") or {}).get(str(b)), "{:.1f}") for b in batch_sizes],
         ("peak RSS (MiB)", lambda r: r.get("peak_rss_mib"), "{:.0f}"),
         ("peak GPU memory (MiB)", lambda r: r.get("peak_gpu_mib"), "{:.0f}"),
         ("parameters (M)", lambda r: r.get("parameters", 0) / 1e6, "{:.3f}"),

@@ -14,7 +14,7 @@ from defectscope.report.errors import ReportError
 
 def build_parser() -> argparse.ArgumentParser:
     from defectscope import __version__
-    from defectscope.cli import benchmark, demo, predict, report, serve, test, train, tune_mosaic
+    from defectscope.cli import benchmark, demo, export, predict, report, serve, test, train, tune_mosaic
 
     parser = argparse.ArgumentParser(
         prog="defectscope",
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"defectscope {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for module in (train, test, predict, demo, benchmark, report, serve, tune_mosaic):
+    for module in (train, test, predict, demo, benchmark, report, serve, tune_mosaic, export):
         module.add_parser(sub)
     return parser
 

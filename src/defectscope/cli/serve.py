@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     d = ServeSettings()
     p = sub.add_parser("serve", help="HTTP service + web page scoring uploaded images (needs the 'serve' extra)")
-    p.add_argument("checkpoint", help="a run's checkpoints/final folder or its model.safetensors")
+    p.add_argument("checkpoint", help="a run's checkpoints/final folder, its model.safetensors, or a .onnx file "
+                                      "from defectscope export (scored by onnxruntime)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 opens it to the network")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -55,7 +56,16 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"defectscope serve: error: {err.name} is not installed; pip install 'defectscope[serve]'",
               file=sys.stderr)
         return 2
-    detector = Detector.from_checkpoint(args.checkpoint, device=str(pick_device(args.device)))
+    if args.checkpoint.endswith(".onnx"):
+        from defectscope.export.metadata import ExportError
+        from defectscope.export.runtime import OnnxDetector
+
+        try:
+            detector = OnnxDetector(args.checkpoint, device=args.device)
+        except ExportError as err:
+            raise CheckpointError(str(err)) from err
+    else:
+        detector = Detector.from_checkpoint(args.checkpoint, device=str(pick_device(args.device)))
     if detector.threshold is None:
         raise CheckpointError(f"{args.checkpoint}: no calibrated image_threshold (the run had no held-out normal "
                               "images), so the service could not tell OK from DEFECT")

@@ -1,88 +1,31 @@
 """One inference path for predict, serve and export: images in, calibrated detections out.
 
 `Detector` wraps a torch checkpoint; anything else that scores images (an ONNX session, say)
-only has to satisfy `DetectorLike` to be served the same way.
+only has to satisfy `DetectorLike` to be served the same way. `Detection`, `DetectorLike` and
+`normalized_score` live in the torch-free `defectscope.detection` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from defectscope.data.transforms import resize_image
+from defectscope.detection import Detection, DetectorLike, detection_from, image_array, normalized_score
 from defectscope.engine.checkpoint import Checkpoint, load_checkpoint
 
 __all__ = ["Detection", "Detector", "DetectorLike", "normalized_score"]
 
 
-@dataclass(frozen=True)
-class Detection:
-    """The verdict on one image; the calibration fields are None when the checkpoint has none."""
-
-    score: float  # the model's raw image score
-    threshold: float | None  # image_threshold: scores above it are defects
-    normalized_score: float | None  # in [0, 1], threshold at exactly 0.5 (normalized_score)
-    defective: bool | None  # score > threshold
-    defect_area: float | None  # share of pixels whose map value exceeds pixel_threshold
-    anomaly_map: np.ndarray  # (H, W) float32 at the input's own size
-    class_name: str
-
-
-@runtime_checkable
-class DetectorLike(Protocol):
-    """What the service and the verbs need from a detector, whatever runs the network."""
-
-    @property
-    def class_names(self) -> list[str]: ...
-
-    def score(self, images: Sequence[np.ndarray], class_name: str | None = None) -> list[Detection]: ...
-
-    def info(self) -> dict[str, Any]: ...
-
-
-def normalized_score(score: float, threshold: float, mean: float | None, std: float | None) -> float:
-    """Map a raw score to [0, 1] so that a person reads any model the same way: 0.5 is the threshold.
-
-    The map is linear, clipped at 0 and 1: ``0.5 + 0.25 * (score - threshold) / spread``. With
-    ``spread = threshold - mean`` (mean: the held-out normal images' mean score) the normal mean
-    lands on 0.25, the threshold on 0.5, and a score as far above the threshold as the mean is
-    below it on 0.75; 1 is reached at twice that distance. When that spread is not positive (one
-    held-out image, or no mean stored) the held-out standard deviation is used, and 1 when that
-    is missing or zero too. The map is increasing between its clips and the threshold lies
-    strictly inside them, so ``normalized > 0.5`` exactly when ``score > threshold`` (a score a
-    hair above the threshold, whose distance rounds away next to the spread, gets the next float
-    above 0.5).
-    """
-    spread = threshold - mean if mean is not None else 0.0
-    if not spread > 0:
-        spread = std if std is not None and std > 0 else 1.0
-    value = min(1.0, max(0.0, 0.5 + 0.25 * (score - threshold) / spread))
-    return float(np.nextafter(0.5, 1.0)) if score > threshold and value <= 0.5 else float(value)
-
-
 def _as_chw(image: np.ndarray, index: int) -> torch.Tensor:
-    """(H, W, 3) or (H, W) uint8 / float in [0, 1] → (3, H, W) float32, with an error naming the image."""
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3) or min(image.shape[:2]) < 1:
-        raise ValueError(f"image {index}: expected an (H, W, 3) array, got shape {image.shape}")
-    if image.dtype == np.uint8:
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0)
-    elif np.issubdtype(image.dtype, np.floating):
-        tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-        if not torch.isfinite(tensor).all():
-            raise ValueError(f"image {index}: contains NaN or infinite values")
-        tensor = tensor.clamp(0.0, 1.0)
-    else:
-        raise ValueError(f"image {index}: expected uint8 or float values in [0, 1], got {image.dtype}")
-    return tensor.permute(2, 0, 1).expand(3, -1, -1)
+    """(H, W, 3) or (H, W) uint8 / float in [0, 1] → (3, H, W) float32, read as every runtime reads it."""
+    return torch.from_numpy(image_array(image, index)).permute(2, 0, 1)
 
 
 class Detector:
@@ -145,19 +88,7 @@ class Detector:
     def _detection(self, score: float, amap: torch.Tensor, size: tuple[int, int], class_id: int) -> Detection:
         if tuple(amap.shape) != size:
             amap = F.interpolate(amap[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-        full = amap.numpy().astype(np.float32, copy=False)
-        cal = self.calibration
-        threshold, pixel_threshold = cal.get("image_threshold"), cal.get("pixel_threshold")
-        return Detection(
-            score=score,
-            threshold=threshold,
-            normalized_score=None if threshold is None else normalized_score(
-                score, threshold, cal.get("image_score_mean"), cal.get("image_score_std")),
-            defective=None if threshold is None else bool(score > threshold),
-            defect_area=None if pixel_threshold is None else float((full > pixel_threshold).mean()),
-            anomaly_map=full,
-            class_name=self.class_names[class_id],
-        )
+        return detection_from(score, amap.numpy(), self.calibration, self.class_names[class_id])
 
     def info(self) -> dict[str, Any]:
         """What a client needs to read the numbers: model, classes, thresholds, input size, version."""

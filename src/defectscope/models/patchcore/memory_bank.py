@@ -89,20 +89,16 @@ class MemoryBank(nn.Module):
         if len(self.bank) == 0:
             raise RuntimeError("patchcore: the memory bank is empty; fit the model first (defectscope train)")
         k = min(k, len(self.bank))
+        bank = self.bank
+        bank_norms = (bank * bank).sum(dim=1)
+        if torch.onnx.is_in_onnx_export():  # a traced graph has one block of symbolic size and no faiss
+            return _nearest_block(queries, bank, bank_norms, k)
         if self.search == "faiss" and self.bank.device.type == "cpu":
             return self._nearest_faiss(queries, k)
         chunk = max(1, budget // len(self.bank))
-        bank = self.bank
-        bank_norms = (bank * bank).sum(dim=1)
-        dists, indices = [], []
-        for start in range(0, len(queries), chunk):
-            q = queries[start : start + chunk]
-            # ‖q − m‖² = ‖q‖² − 2 q·m + ‖m‖², one matrix product per chunk of queries
-            d2 = torch.addmm(bank_norms[None], q, bank.T, alpha=-2.0).add_((q * q).sum(dim=1, keepdim=True))
-            values, where = d2.topk(k, dim=1, largest=False) if k > 1 else d2.min(dim=1, keepdim=True)
-            dists.append(values.clamp_min_(0).sqrt_())
-            indices.append(where)
-        return torch.cat(dists), torch.cat(indices)
+        blocks = [_nearest_block(queries[start : start + chunk], bank, bank_norms, k)
+                  for start in range(0, len(queries), chunk)]
+        return torch.cat([d for d, _ in blocks]), torch.cat([i for _, i in blocks])
 
     def _nearest_faiss(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
         try:
@@ -117,3 +113,11 @@ class MemoryBank(nn.Module):
             self._faiss_index = (identity, index)
         d2, where = self._faiss_index[1].search(queries.detach().float().cpu().contiguous().numpy(), k)
         return torch.from_numpy(d2).clamp_min_(0).sqrt_().to(queries.dtype), torch.from_numpy(where)
+
+
+def _nearest_block(queries: Tensor, bank: Tensor, bank_norms: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Exact k nearest bank rows of one block of queries: distances (n, k) and indices (n, k)."""
+    # ‖q − m‖² = ‖q‖² − 2 q·m + ‖m‖², one matrix product per block of queries
+    d2 = torch.addmm(bank_norms[None], queries, bank.T, alpha=-2.0).add_((queries * queries).sum(dim=1, keepdim=True))
+    values, where = d2.topk(k, dim=1, largest=False) if k > 1 else d2.min(dim=1, keepdim=True)
+    return values.clamp_min_(0).sqrt_(), where

@@ -75,9 +75,9 @@ class ViTEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, N, D)
-        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], dim=1) + self.pos_embed
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1) + self.pos_embed
         tokens = self.norm(self.blocks(tokens))[:, 1:]  # the CLS token has no place in the map
-        return tokens.transpose(1, 2).reshape(len(x), -1, self.grid, self.grid)
+        return tokens.transpose(1, 2).reshape(x.shape[0], -1, self.grid, self.grid)
 
 
 class ViTAEOutput(NamedTuple):

@@ -1,0 +1,98 @@
+"""What a detector returns and promises, without torch: shared by the torch `Detector` and the
+ONNX runtime (`defectscope.export.runtime`), so both read images, calibrate and report the same way.
+
+Only numpy here: a machine that runs an exported model imports this module and nothing of torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["Detection", "DetectorLike", "detection_from", "image_array", "normalized_score"]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The verdict on one image; the calibration fields are None when the checkpoint has none."""
+
+    score: float  # the model's raw image score
+    threshold: float | None  # image_threshold: scores above it are defects
+    normalized_score: float | None  # in [0, 1], threshold at exactly 0.5 (normalized_score)
+    defective: bool | None  # score > threshold
+    defect_area: float | None  # share of pixels whose map value exceeds pixel_threshold
+    anomaly_map: np.ndarray  # (H, W) float32 at the input's own size
+    class_name: str
+
+
+@runtime_checkable
+class DetectorLike(Protocol):
+    """What the service and the verbs need from a detector, whatever runs the network."""
+
+    @property
+    def class_names(self) -> list[str]: ...
+
+    def score(self, images: Sequence[np.ndarray], class_name: str | None = None) -> list[Detection]: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+def normalized_score(score: float, threshold: float, mean: float | None, std: float | None) -> float:
+    """Map a raw score to [0, 1] so that a person reads any model the same way: 0.5 is the threshold.
+
+    The map is linear, clipped at 0 and 1: ``0.5 + 0.25 * (score - threshold) / spread``. With
+    ``spread = threshold - mean`` (mean: the held-out normal images' mean score) the normal mean
+    lands on 0.25, the threshold on 0.5, and a score as far above the threshold as the mean is
+    below it on 0.75; 1 is reached at twice that distance. When that spread is not positive (one
+    held-out image, or no mean stored) the held-out standard deviation is used, and 1 when that
+    is missing or zero too. The map is increasing between its clips and the threshold lies
+    strictly inside them, so ``normalized > 0.5`` exactly when ``score > threshold`` (a score a
+    hair above the threshold, whose distance rounds away next to the spread, gets the next float
+    above 0.5).
+    """
+    spread = threshold - mean if mean is not None else 0.0
+    if not spread > 0:
+        spread = std if std is not None and std > 0 else 1.0
+    value = min(1.0, max(0.0, 0.5 + 0.25 * (score - threshold) / spread))
+    return float(np.nextafter(0.5, 1.0)) if score > threshold and value <= 0.5 else float(value)
+
+
+def image_array(image: np.ndarray, index: int) -> np.ndarray:
+    """(H, W, 3), (H, W, 1) or (H, W) uint8 / float in [0, 1] → (H, W, 3) float32 in [0, 1].
+
+    Errors name the image by its position in the call.
+    """
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3) or min(image.shape[:2]) < 1:
+        raise ValueError(f"image {index}: expected an (H, W, 3) array, got shape {image.shape}")
+    if image.dtype == np.uint8:
+        array = image.astype(np.float32) / np.float32(255.0)
+    elif np.issubdtype(image.dtype, np.floating):
+        array = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(array).all():
+            raise ValueError(f"image {index}: contains NaN or infinite values")
+        array = np.clip(array, 0.0, 1.0)
+    else:
+        raise ValueError(f"image {index}: expected uint8 or float values in [0, 1], got {image.dtype}")
+    return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else np.ascontiguousarray(array)
+
+
+def detection_from(score: float, anomaly_map: np.ndarray, calibration: Mapping[str, Any], class_name: str,
+                   ) -> Detection:
+    """A detection from a raw score and the map at the image's size, read against the calibration."""
+    threshold, pixel_threshold = calibration.get("image_threshold"), calibration.get("pixel_threshold")
+    full = np.asarray(anomaly_map, dtype=np.float32)
+    return Detection(
+        score=float(score),
+        threshold=threshold,
+        normalized_score=None if threshold is None else normalized_score(
+            score, threshold, calibration.get("image_score_mean"), calibration.get("image_score_std")),
+        defective=None if threshold is None else bool(score > threshold),
+        defect_area=None if pixel_threshold is None else float((full > pixel_threshold).mean()),
+        anomaly_map=full,
+        class_name=class_name,
+    )

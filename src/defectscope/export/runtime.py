@@ -1,0 +1,131 @@
+"""`OnnxDetector`: an exported model scoring images with numpy and onnxruntime; no torch.
+
+It reads images, resizes them, calibrates and reports exactly as the torch `Detector` does
+(`defectscope.detection`, `defectscope.export.resize`), so `defectscope serve model.onnx` answers
+like `defectscope serve CHECKPOINT` on a machine that has no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from defectscope import __version__
+from defectscope.detection import Detection, detection_from, image_array
+from defectscope.export.metadata import INPUTS, OUTPUTS, ExportError, ExportInfo
+from defectscope.export.resize import resize_map, resize_to_square
+
+__all__ = ["OnnxDetector"]
+
+
+def _providers(device: str, available: list[str]) -> list[str]:
+    """cpu → the CPU provider; cuda → CUDA (an error if this onnxruntime has none); auto → CUDA if present."""
+    cuda = "CUDAExecutionProvider" in available
+    if device == "cuda" and not cuda:
+        raise ExportError(f"device cuda: this onnxruntime has no CUDAExecutionProvider (it has {available}); "
+                          "install onnxruntime-gpu or use --device cpu")
+    if device not in ("cpu", "cuda", "auto"):
+        raise ExportError(f"device must be cpu, cuda or auto, got {device!r}")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device != "cpu" and cuda else ["CPUExecutionProvider"]
+
+
+class OnnxDetector:
+    """An exported graph ready to score; satisfies `DetectorLike` (the service serves it as it serves a Detector).
+
+    onnxruntime sessions may be run from several threads at once, so `score` takes no lock.
+    """
+
+    def __init__(self, path: str | Path, batch_size: int = 8, device: str = "cpu", threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ExportError(f"{self.path}: exported model not found (expected a .onnx file from defectscope export)")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ExportError(f"{self.path}: onnxruntime is not installed; pip install 'defectscope[export]'") from err
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        providers = _providers(device, ort.get_available_providers())
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own untyped errors for a bad file
+            raise ExportError(f"{self.path}: not a readable ONNX model ({err})") from err
+        self.export_info = ExportInfo.from_props(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self.batch_size = batch_size
+        self.image_size = self.export_info.image_size
+        self.calibration = dict(self.export_info.calibration)
+        inputs = [i.name for i in self.session.get_inputs()]
+        expected = list(INPUTS[: 2 if self.export_info.multi_class else 1])
+        if inputs != expected or [o.name for o in self.session.get_outputs()][:2] != list(OUTPUTS):
+            raise ExportError(f"{self.path}: graph inputs {inputs} do not match its metadata (expected {expected})")
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.export_info.class_names) or ["default"]
+
+    @property
+    def threshold(self) -> float | None:
+        return self.calibration.get("image_threshold")
+
+    def class_id(self, class_name: str | None) -> int:
+        """None means the only class; a multi-class model must be told which one the images show."""
+        names = self.class_names
+        if class_name is None:
+            if len(names) > 1:
+                raise ValueError(f"this model knows {len(names)} classes; name one of {names}")
+            return 0
+        if class_name not in names:
+            raise ValueError(f"class {class_name!r} is not one of {names}")
+        return names.index(class_name)
+
+    def run(self, images: np.ndarray, class_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The graph itself: (B, 3, S, S) float32 in [0, 1] → maps (B, S, S) and scores (B,)."""
+        feeds = {INPUTS[0]: np.ascontiguousarray(images, dtype=np.float32)}
+        if self.export_info.multi_class:
+            ids = np.zeros(len(images), np.int64) if class_ids is None else class_ids
+            feeds[INPUTS[1]] = np.ascontiguousarray(ids, dtype=np.int64)
+        maps, scores = self.session.run(list(OUTPUTS), feeds)
+        return maps, scores
+
+    def score(self, images: Sequence[np.ndarray], class_name: str | None = None) -> list[Detection]:
+        """Score images of any size; each detection's map comes back at its image's own size."""
+        class_id = self.class_id(class_name)
+        arrays = [image_array(image, i) for i, image in enumerate(images)]
+        name = self.class_names[class_id]
+        detections: list[Detection] = []
+        for start in range(0, len(arrays), self.batch_size):
+            chunk = arrays[start : start + self.batch_size]
+            batch = np.stack([resize_to_square(a, self.image_size) for a in chunk])
+            maps, scores = self.run(batch, np.full(len(chunk), class_id, np.int64))
+            for i, array in enumerate(chunk):
+                full = resize_map(maps[i], array.shape[:2])
+                detections.append(detection_from(float(scores[i]), full, self.calibration, name))
+        return detections
+
+    def info(self) -> dict[str, Any]:
+        """What a client needs to read the numbers: the same keys as Detector.info, and the graph's."""
+        meta, cal = self.export_info, self.calibration
+        return {
+            "model_name": meta.model_name,
+            "class_names": self.class_names,
+            "image_size": self.image_size,
+            "image_threshold": cal.get("image_threshold"),
+            "pixel_threshold": cal.get("pixel_threshold"),
+            "image_score_mean": cal.get("image_score_mean"),
+            "image_score_std": cal.get("image_score_std"),
+            "map_standardization": meta.map_standardization,
+            "step": meta.checkpoint_step,
+            "device": ",".join(self.session.get_providers()),
+            "backend": "onnxruntime",
+            "defectscope_version": __version__,
+            "exported_by": meta.defectscope_version,
+            "checkpoint_format": meta.checkpoint_format,
+            "exporter": meta.exporter,
+            "opset": meta.opset,
+        }
