@@ -92,3 +92,29 @@ def test_state_dict_round_trip_gives_the_same_output(model):
     clone.eval()
     with torch.no_grad():
         assert torch.allclose(model.predict(images, classes).anomaly_map, clone.predict(images, classes).anomaly_map)
+
+
+def _state(model):
+    """Every attribute of the model object (by identity), and the contents of its plain containers."""
+    internal = ("_parameters", "_buffers", "_modules")
+    out = {}
+    for key, value in vars(model).items():
+        out[key] = id(value)
+        if isinstance(value, dict | list | set) and key not in internal:
+            out[key + "[]"] = repr(sorted(map(str, value)))
+    return out
+
+
+def test_a_training_step_leaves_nothing_behind_but_parameters_and_buffers(model):
+    images, classes = batch()
+    phases = [p for p in model.phases() if p.kind == "train"]
+    if not phases:
+        pytest.skip(f"{type(model).__name__} has no gradient phase")
+    model.train()
+    before = _state(model)
+    for phase in phases:
+        handoff = {}
+        for group in model.optimizer_groups(phase.name):
+            out = model.training_step(images, classes, StepContext(0, 0.5, phase.name, group, handoff))
+            handoff = {**handoff, **out.handoff}
+    assert _state(model) == before, "training_step set or changed attributes on the model"

@@ -264,6 +264,9 @@ def _health_lines(health: dict[str, Any]) -> list[str]:
         lines.append(f"Training health: held-out normal reconstruction loss {health['heldout_loss']:.4f}, "
                      f"the class mean image's {health['mean_image_loss']:.4f} (L1+L2 on [−1, 1]).")
     lines += [f"**Warning:** {w}." for w in health.get("warnings", [])]
+    return lines
+
+
 def _percent(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
