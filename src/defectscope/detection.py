@@ -40,6 +40,35 @@ class DetectorLike(Protocol):
     def info(self) -> dict[str, Any]: ...
 
 
+class CalibratedClasses:
+    """What every detector derives from its class names and calibration, written once for all.
+
+    Subclasses set `_class_names` (list[str]) and `calibration` (dict) in their constructor.
+    """
+
+    _class_names: list[str]
+    calibration: dict[str, Any]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._class_names) or ["default"]
+
+    @property
+    def threshold(self) -> float | None:
+        return self.calibration.get("image_threshold")
+
+    def class_id(self, class_name: str | None) -> int:
+        """None means the only class; a multi-class model must be told which one the images show."""
+        names = self.class_names
+        if class_name is None:
+            if len(names) > 1:
+                raise ValueError(f"this model knows {len(names)} classes; name one of {names}")
+            return 0
+        if class_name not in names:
+            raise ValueError(f"class {class_name!r} is not one of {names}")
+        return names.index(class_name)
+
+
 def normalized_score(score: float, threshold: float, mean: float | None, std: float | None) -> float:
     """Map a raw score to [0, 1] so that a person reads any model the same way: 0.5 is the threshold.
 

@@ -17,7 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from defectscope.data.transforms import resize_image
-from defectscope.detection import Detection, DetectorLike, detection_from, image_array, normalized_score
+from defectscope.detection import (
+    CalibratedClasses,
+    Detection,
+    DetectorLike,
+    detection_from,
+    image_array,
+    normalized_score,
+)
 from defectscope.engine.checkpoint import Checkpoint, load_checkpoint
 
 __all__ = ["Detection", "Detector", "DetectorLike", "normalized_score"]
@@ -28,7 +35,7 @@ def _as_chw(image: np.ndarray, index: int) -> torch.Tensor:
     return torch.from_numpy(image_array(image, index)).permute(2, 0, 1)
 
 
-class Detector:
+class Detector(CalibratedClasses):
     """A checkpoint ready to score: model in eval mode on its device, calibration at hand.
 
     `score` is safe to call from several threads; calls run the network one at a time.
@@ -40,6 +47,7 @@ class Detector:
         self.batch_size = batch_size
         self.image_size = int(checkpoint.config.data.image_size)
         self.calibration = dict(checkpoint.calibration)
+        self._class_names = list(checkpoint.class_names)
         self._lock = threading.Lock()  # torch modules are not promised thread-safe (buffers, caches)
         checkpoint.model.eval().to(self.device)
 
@@ -47,25 +55,6 @@ class Detector:
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", batch_size: int = 8) -> Detector:
         """Load a run's checkpoint folder (or its model.safetensors); CheckpointError names a bad path."""
         return cls(load_checkpoint(path), device, batch_size)
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.checkpoint.class_names) or ["default"]
-
-    @property
-    def threshold(self) -> float | None:
-        return self.calibration.get("image_threshold")
-
-    def class_id(self, class_name: str | None) -> int:
-        """None means the only class; a multi-class model must be told which one the images show."""
-        names = self.class_names
-        if class_name is None:
-            if len(names) > 1:
-                raise ValueError(f"this model knows {len(names)} classes; name one of {names}")
-            return 0
-        if class_name not in names:
-            raise ValueError(f"class {class_name!r} is not one of {names}")
-        return names.index(class_name)
 
     @torch.no_grad()
     def score(self, images: Sequence[np.ndarray], class_name: str | None = None) -> list[Detection]:

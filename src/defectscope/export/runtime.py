@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from defectscope import __version__
-from defectscope.detection import Detection, detection_from, image_array
+from defectscope.detection import CalibratedClasses, Detection, detection_from, image_array
 from defectscope.export.metadata import INPUTS, OUTPUTS, ExportError, ExportInfo
 from defectscope.export.resize import resize_map, resize_to_square
 
@@ -32,7 +32,7 @@ def _providers(device: str, available: list[str]) -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device != "cpu" and cuda else ["CPUExecutionProvider"]
 
 
-class OnnxDetector:
+class OnnxDetector(CalibratedClasses):
     """An exported graph ready to score; satisfies `DetectorLike` (the service serves it as it serves a Detector).
 
     onnxruntime sessions may be run from several threads at once, so `score` takes no lock.
@@ -60,29 +60,11 @@ class OnnxDetector:
         self.batch_size = batch_size
         self.image_size = self.export_info.image_size
         self.calibration = dict(self.export_info.calibration)
+        self._class_names = list(self.export_info.class_names)
         inputs = [i.name for i in self.session.get_inputs()]
         expected = list(INPUTS[: 2 if self.export_info.multi_class else 1])
         if inputs != expected or [o.name for o in self.session.get_outputs()][:2] != list(OUTPUTS):
             raise ExportError(f"{self.path}: graph inputs {inputs} do not match its metadata (expected {expected})")
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.export_info.class_names) or ["default"]
-
-    @property
-    def threshold(self) -> float | None:
-        return self.calibration.get("image_threshold")
-
-    def class_id(self, class_name: str | None) -> int:
-        """None means the only class; a multi-class model must be told which one the images show."""
-        names = self.class_names
-        if class_name is None:
-            if len(names) > 1:
-                raise ValueError(f"this model knows {len(names)} classes; name one of {names}")
-            return 0
-        if class_name not in names:
-            raise ValueError(f"class {class_name!r} is not one of {names}")
-        return names.index(class_name)
 
     def run(self, images: np.ndarray, class_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The graph itself: (B, 3, S, S) float32 in [0, 1] → maps (B, S, S) and scores (B,)."""
