@@ -15,8 +15,7 @@ def test_demo_refuses_to_replace_an_earlier_demo_unless_told(tmp_path, capsys):
     (out / "results.json").write_text("{}")  # an earlier demo's (written by defectscope: marked)
     (out / MARKER).write_text("")
     (out / "my_notes.txt").write_text("kept")
-    small = ["--output", str(out), "--train.max_steps", "1", "--train.progress", "false", "--data.image_size", "32",
-             "--model.hidden_channels", "8", "--model.num_codes", "8", "--model.code_dim", "4"]
+    small = ["--output", str(out), "--no-baseline", "--train.progress", "false", "--data.image_size", "64"]
     assert main(["demo", *small]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "results.json").read_text() == "{}"
