@@ -127,3 +127,33 @@ def test_loader_workers_change_nothing_in_training(tiny_config):
                   evaluate_test=False)
     for (name, a), b in zip(alone.model.state_dict().items(), workers.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.slow
+def test_a_two_phase_model_resumes_exactly_from_a_checkpoint_in_either_phase(tiny_config, monkeypatch):
+    """PVQAE trains its network, then its prior: resume inside each, and at the hand-over between them."""
+    import importlib
+    import shutil
+
+    fit_module = importlib.import_module("defectscope.engine.fit")
+    overrides = ["--data.batch_size", "2", "--train.checkpoint_every", "1"]
+    reference = tiny_config(model="pvqae", steps=4, overrides=overrides, name="reference")
+    copies = []
+    save_last = fit_module._save_last
+
+    def keep_a_copy(loop, optimizers, at):
+        save_last(loop, optimizers, at)
+        copy = loop.run_dir.parent / f"copy{len(copies)}"
+        copies.append(shutil.copytree(loop.run_dir / "checkpoints" / "last", copy))
+
+    monkeypatch.setattr(fit_module, "_save_last", keep_a_copy)
+    expected = run(reference, evaluate_test=False).model.state_dict()
+    monkeypatch.setattr(fit_module, "_save_last", save_last)
+    phases = [load_trainer_state(c)["phase_index"] for c in copies]
+    assert phases.count(0) == 5 and phases.count(1) == 4  # 4 steps and the phase's end, then 3 prior steps and its end
+    for i in (1, 4, 6):  # inside the main phase, at its end, inside the prior's
+        cfg = tiny_config(model="pvqae", steps=4, overrides=overrides, name=f"resumed{i}")
+        shutil.copytree(copies[i], Path(cfg.output_dir) / "checkpoints" / "last")
+        resumed = run(cfg, resume=load_checkpoint(Path(cfg.output_dir) / "checkpoints" / "last"), evaluate_test=False)
+        for name, value in resumed.model.state_dict().items():
+            assert torch.equal(value, expected[name]), f"resumed from copy {i}: {name}"
