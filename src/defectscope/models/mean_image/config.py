@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from defectscope.checks import NonNegativeFloat, PositiveFloat
+
 
 @dataclass(frozen=True)
 class MeanImageConfig:
@@ -12,8 +14,8 @@ class MeanImageConfig:
     map: Literal["zscore", "sqdiff"] = "zscore"
     # Gaussian σ in pixels *at 256 px*, scaled by image_size / 256 so that it covers the same
     # share of the image at any size (σ 4 at 256 px, 0.5 at 32 px)
-    smoothing_sigma: float = 4.0
+    smoothing_sigma: NonNegativeFloat = 4.0
     # lower bound on σ (image range [0, 1]): one 8-bit grey level, the finest difference the
     # stored images can express; a pixel that never varies in training (a saturated background)
     # would otherwise turn a change of one level into an unbounded z-score
-    std_floor: float = 1.0 / 255.0
+    std_floor: PositiveFloat = 1.0 / 255.0
