@@ -94,6 +94,9 @@ class EvalConfig:
     # the same rule over held-out normal pixels; 0.001 keeps the pixel threshold near the 99.9th
     # percentile that heatmap colours and defect_area have always used
     pixel_false_alarm_rate: Annotated[float, Check(0, 1, low_open=True, high_open=True)] = 0.001
+    # pixel metrics on maps brought back to each image's own size against its mask as drawn (as
+    # MVTec AD's official evaluation), or at the working size against resized masks ("model")
+    resolution: Literal["original", "model"] = "model"
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,12 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     output_dir: str = "runs/default"
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.eval.map_standardization != "none" and self.data.resize != "stretch":
+            return [("eval.map_standardization", f"{self.eval.map_standardization!r} needs every map at one size "
+                     f"and place, so data.resize must be 'stretch' (got {self.data.resize!r})")]
+        return []
 
 
 # --- conversion ---------------------------------------------------------------------------
@@ -139,7 +148,10 @@ def from_dict(cls: type, data: Any, where: str, source: str) -> Any:
         name: _coerce(hints[name], value, f"{where}.{name}" if where else name, source)
         for name, value in data.items()
     }
-    return cls(**values)
+    built = cls(**values)
+    for key, problem in getattr(built, "problems", lambda: [])():  # checks across keys
+        raise ConfigError(f"{source}: '{where + '.' if where else ''}{key}' {problem}")
+    return built
 
 
 def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
@@ -177,6 +189,10 @@ def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{source}: '{where}' must be a list, got {value!r}")
+        if len(args) != 2 or args[1] is not Ellipsis:  # a fixed-length tuple, e.g. [height, width]
+            if len(value) != len(args):
+                raise ConfigError(f"{source}: '{where}' must be a list of {len(args)} items, got {value!r}")
+            return tuple(_coerce(t, v, f"{where}[{i}]", source) for i, (t, v) in enumerate(zip(args, value)))
         item_type = args[0]
         return tuple(_coerce(item_type, v, f"{where}[{i}]", source) for i, v in enumerate(value))
     if origin is dict:

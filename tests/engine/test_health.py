@@ -2,7 +2,7 @@
 
 import torch
 
-from defectscope.data.sample import Sample
+from defectscope.data.sample import whole_sample
 from defectscope.engine.health import class_mean_images, training_health
 from defectscope.models.base import AnomalyModel
 
@@ -16,7 +16,7 @@ class Images(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         size = self.images.shape[-1]
-        return Sample(self.images[i], torch.zeros(1, size, size), 0, int(self.class_ids[i]), f"{i}.png")
+        return whole_sample(self.images[i], torch.zeros(1, size, size), 0, int(self.class_ids[i]), f"{i}.png")
 
 
 class Rebuilds(AnomalyModel):

@@ -12,9 +12,9 @@ from defectscope.models.pvqae.config import PatchGAN, PerClassPrior, PVQAEConfig
 
 class FakeDataset:
     def __init__(self, n, size):
-        from defectscope.data.sample import Sample
+        from defectscope.data.sample import whole_sample
 
-        self.items = [Sample(torch.rand(3, size, size), torch.zeros(1, size, size), 0, 0, f"img{i}.png")
+        self.items = [whole_sample(torch.rand(3, size, size), torch.zeros(1, size, size), 0, 0, f"img{i}.png")
                       for i in range(n)]
 
     def __getitem__(self, i):

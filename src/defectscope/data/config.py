@@ -59,9 +59,45 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class NoTiling:
+    """The model sees each image whole, at the working size."""
+
+    kind: Literal["none"] = "none"
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """The model sees square tiles of the working-size image; their maps are stitched into one.
+
+    Training draws `per_image` random tiles of each image per epoch (a fresh place each time),
+    or takes every tile of the inference grid (`all`). Inference cuts each image on a grid of
+    tiles `stride` apart, the last row and column flush with the image's edge, and merges
+    overlapping tile maps by their mean or their max; the image score is the stitched map's max.
+    """
+
+    kind: Literal["tiles"] = "tiles"
+    tile: PositiveInt = 256
+    stride: PositiveInt = 192  # 256 − 192 = 64 px of overlap: a defect at a tile's edge is whole in its neighbour
+    train: Literal["random", "all"] = "random"
+    per_image: PositiveInt = 1  # train: random only
+    merge: Literal["mean", "max"] = "mean"
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.stride > self.tile:
+            return [("stride", f"must be at most tile ({self.tile}), or pixels between tiles are never seen; got {self.stride}")]
+        return []
+
+
+@dataclass(frozen=True)
 class DataConfig:
     sources: tuple[SourceConfig, ...] = ()
-    image_size: PositiveInt = 256  # images are resized to image_size x image_size
+    # the working size, one number (a square) or [height, width]; with resize: none, images keep
+    # their own size and image_size is unused
+    image_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 256
+    # stretch: to image_size exactly; keep_aspect: scale to fit inside image_size and centre on a
+    # zero border the maps ignore; none: the image's own size (needs tiling, since images differ)
+    resize: Literal["stretch", "keep_aspect", "none"] = "stretch"
+    tiling: NoTiling | Tiling = field(default_factory=NoTiling)
     batch_size: PositiveInt = 8
     eval_batch_size: PositiveInt = 16
     num_workers: NonNegativeInt = 0
@@ -71,3 +107,19 @@ class DataConfig:
     cache: bool = True  # keep decoded, resized images in memory (uint8)
     skip_bad: bool = False  # warn and skip unreadable files instead of failing
     max_image_pixels: int = MAX_IMAGE_PIXELS  # larger images are refused before decoding
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.resize == "none" and isinstance(self.tiling, NoTiling):
+            return [("resize", "'none' keeps every image at its own size, so the model needs tiles of one size: "
+                               "set data.tiling (e.g. {kind: tiles, tile: 256, stride: 192})")]
+        return []
+
+    @property
+    def model_input_size(self) -> int | tuple[int, int]:
+        """What the model sees: a tile side, or the working size."""
+        if isinstance(self.tiling, Tiling):
+            return self.tiling.tile
+        size = self.image_size
+        if isinstance(size, tuple) and size[0] == size[1]:
+            return size[0]
+        return size

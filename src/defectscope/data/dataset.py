@@ -15,19 +15,21 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .config import MAX_IMAGE_PIXELS, AugmentConfig, DataConfig, SourceConfig
+from .config import MAX_IMAGE_PIXELS, AugmentConfig, DataConfig, SourceConfig, Tiling
 from .errors import DataError
-from .image_io import load_image, load_mask
+from .geometry import Box, Resize, as_hw, cut_tiles, fit, fitted_box, tile_grid
+from .image_io import image_size, load_image, load_mask
 from .layouts import records_for
 from .sample import Record, Sample
 from .transforms import augment as augment_pair
-from .transforms import from_uint8, resize_image, resize_mask, to_uint8
+from .transforms import from_uint8, to_uint8
 
 __all__ = [
     "AnomalyDataset",
     "DataBundle",
     "RecordSplit",
     "SkippedFilesWarning",
+    "TiledTrainingSet",
     "build_datasets",
     "build_records",
     "hold_out",
@@ -50,8 +52,10 @@ class AnomalyDataset(Dataset):
         records: what a layout reader returned (any mix of categories).
         class_ids: ``{category: class_id}``; every record's category must be in it. ``None``
             numbers the categories in order of first appearance.
-        image_size: images and masks are resized to ``image_size x image_size`` (image:
-            bilinear + antialias, mask: nearest).
+        image_size: the working size, one number (square) or (height, width); images and
+            masks are brought to it by ``resize`` (image: bilinear + antialias, mask: nearest).
+        resize: ``stretch``, ``keep_aspect`` (fit inside, zero border recorded in ``box``) or
+            ``none`` (the image's own size; items then differ in size).
         augment: training augmentation (flips on image and mask, colour jitter on the image),
             or ``None`` for none (validation / test).
         cache: keep every decoded, resized image as uint8 (mask as bool) in memory, so an epoch
@@ -80,7 +84,7 @@ class AnomalyDataset(Dataset):
         self,
         records: Sequence[Record],
         class_ids: dict[str, int] | None = None,
-        image_size: int = 256,
+        image_size: int | tuple[int, int] = 256,
         augment: AugmentConfig | None = None,
         cache: bool = False,
         skip_bad: bool = False,
@@ -88,16 +92,20 @@ class AnomalyDataset(Dataset):
         seed: int | None = None,
         warn_skipped: bool = True,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
+        resize: Resize = "stretch",
     ) -> None:
-        if int(image_size) <= 0:
+        if min(as_hw(image_size)) <= 0:
             raise ValueError(f"image_size must be positive, got {image_size}")
+        if resize not in ("stretch", "keep_aspect", "none"):
+            raise ValueError(f"resize must be 'stretch', 'keep_aspect' or 'none', got {resize!r}")
+        self.resize: Resize = resize
         records = list(records)
         if class_ids is None:
             class_ids = {}
             for record in records:
                 class_ids.setdefault(record.category, len(class_ids))
         self.class_ids = dict(class_ids)
-        self.image_size = int(image_size)
+        self.image_size = as_hw(image_size)
         if isinstance(max_image_pixels, bool) or not isinstance(max_image_pixels, int) or max_image_pixels <= 0:
             raise DataError(f"data.max_image_pixels must be a positive integer, got {max_image_pixels!r}")
         self.max_image_pixels = max_image_pixels
@@ -131,11 +139,12 @@ class AnomalyDataset(Dataset):
 
         self._images: list[Tensor] = []
         self._masks: list[Tensor] = []
+        self._placement: list[tuple[Box, tuple[int, int]]] = []
         if skip_bad or cache:
             checked: list[Record] = []
             for record in kept:
                 try:
-                    image, mask = self._decode(record)
+                    image, mask, box, original = self._decode(record)
                 except DataError as exc:
                     if not skip_bad:
                         raise
@@ -145,6 +154,7 @@ class AnomalyDataset(Dataset):
                 if cache:
                     self._images.append(to_uint8(image))
                     self._masks.append(mask.bool())
+                    self._placement.append((box, original))
             kept = checked
         self.records: list[Record] = kept
         if self.skipped and warn_skipped:
@@ -159,8 +169,8 @@ class AnomalyDataset(Dataset):
                 return f"{path}: file not found"
         return None
 
-    def _decode(self, record: Record) -> tuple[Tensor, Tensor]:
-        """Decode, size-check and resize one record: float image, float {0, 1} mask."""
+    def _decode(self, record: Record) -> tuple[Tensor, Tensor, Box, tuple[int, int]]:
+        """Decode, size-check and fit one record: float image, float {0, 1} mask, the image's box, its size."""
         image = load_image(record.image_path, self.max_image_pixels)
         height, width = image.shape[-2:]
         if record.mask_path is not None:
@@ -170,10 +180,12 @@ class AnomalyDataset(Dataset):
                     f"{record.mask_path}: mask size {mask.shape[-1]}x{mask.shape[-2]} differs "
                     f"from its image {record.image_path} ({width}x{height})"
                 )
-            mask = resize_mask(mask, self.image_size)
+            mask, _ = fit(mask, self.image_size, self.resize, nearest=True)
         else:
-            mask = torch.zeros(1, self.image_size, self.image_size)
-        return resize_image(image, self.image_size), mask
+            canvas, _ = fitted_box((height, width), self.image_size, self.resize)
+            mask = torch.zeros(1, *canvas)
+        image, box = fit(image, self.image_size, self.resize)
+        return image, mask, box, (height, width)
 
     def _generator(self, index: int) -> torch.Generator:
         if self.seed is None:
@@ -187,6 +199,13 @@ class AnomalyDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Change the augmentation of every item when ``seed`` is an int (call once per epoch)."""
         self.epoch = int(epoch)
+
+    def size_of(self, index: int) -> tuple[int, int]:
+        """(height, width) of item ``index`` at the working size, without decoding it twice."""
+        if self.cache:
+            return tuple(self._images[index].shape[-2:])
+        width, height = image_size(self.records[index].image_path)
+        return fitted_box((height, width), self.image_size, self.resize)[0]
 
     @property
     def labels(self) -> list[int]:
@@ -204,8 +223,9 @@ class AnomalyDataset(Dataset):
         if self.cache:
             image = from_uint8(self._images[index])
             mask = self._masks[index].to(torch.float32)
+            box, original = self._placement[index]
         else:
-            image, mask = self._decode(record)
+            image, mask, box, original = self._decode(record)
         if self.augment is not None:
             image, mask = augment_pair(image, mask, self.augment, self._generator(index))
         return Sample(
@@ -214,7 +234,63 @@ class AnomalyDataset(Dataset):
             label=record.label,
             class_id=self.class_ids[record.category],
             path=str(record.image_path),
+            box=torch.tensor(box, dtype=torch.int64),
+            original_size=torch.tensor(original, dtype=torch.int64),
         )
+
+
+class TiledTrainingSet(Dataset):
+    """Square training tiles of an :class:`AnomalyDataset`'s (augmented) images.
+
+    ``train: random`` gives ``per_image`` items per image, each a tile at a place drawn afresh
+    every epoch (uniform over all places, not only the inference grid); ``all`` gives every tile
+    of the inference grid of every image. A tile that reaches past a small image is zero-padded
+    and its ``box`` says where the image's own pixels are.
+    """
+
+    def __init__(self, base: AnomalyDataset, tiling: Tiling, seed: int | None = None) -> None:
+        self.base, self.tiling, self.seed, self.epoch = base, tiling, seed, 0
+        self.grid: list[tuple[int, tuple[int, int]]] = []
+        if tiling.train == "all":
+            self.grid = [(i, origin) for i in range(len(base))
+                         for origin in tile_grid(base.size_of(i), tiling.tile, tiling.stride)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.base.set_epoch(epoch)
+
+    @property
+    def labels(self) -> list[int]:
+        return [self.base.records[i].label for i in self._image_indices()]
+
+    def _image_indices(self) -> list[int]:
+        if self.tiling.train == "all":
+            return [i for i, _ in self.grid]
+        return [k // self.tiling.per_image for k in range(len(self))]
+
+    def __len__(self) -> int:
+        return len(self.grid) if self.tiling.train == "all" else len(self.base) * self.tiling.per_image
+
+    def __getitem__(self, index: int) -> Sample:
+        tile = self.tiling.tile
+        if self.tiling.train == "all":
+            image_index, (top, left) = self.grid[index]
+            sample = self.base[image_index]
+        else:
+            sample = self.base[index // self.tiling.per_image]
+            height, width = sample.image.shape[-2:]
+            seed = (int(torch.randint(0, 2**62, ()).item()) if self.seed is None
+                    else int(np.random.SeedSequence([self.seed, self.epoch, index, 1]).generate_state(1)[0]))
+            place = np.random.default_rng(seed)
+            top = int(place.integers(0, max(height - tile, 0) + 1))
+            left = int(place.integers(0, max(width - tile, 0) + 1))
+        image = cut_tiles(sample.image, [(top, left)], tile)[0]
+        mask = cut_tiles(sample.mask, [(top, left)], tile)[0]
+        b_top, b_left, b_height, b_width = (int(v) for v in sample.box)
+        y0, x0 = max(b_top, top), max(b_left, left)
+        y1, x1 = min(b_top + b_height, top + tile), min(b_left + b_width, left + tile)
+        box = torch.tensor([y0 - top, x0 - left, max(0, y1 - y0), max(0, x1 - x0)], dtype=torch.int64)
+        return sample._replace(image=image.contiguous(), mask=mask.contiguous(), box=box)
 
 
 # ---------------------------------------------------------------------- building from config
@@ -234,7 +310,7 @@ class RecordSplit:
 class DataBundle:
     """The datasets ``build_datasets`` makes; ``class_names[i]`` is class id ``i``."""
 
-    train: AnomalyDataset
+    train: AnomalyDataset | TiledTrainingSet  # tiles when data.tiling is set
     validation: AnomalyDataset  # normal training images held out to calibrate thresholds
     test: AnomalyDataset
     class_names: list[str]
@@ -333,6 +409,7 @@ def build_datasets(cfg: DataConfig) -> DataBundle:
     common = dict(
         class_ids=class_ids,
         image_size=cfg.image_size,
+        resize=cfg.resize,
         cache=cfg.cache,
         skip_bad=cfg.skip_bad,
         warn_skipped=False,
@@ -347,4 +424,6 @@ def build_datasets(cfg: DataConfig) -> DataBundle:
         warnings.warn(_format_skipped(skipped, total), SkippedFilesWarning, stacklevel=2)
     if len(train) == 0:
         raise DataError("no usable training images left (all were skipped as bad files)")
+    if isinstance(cfg.tiling, Tiling):
+        train = TiledTrainingSet(train, cfg.tiling)
     return DataBundle(train=train, validation=validation, test=test, class_names=split.class_names)

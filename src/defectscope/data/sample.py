@@ -28,3 +28,14 @@ class Sample(NamedTuple):
     label: int
     class_id: int
     path: str
+    box: Tensor  # (4,) int64: top, left, height, width of the image's own pixels (the rest is border)
+    original_size: Tensor  # (2,) int64: height, width as read from the file
+
+
+def whole_sample(image: Tensor, mask: Tensor | None = None, label: int = 0, class_id: int = 0, path: str = "") -> Sample:
+    """A sample that is all image (no border) at its own size: for data made in memory."""
+    import torch
+
+    height, width = image.shape[-2:]
+    return Sample(image, mask if mask is not None else torch.zeros(1, height, width), label, class_id, path,
+                  torch.tensor([0, 0, height, width]), torch.tensor([height, width]))

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from defectscope.config import RunConfig
+from defectscope.engine.inference import Viewing
 from defectscope.engine.predictions import predict_dataset
 from defectscope.engine.standardize import MapStandardizer, require_held_out_images
 from defectscope.models.base import AnomalyModel, ModelOutput
@@ -109,7 +110,7 @@ def calibrate(
     require_held_out_images(cfg.eval.map_standardization, len(validation))
     if len(validation) == 0:
         return {}, None
-    preds = predict_dataset(model, validation, cfg.data.eval_batch_size, device)
+    preds = predict_dataset(model, validation, cfg.data.eval_batch_size, device, viewing=Viewing.of(cfg.data))
     standardizer = None
     if cfg.eval.map_standardization == "position":
         standardizer = MapStandardizer.fit(preds.maps, preds.class_ids, num_classes)
@@ -117,7 +118,7 @@ def calibrate(
                          torch.from_numpy(preds.class_ids))
         preds = dataclasses.replace(preds, maps=z.anomaly_map.numpy(), image_scores=z.image_score.numpy())
     image = conformal_threshold(preds.image_scores, cfg.eval.false_alarm_rate, "image")
-    pixel = conformal_threshold(preds.maps, cfg.eval.pixel_false_alarm_rate, "pixel")
+    pixel = conformal_threshold(preds.pixels()[0], cfg.eval.pixel_false_alarm_rate, "pixel")
     calibration = {
         **threshold_fields("image", image),
         "image_score_mean": float(preds.image_scores.mean()),

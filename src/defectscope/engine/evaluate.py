@@ -21,6 +21,7 @@ from defectscope.engine.detector import normalized_score
 from defectscope.engine.environment import environment
 from defectscope.engine.files import json_default, write_text_atomic
 from defectscope.engine.gallery import GalleryPlan, write_gallery
+from defectscope.engine.inference import Viewing
 from defectscope.engine.predictions import Predictions, predict_dataset
 from defectscope.engine.standardize import MapStandardizer
 from defectscope.metrics import Measurement, f1_max, image_auroc, image_auroc_interval, measure, pixel_auroc_interval
@@ -41,7 +42,8 @@ def category_measurements(
             continue
         scores, labels = preds.image_scores[pick], preds.labels[pick]
         if pixel_metrics:
-            measured[name] = measure(scores, labels, preds.maps[pick], preds.masks[pick])
+            measured[name] = measure(scores, labels, preds.maps[pick], preds.masks[pick],
+                                     valid=None if preds.valid is None else preds.valid[pick])
         else:
             metrics = {"image_auroc": image_auroc(scores, labels), "image_f1_max": f1_max(scores, labels)}
             measured[name] = Measurement(metrics, roc_curve(scores, labels), None, None)
@@ -67,8 +69,9 @@ def category_intervals(
         scores, labels = preds.image_scores[pick], preds.labels[pick]
         found = {"image_auroc": list(image_auroc_interval(scores, labels, resamples=resamples, seed=seed))}
         if pixel_metrics:
-            found["pixel_auroc"] = list(pixel_auroc_interval(preds.maps[pick], preds.masks[pick],
-                                                             resamples=resamples, seed=seed))
+            found["pixel_auroc"] = list(pixel_auroc_interval(
+                preds.maps[pick], preds.masks[pick], resamples=resamples, seed=seed,
+                valid=None if preds.valid is None else preds.valid[pick]))
         out[name] = found
     if len(out) > 1:
         out["mean"] = {key: [float(np.nanmean([v[key][i] for v in out.values() if key in v])) for i in (0, 1)]
@@ -94,9 +97,10 @@ def undefined_metrics(preds: Predictions, pick: np.ndarray, pixel_metrics: bool)
             why.update({"image_auroc": reason, "image_f1_max": reason})
             break
     if pixel_metrics:
-        defect_pixels = int(np.count_nonzero(preds.masks[pick]))
+        _, mask_pixels = preds.pixels(pick)
+        defect_pixels = int(np.count_nonzero(mask_pixels))
         for reason, missing in (("no defect pixel in the test masks", defect_pixels == 0),
-                                ("no defect-free pixel in the test images", defect_pixels == preds.masks[pick].size)):
+                                ("no defect-free pixel in the test images", defect_pixels == mask_pixels.size)):
             if missing:
                 why.update({"pixel_auroc": reason, "aupro": reason, "pixel_f1_max": reason})
                 break
@@ -186,7 +190,8 @@ def evaluate(
     output_dir.mkdir(parents=True, exist_ok=True)
     gallery = gallery or GalleryPlan()
     began = time.perf_counter()
-    preds = predict_dataset(model, test_set, cfg.data.eval_batch_size, device, standardizer=standardizer)
+    preds = predict_dataset(model, test_set, cfg.data.eval_batch_size, device, standardizer=standardizer,
+                            viewing=Viewing.of(cfg.data), resolution=cfg.eval.resolution)
     wall = time.perf_counter() - began
     measured = category_measurements(preds, class_names, cfg.eval.pixel_metrics)
     per_category = {name: dict(m.metrics) for name, m in measured.items()}
@@ -208,6 +213,7 @@ def evaluate(
         "model": cfg.model_name,
         "checkpoint": str(checkpoint) if checkpoint else None,
         "image_size": cfg.data.image_size,
+        "geometry": geometry_fields(cfg),
         "num_test_images": n,
         "categories": per_category,
         "mean": mean_metrics(per_category),
@@ -229,7 +235,7 @@ def evaluate(
     curves = category_curves(measured)
     write_text_atomic(output_dir / CURVES_JSON, json.dumps(curves, allow_nan=False, default=json_default))
     written = write_gallery(model, preds, test_set, class_names, output_dir, device, gallery,
-                            (calibration or {}).get("pixel_threshold"))
+                            (calibration or {}).get("pixel_threshold"), tiled=cfg.data.tiling.kind == "tiles")
     results["artifacts"] = {"scores": SCORES_CSV, "curves": CURVES_JSON, "gallery": written["gallery"]}
     if "maps_dir" in written:
         results["maps_dir"] = written["maps_dir"]
@@ -237,6 +243,33 @@ def evaluate(
                       json.dumps(_nan_to_null(results), indent=2, allow_nan=False, default=json_default))
     write_text_atomic(output_dir / "results.md", results_markdown(results))
     return results
+
+
+def geometry_fields(cfg: RunConfig) -> dict[str, Any]:
+    """How images reached the model and at which resolution the pixel metrics were taken."""
+    data = cfg.data
+    tiling = data.tiling
+    return {
+        "resize": data.resize,
+        "image_size": None if data.resize == "none" else data.image_size,
+        "tiling": None if tiling.kind == "none" else {"tile": tiling.tile, "stride": tiling.stride,
+                                                       "merge": tiling.merge, "train": tiling.train},
+        "resolution": cfg.eval.resolution,
+    }
+
+
+def geometry_sentence(geometry: dict[str, Any] | None) -> str:
+    """One line for results.md and the report: how the model saw the images, where metrics were taken."""
+    if not geometry:
+        return ""
+    seen = {"stretch": f"stretched to {geometry['image_size']}", "none": "at their own size",
+            "keep_aspect": f"scaled to fit {geometry['image_size']} (aspect kept, border ignored)"}[geometry["resize"]]
+    tiling = geometry.get("tiling")
+    if tiling:
+        seen += f", in {tiling['tile']} px tiles {tiling['stride']} px apart (overlaps: {tiling['merge']})"
+    where = ("at each image's original resolution, against the masks as drawn" if geometry["resolution"] == "original"
+             else "at the working resolution, against resized masks")
+    return f"Images {seen}; pixel metrics {where}."
 
 
 def _nan_to_null(value: Any) -> Any:
@@ -329,6 +362,8 @@ def results_markdown(results: dict[str, Any]) -> str:
     if len(rows) > 1:
         rows.append(("**mean**", "mean", results["mean"]))
     intervals = results.get("intervals") or {}
+    if results.get("geometry"):
+        lines[1:1] = ["", geometry_sentence(results["geometry"])]
     for label, key, metrics in rows:
         found = intervals.get(key, {})
         lines.append(f"| {label} | " + " | ".join(_fmt(metrics.get(k), found.get(k)) for k in METRIC_NAMES) + " |")

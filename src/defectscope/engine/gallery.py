@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
+from defectscope.data.sample import Sample
 from defectscope.engine.predictions import Predictions
 from defectscope.models.base import AnomalyModel
 
@@ -108,10 +110,19 @@ def picture_indices(scores: np.ndarray, count: int) -> list[tuple[str, int]]:
     return ranked_ends(scores, max(1, count - count // 4), count // 4) if count > 0 else []
 
 
+def shown_image(sample: Sample, hw: tuple[int, int]) -> torch.Tensor:
+    """The sample's own pixels (border cut off), at the size of the map drawn over them."""
+    top, left, height, width = (int(v) for v in sample.box)
+    image = sample.image[:, top:top + height, left:left + width]
+    if tuple(image.shape[-2:]) != tuple(hw):
+        image = F.interpolate(image[None], size=tuple(hw), mode="bilinear", align_corners=False)[0].clamp(0, 1)
+    return image
+
+
 @torch.no_grad()
 def write_gallery(
     model: AnomalyModel, preds: Predictions, dataset: Dataset, class_names: list[str], output_dir: Path,
-    device: torch.device, plan: GalleryPlan, pixel_threshold: float | None = None,
+    device: torch.device, plan: GalleryPlan, pixel_threshold: float | None = None, tiled: bool = False,
 ) -> dict[str, str]:
     """gallery/ (always) and maps/ (when plan.pictures > 0) in output_dir; returns what was written."""
     gallery = {i: e for e, i in gallery_indices(preds.image_scores, plan.per_end)}
@@ -123,6 +134,9 @@ def write_gallery(
     extras: dict[int, dict[str, np.ndarray]] = {}
     for index in wanted:  # one image at a time: batching would hold every extra map of the gallery at once
         sample = dataset[index]
+        extras[index] = {}
+        if tuple(sample.image.shape[-2:]) != tuple(preds.one(index)[0].shape) or tiled:
+            continue  # a model's own extra maps are drawn only where its input is the whole image as shown
         found = model.explain_maps(sample.image[None].to(device), torch.tensor([sample.class_id], device=device))
         extras[index] = {k: v[0].float().cpu().numpy() for k, v in found.items()}
     model.train(was_training)
@@ -135,10 +149,11 @@ def write_gallery(
     items = []
     for n, (index, end) in enumerate(gallery.items()):
         sample = dataset[index]
+        anomaly_map, mask = preds.one(index)
         arrays = {
-            "image": (sample.image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
-            "map": preds.maps[index].astype(np.float16),
-            "mask": preds.masks[index].astype(bool),
+            "image": (shown_image(sample, anomaly_map.shape).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
+            "map": anomaly_map.astype(np.float16),
+            "mask": mask.astype(bool),
             **{f"extra_{k}": v.astype(np.float16) for k, v in extras[index].items()},
         }
         name = f"{n:02d}_{end}.npz"
@@ -155,9 +170,9 @@ def write_gallery(
     if pictures:
         maps_dir = output_dir / MAPS_DIR
         maps_dir.mkdir(parents=True, exist_ok=True)
-        scale = pixel_threshold or float(np.quantile(preds.maps, 0.999)) or 1.0
+        scale = pixel_threshold or float(np.quantile(preds.pixels()[0], 0.999)) or 1.0
         for index in pictures:
-            _write_picture(dataset[index].image, preds, index, extras[index], scale, maps_dir)
+            _write_picture(shown_image(dataset[index], preds.one(index)[0].shape), preds, index, extras[index], scale, maps_dir)
         written["maps_dir"] = str(maps_dir)
     return written
 
@@ -166,10 +181,11 @@ def _write_picture(image_chw: torch.Tensor, preds: Predictions, index: int, extr
                    scale: float, directory: Path) -> None:
     image = (image_chw.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
     width = image.shape[1]
-    panel = overlay_panel(image, preds.maps[index], preds.masks[index], scale)
+    anomaly_map, mask = preds.one(index)
+    panel = overlay_panel(image, anomaly_map, mask, scale)
     panels: list[tuple[str, Any]] = [("input", panel[:, :width]), ("anomaly map", panel[:, width : 2 * width]),
                                      ("ground truth", panel[:, 2 * width :])]
     panels += [(name, extra_panel(value)) for name, value in extra.items()]
     stem = f"{preds.image_scores[index]:.4g}_{Path(preds.paths[index]).stem}"
     Image.fromarray(labelled_row(panels)).save(directory / f"{stem}.png")
-    np.save(directory / f"{stem}.npy", preds.maps[index].astype(np.float16))
+    np.save(directory / f"{stem}.npy", anomaly_map.astype(np.float16))

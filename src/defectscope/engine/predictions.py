@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from defectscope.data.geometry import Box, restore, valid_mask
+from defectscope.data.image_io import load_mask
+from defectscope.engine.inference import Viewing, infer, standardized
 from defectscope.engine.standardize import MapStandardizer
 from defectscope.models.base import AnomalyModel
+
+Resolution = Literal["model", "original"]
 
 
 @dataclass
 class Predictions:
-    """Everything scored on a dataset, in dataset order, on the CPU."""
+    """Everything scored on a dataset, in dataset order, on the CPU.
+
+    Maps of different sizes (images kept at their own size, or brought back to it) are stored
+    top-left in arrays of the largest size; `valid` marks each image's own pixels there, and is
+    None when every pixel of every map is an image pixel.
+    """
 
     image_scores: np.ndarray  # (N,)
     maps: np.ndarray  # (N, H, W) float32
@@ -23,12 +34,57 @@ class Predictions:
     labels: np.ndarray  # (N,)
     class_ids: np.ndarray  # (N,)
     paths: list[str]
-    model_seconds: float  # time spent inside model.predict
+    model_seconds: float  # time spent scoring (model, tiling, stitching)
+    valid: np.ndarray | None = None  # (N, H, W) bool
+
+    def pixels(self, pick: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, mask values) of the image pixels of the picked images, flattened."""
+        maps, masks = (self.maps, self.masks) if pick is None else (self.maps[pick], self.masks[pick])
+        if self.valid is None:
+            return maps.ravel(), masks.ravel()
+        valid = self.valid if pick is None else self.valid[pick]
+        return maps[valid], masks[valid]
+
+
+    def one(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(map, mask) of one image, cut to its own pixels."""
+        m, g = self.maps[index], self.masks[index]
+        if self.valid is None:
+            return m, g
+        rows, cols = np.flatnonzero(self.valid[index].any(1)), np.flatnonzero(self.valid[index].any(0))
+        if not len(rows):
+            return m[:0, :0], g[:0, :0]
+        cut = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        return m[cut], g[cut]
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _pack(arrays: list[np.ndarray], dtype: type) -> tuple[np.ndarray, np.ndarray | None]:
+    """Same-size arrays stacked; otherwise each top-left in the largest size, with its valid pixels."""
+    if not arrays:
+        return np.zeros((0, 1, 1), dtype), None
+    shapes = {a.shape for a in arrays}
+    if len(shapes) == 1:
+        return np.stack(arrays).astype(dtype, copy=False), None
+    height, width = max(s[0] for s in shapes), max(s[1] for s in shapes)
+    out = np.zeros((len(arrays), height, width), dtype)
+    valid = np.zeros((len(arrays), height, width), bool)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0], : a.shape[1]] = a
+        valid[i, : a.shape[0], : a.shape[1]] = True
+    return out, valid
+
+
+def _original_mask(dataset: Dataset, index: int, size: tuple[int, int]) -> np.ndarray:
+    records = getattr(dataset, "records", None)
+    mask_path = records[index].mask_path if records is not None else None
+    if mask_path is None:
+        return np.zeros(size, bool)
+    return load_mask(mask_path, getattr(dataset, "max_image_pixels", None) or 10**12)[0].numpy() > 0.5
 
 
 @torch.no_grad()
@@ -39,37 +95,70 @@ def predict_dataset(
     device: torch.device,
     keep_maps: bool = True,
     standardizer: MapStandardizer | None = None,
+    viewing: Viewing | None = None,
+    resolution: Resolution = "model",
 ) -> Predictions:
-    """Run `model.predict` (then the standardiser, if any) over `dataset`; restores the model's mode."""
+    """Score `dataset` through :func:`infer` (then the standardiser, if any); restores the model's mode.
+
+    `resolution`: "model" keeps maps and masks at the working size, the border (keep_aspect)
+    marked invalid; "original" brings each map back to its image's size as read (border
+    dropped, bilinear) and compares it with the mask as drawn, read again from its file.
+    """
+    viewing = viewing or Viewing()
     was_training = model.training
     model.eval().to(device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    scores, maps, masks, labels, class_ids, paths = [], [], [], [], [], []
+    # tiles are batched, not images: one image at a time keeps memory to one image and its map
+    tiled = viewing.tiling.kind == "tiles"
+    loader = DataLoader(dataset, batch_size=1 if tiled else batch_size, shuffle=False,
+                        collate_fn=None if not tiled else lambda items: items[0])
+    scores, maps, masks, valids, labels, class_ids, paths = [], [], [], [], [], [], []
     seconds = 0.0
+    index = 0
     for batch in loader:
-        images = batch.image.to(device)
+        if tiled:  # one Sample
+            images, batch_masks = [batch.image], [batch.mask]
+            batch_class, batch_labels = torch.tensor([batch.class_id]), [batch.label]
+            batch_paths, batch_boxes, sizes = [batch.path], [batch.box], [batch.original_size]
+        else:
+            images, batch_masks = list(batch.image), list(batch.mask)
+            batch_class, batch_labels = batch.class_id, list(batch.label)
+            batch_paths, batch_boxes, sizes = batch.path, list(batch.box), list(batch.original_size)
+        boxes = [Box(*(int(v) for v in b)) for b in batch_boxes]
         _sync(device)
         began = time.perf_counter()
-        out = model.predict(images, batch.class_id.to(device))
-        if standardizer is not None:
-            out = standardizer(out, batch.class_id)
+        out_maps, out_scores = infer(model, images, batch_class, boxes, viewing, batch_size, device)
+        out_maps, out_scores = standardized(out_maps, out_scores, batch_class, standardizer)
         _sync(device)
         seconds += time.perf_counter() - began
-        scores.append(out.image_score.float().cpu().numpy())
-        if keep_maps:
-            maps.append(out.anomaly_map.float().cpu().numpy())
-            masks.append(batch.mask[:, 0].bool().numpy())
-        labels.append(np.asarray(batch.label))
-        class_ids.append(np.asarray(batch.class_id))
-        paths.extend(batch.path)
+        scores.append(out_scores.float().cpu().numpy())
+        for anomaly_map, mask, box, size in zip(out_maps, batch_masks, boxes, sizes, strict=True):
+            if not keep_maps:
+                break
+            if resolution == "original":
+                original = (int(size[0]), int(size[1]))
+                maps.append(restore(anomaly_map.float().cpu(), box, original).numpy())
+                masks.append(_original_mask(dataset, index, original))
+                valids.append(np.ones(original, bool))
+            else:
+                maps.append(anomaly_map.float().cpu().numpy())
+                masks.append(mask[0].bool().numpy())
+                valids.append(valid_mask(tuple(anomaly_map.shape), box).numpy())
+            index += 1
+        labels.append(np.asarray(batch_labels))
+        class_ids.append(np.asarray(batch_class))
+        paths.extend(batch_paths)
     model.train(was_training)
-    empty = np.zeros((0, 1, 1), np.float32)
+    packed_maps, _ = _pack(maps, np.float32)
+    packed_masks, _ = _pack(masks, bool)
+    packed_valid, _ = _pack(valids, bool)
+    valid = None if packed_valid.all() else packed_valid
     return Predictions(
         image_scores=np.concatenate(scores) if scores else np.zeros(0, np.float32),
-        maps=np.concatenate(maps) if maps else empty,
-        masks=np.concatenate(masks) if masks else empty.astype(bool),
+        maps=packed_maps,
+        masks=packed_masks,
         labels=np.concatenate(labels) if labels else np.zeros(0, int),
         class_ids=np.concatenate(class_ids) if class_ids else np.zeros(0, int),
         paths=paths,
         model_seconds=seconds,
+        valid=valid,
     )

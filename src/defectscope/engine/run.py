@@ -18,6 +18,8 @@ from lightning.fabric import Fabric
 
 from defectscope.config import ConfigError, RunConfig, config_to_raw, config_to_yaml
 from defectscope.data import DataBundle, build_datasets
+from defectscope.data.config import Tiling
+from defectscope.data.dataset import TiledTrainingSet
 from defectscope.engine.calibrate import calibrate
 from defectscope.engine.checkpoint import Checkpoint, load_trainer_state, load_weights, save_checkpoint
 from defectscope.engine.environment import git_commit
@@ -69,7 +71,7 @@ class RunResult:
 def build_model(cfg: RunConfig, num_classes: int) -> AnomalyModel:
     """The configured model; settings that do not fit together are a ConfigError naming the model."""
     try:
-        return create_model(cfg.model_name, cfg.model, cfg.data.image_size, num_classes)
+        return create_model(cfg.model_name, cfg.model, cfg.data.model_input_size, num_classes)
     except ValueError as err:
         raise ConfigError(f"model '{cfg.model_name}': {err}") from err
 
@@ -206,7 +208,10 @@ def run(
                                                             len(class_names))
         result.checkpoint = save_checkpoint(run_dir / FINAL, model, cfg, class_names, result.calibration,
                                             step=fitted.steps, standardizer=result.standardizer)
-        result.health = training_health(model, bundle.train, bundle.validation, len(class_names),
+        held_out = bundle.validation
+        if isinstance(cfg.data.tiling, Tiling):  # the model rebuilds tiles, not whole images
+            held_out = TiledTrainingSet(held_out, dataclasses.replace(cfg.data.tiling, train="all"))
+        result.health = training_health(model, bundle.train, held_out, len(class_names),
                                         cfg.data.eval_batch_size, fabric.device)
         for warning in result.health["warnings"]:
             print(f"defectscope: warning: {warning}", file=sys.stderr)
@@ -236,8 +241,9 @@ def _score_weights(
 ) -> RunResult:
     if evaluate_test:
         check_output_dir(output_dir, "output folder")
-    if cfg.data.image_size != weights.config.data.image_size:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=weights.config.data.image_size))
+    trained = weights.config.data  # the model sees images as it was trained to see them
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, image_size=trained.image_size, resize=trained.resize, tiling=trained.tiling))
     bundle = bundle or build_datasets(cfg.data)
     num_classes = max(1, len(weights.class_names))
     model, calibration, standardizer = weights.model, weights.calibration, weights.standardizer

@@ -63,6 +63,7 @@ def measure(
     masks: npt.ArrayLike,
     *,
     fpr_limit: float = 0.3,
+    valid: npt.ArrayLike | None = None,
 ) -> Measurement:
     """All standard metrics of one test set and their curves, after checking the inputs belong together.
 
@@ -71,6 +72,9 @@ def measure(
     image_scores (N,), image_labels (N,) bool or 0/1, maps (N, H, W), masks (N, H, W) bool or
     0/1. Returns image_auroc, pixel_auroc, aupro (up to fpr_limit), image_f1_max, pixel_f1_max;
     a metric that is undefined for this data (e.g. no defective image) is NaN.
+    `valid` (N, H, W) bool, when given, marks the pixels that count: maps of different sizes
+    stored top-left in one array, or a border that is not part of the image. A defect region
+    is never cut by it (the masks are zero outside).
     Raises ValueError on mismatched shapes, NaN scores or non-binary labels/masks.
     """
     s = as_scores(image_scores, "image_scores")
@@ -89,9 +93,14 @@ def measure(
     limit = _check_fpr_limit(fpr_limit)
 
     image_tp, image_fp = cumulative_counts(y, _rank_descending(s))
-    pixel_ranking = _rank_descending(m)  # one sort of all pixels, shared by the pixel metrics
-    pixel_tp, pixel_fp = cumulative_counts(g, pixel_ranking)
-    pro = _pro_curve_ranked(g, pixel_ranking)
+    v = None
+    if valid is not None:
+        v = as_binary(valid, "valid")
+        check_same_shape(m, v, "maps", "valid")
+        g = g & v
+    pixel_ranking = _rank_descending(m if v is None else m[v])  # one sort of all pixels, shared by the pixel metrics
+    pixel_tp, pixel_fp = cumulative_counts(g if v is None else g[v], pixel_ranking)
+    pro = _pro_curve_ranked(g, pixel_ranking, v)
     metrics = {
         "image_auroc": _auroc_from_counts(image_tp, image_fp),
         "pixel_auroc": _auroc_from_counts(pixel_tp, pixel_fp),

@@ -65,12 +65,17 @@ def _aupro_from_curve(curve: tuple[np.ndarray, np.ndarray] | None, fpr_limit: fl
     return float(_area_up_to(fpr, pro, fpr_limit) / fpr_limit)
 
 
-def _pro_curve_ranked(masks: np.ndarray, ranking: Ranking) -> tuple[np.ndarray, np.ndarray] | None:
-    """(fpr, pro) at (0, 0) and then every distinct threshold, highest first; None if undefined."""
+def _pro_curve_ranked(
+    masks: np.ndarray, ranking: Ranking, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(fpr, pro) at (0, 0) and then every distinct threshold, highest first; None if undefined.
+
+    With `valid`, `ranking` orders the valid pixels only (masks must be zero outside them).
+    """
     regions, num_regions = ndimage.label(masks, structure=_STRUCTURE_8)
     if num_regions == 0:
         return None
-    flat_regions = regions.ravel()
+    flat_regions = regions.ravel() if valid is None else regions[valid]
     sizes = np.bincount(flat_regions, minlength=num_regions + 1)
     num_normal = int(sizes[0])  # id 0 = background = every defect-free pixel of every image
     if num_normal == 0:

@@ -64,14 +64,18 @@ def pixel_auroc_interval(
     confidence: float = 0.95,
     seed: int = 0,
     bins: int = DEFAULT_BINS,
+    valid: npt.ArrayLike | None = None,
 ) -> tuple[float, float]:
     """(low, high) of the pixel AUROC, resampling whole images and pooling their pixels.
+
+    `valid` (N, H, W) bool, when given, marks the pixels that count (maps of different sizes
+    stored in one array, or a border that is not part of the image).
 
     An image is defective when its mask has a defect pixel; normal and defective images are
     resampled separately. Each endpoint is within the binning bound of `binned_pixel_auroc`
     (taken over the resamples) of the exact bootstrap's. NaN if no defect or no normal pixel.
     """
-    aucs, _ = _pixel_bootstrap(maps, masks, resamples, confidence, seed, bins)
+    aucs, _ = _pixel_bootstrap(maps, masks, resamples, confidence, seed, bins, valid)
     return NAN_INTERVAL if aucs is None else _percentiles(aucs, confidence)
 
 
@@ -102,15 +106,21 @@ def binned_pixel_auroc(maps: npt.ArrayLike, masks: npt.ArrayLike, bins: int = DE
 
 
 def _pixel_bootstrap(
-    maps: npt.ArrayLike, masks: npt.ArrayLike, resamples: int, confidence: float, seed: int, bins: int
+    maps: npt.ArrayLike, masks: npt.ArrayLike, resamples: int, confidence: float, seed: int, bins: int,
+    valid: npt.ArrayLike | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Per-resample binned pixel AUROCs and their binning bounds; (None, None) if undefined."""
     m, g = _pixel_inputs(maps, masks)
     _check_options(resamples, confidence)
     _check_bins(bins)
-    if not g.any() or g.all():
+    v = None
+    if valid is not None:
+        v = as_binary(valid, "valid")
+        check_same_shape(m, v, "maps", "valid")
+        g = g & v
+    if not g.any() or (g == (v if v is not None else True)).all():
         return None, None
-    pos_hist, neg_hist, mixed = _pixel_histograms(m, g, bins)  # (N, B) each
+    pos_hist, neg_hist, mixed = _pixel_histograms(m, g, bins, v)  # (N, B) each
     weights = _resample_counts(g.reshape(len(g), -1).any(axis=1), resamples, seed)  # (R, N)
     pos, neg = weights @ pos_hist, weights @ neg_hist  # (R, B) pooled counts per resample
     return _auroc_binned(pos, neg), _binning_bound(pos, neg, mixed)
@@ -124,22 +134,29 @@ def _pixel_inputs(maps: npt.ArrayLike, masks: npt.ArrayLike) -> tuple[np.ndarray
     return m, g
 
 
-def _pixel_histograms(maps: np.ndarray, masks: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pixel_histograms(
+    maps: np.ndarray, masks: np.ndarray, bins: int, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-image counts of defect and normal pixels per score bin, (N, B) float64 each, and
     which bins hold more than one distinct score (B,) bool (the only ones binning can get wrong).
+    Pixels outside `valid` (N, H, W), when given, are not counted.
 
     Bins start at the distinct scores when there are at most `bins` of them (exact), otherwise
     at every (T / bins)-th sorted score; equal scores always share a bin, so true ties stay ties.
     """
     flat = maps.ravel()
-    ordered = np.sort(flat)  # one sort of all pixels, not one per resample
+    keep = None if valid is None else valid.ravel()
+    ordered = np.sort(flat if keep is None else flat[keep])  # one sort of all pixels, not one per resample
     distinct = ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
     lower = distinct if len(distinct) <= bins else np.unique(ordered[(np.arange(bins) * len(ordered)) // bins])
     index = np.searchsorted(lower, flat, side="right") - 1  # bin of every pixel, in 0…len(lower)-1
     n_images, n_bins = maps.shape[0], len(lower)
     cell = np.repeat(np.arange(n_images), flat.size // n_images) * n_bins + index
-    total = np.bincount(cell, minlength=n_images * n_bins).reshape(n_images, n_bins)
-    pos = np.bincount(cell, weights=masks.ravel(), minlength=n_images * n_bins).reshape(n_images, n_bins)
+    index = np.clip(index, 0, n_bins - 1)  # pixels outside `valid` may score below every bin; they weigh 0
+    cell = np.repeat(np.arange(n_images), flat.size // n_images) * n_bins + index
+    weight = np.ones(flat.size) if keep is None else keep.astype(np.float64)
+    total = np.bincount(cell, weights=weight, minlength=n_images * n_bins).reshape(n_images, n_bins)
+    pos = np.bincount(cell, weights=masks.ravel() * weight, minlength=n_images * n_bins).reshape(n_images, n_bins)
     mixed = np.bincount(np.searchsorted(lower, distinct, side="right") - 1, minlength=n_bins) > 1
     return pos, total - pos, mixed
 

@@ -1,0 +1,171 @@
+"""Where an image's pixels go between the file and the model, and back.
+
+An image is brought to the working size (`data.image_size`) by `data.resize`: stretched, scaled
+to fit with a border (`keep_aspect`), or left as it is (`none`). A :class:`Box` records where
+the image's own pixels lie in the result, so a map can ignore the border and be brought back to
+the image's original size for evaluation. Tiling cuts a working-size image into overlapping
+square tiles the model sees one by one, and stitches the tile maps into one map of the image.
+
+Everything here works on tensors and is exact: tiling then stitching a map that depends only
+on the pixel returns it unchanged, and the border never reaches a stitched or restored map.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Resize = Literal["stretch", "keep_aspect", "none"]
+Merge = Literal["mean", "max"]
+
+
+class Box(NamedTuple):
+    """The image's own pixels in a canvas: rows top … top+height, columns left … left+width."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def as_hw(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """`data.image_size` as (height, width): one number is a square."""
+    if isinstance(size, int):
+        return size, size
+    height, width = size
+    return int(height), int(width)
+
+
+def fitted_box(original_hw: tuple[int, int], size_hw: tuple[int, int], resize: Resize) -> tuple[tuple[int, int], Box]:
+    """(canvas size, box of the image in it) for an image of `original_hw` brought to `size_hw`."""
+    h0, w0 = original_hw
+    if resize == "none":
+        return (h0, w0), Box(0, 0, h0, w0)
+    height, width = size_hw
+    if resize == "stretch":
+        return (height, width), Box(0, 0, height, width)
+    scale = min(height / h0, width / w0)
+    h, w = max(1, min(height, round(h0 * scale))), max(1, min(width, round(w0 * scale)))
+    # centred, so a part keeps its place however the aspect ratio of its photo varies
+    return (height, width), Box((height - h) // 2, (width - w) // 2, h, w)
+
+
+def _resize(x: Tensor, hw: tuple[int, int], nearest: bool) -> Tensor:
+    if tuple(x.shape[-2:]) == hw:
+        return x
+    batch = x.unsqueeze(0) if x.ndim == 3 else x
+    if nearest:  # half-pixel centres like the bilinear resize, so mask and image stay aligned
+        out = F.interpolate(batch.float(), size=hw, mode="nearest-exact").to(x.dtype)
+    else:
+        out = F.interpolate(batch.float(), size=hw, mode="bilinear", align_corners=False,
+                            antialias=True).clamp_(0.0, 1.0)
+    return out.squeeze(0) if x.ndim == 3 else out
+
+
+def fit(x: Tensor, size_hw: tuple[int, int], resize: Resize, *, nearest: bool = False) -> tuple[Tensor, Box]:
+    """(C, H, W) image (bilinear) or mask (`nearest`) → (C, *canvas) and the image's box in it.
+
+    The keep_aspect border is zero; the box, not its value, marks it, so nothing downstream
+    mistakes a black border for a black part.
+    """
+    canvas, box = fitted_box(tuple(x.shape[-2:]), size_hw, resize)
+    inner = _resize(x, (box.height, box.width), nearest)
+    if (box.height, box.width) == canvas:
+        return inner, box
+    out = x.new_zeros((*x.shape[:-2], *canvas))
+    out[..., box.top:box.top + box.height, box.left:box.left + box.width] = inner
+    return out, box
+
+
+def valid_mask(canvas_hw: tuple[int, int], box: Box) -> Tensor:
+    """(H, W) bool: True on the image's own pixels."""
+    valid = torch.zeros(canvas_hw, dtype=torch.bool)
+    valid[box.top:box.top + box.height, box.left:box.left + box.width] = True
+    return valid
+
+
+def restore(anomaly_map: Tensor, box: Box, original_hw: tuple[int, int]) -> Tensor:
+    """A (H, W) map on the canvas → (h0, w0) map of the image as it was read (border dropped, bilinear)."""
+    inner = anomaly_map[box.top:box.top + box.height, box.left:box.left + box.width]
+    if tuple(inner.shape) == tuple(original_hw):
+        return inner
+    return F.interpolate(inner[None, None].float(), size=tuple(original_hw), mode="bilinear",
+                         align_corners=False)[0, 0]
+
+
+# ---------------------------------------------------------------------------------- tiling
+
+
+def tile_origins(length: int, tile: int, stride: int) -> list[int]:
+    """Start of each tile along one side: every `stride`, the last one flush with the end.
+
+    A side shorter than the tile gets one tile (the image is padded to it).
+    """
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] != length - tile:
+        starts.append(length - tile)
+    return starts
+
+
+def tile_grid(hw: tuple[int, int], tile: int, stride: int) -> list[tuple[int, int]]:
+    """(top, left) of every tile of an image of size `hw`, row by row."""
+    return [(y, x) for y in tile_origins(hw[0], tile, stride) for x in tile_origins(hw[1], tile, stride)]
+
+
+def pad_to_tile(x: Tensor, tile: int) -> Tensor:
+    """Zero-pad the bottom and right of a (…, H, W) tensor to at least tile × tile."""
+    h, w = x.shape[-2:]
+    if h >= tile and w >= tile:
+        return x
+    return F.pad(x, (0, max(0, tile - w), 0, max(0, tile - h)))
+
+
+def cut_tiles(x: Tensor, origins: list[tuple[int, int]], tile: int) -> Tensor:
+    """(C, H, W) → (N, C, tile, tile) at `origins` (pads the image first if it is smaller than a tile)."""
+    x = pad_to_tile(x, tile)
+    return torch.stack([x[..., y:y + tile, l:l + tile] for y, l in origins])
+
+
+class Stitcher:
+    """Accumulates tile maps into one (H, W) map, a batch of tiles at a time (bounded memory).
+
+    Overlaps are averaged (`mean`) or their `max` is kept. Every pixel of the image is covered by
+    at least one tile (see :func:`tile_origins`); what a tile covers beyond the image (padding of
+    a small image) is dropped.
+    """
+
+    def __init__(self, hw: tuple[int, int], tile: int, merge: Merge, device: torch.device | None = None) -> None:
+        if merge not in ("mean", "max"):
+            raise ValueError(f"merge must be 'mean' or 'max', got {merge!r}")
+        self.hw, self.tile, self.merge = hw, tile, merge
+        padded = (max(hw[0], tile), max(hw[1], tile))
+        if merge == "mean":
+            self.total = torch.zeros(padded, device=device)
+            self.count = torch.zeros(padded, device=device)
+        else:
+            self.total = torch.full(padded, float("-inf"), device=device)
+
+    def add(self, tile_maps: Tensor, origins: list[tuple[int, int]]) -> None:
+        t = self.tile
+        for m, (y, x) in zip(tile_maps, origins, strict=True):
+            if self.merge == "mean":
+                self.total[y:y + t, x:x + t] += m
+                self.count[y:y + t, x:x + t] += 1
+            else:
+                self.total[y:y + t, x:x + t] = torch.maximum(self.total[y:y + t, x:x + t], m)
+
+    def result(self) -> Tensor:
+        out = self.total / self.count if self.merge == "mean" else self.total
+        return out[: self.hw[0], : self.hw[1]]
+
+
+def stitch(tile_maps: Tensor, origins: list[tuple[int, int]], hw: tuple[int, int], merge: Merge) -> Tensor:
+    """(N, tile, tile) maps at `origins` → one (H, W) map (see :class:`Stitcher`)."""
+    stitcher = Stitcher(hw, tile_maps.shape[-1], merge, tile_maps.device)
+    stitcher.add(tile_maps.float(), origins)
+    return stitcher.result()
