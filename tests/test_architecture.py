@@ -16,7 +16,7 @@ PACKAGE = "defectscope"
 # what models may import besides the standard library and third-party packages
 MODEL_ALLOWED = ("defectscope.models.base", "defectscope.layers", "defectscope.metrics", "defectscope.checks")
 # packages that sit at the bottom and import nothing above them
-BOTTOM = {"metrics": (), "layers": ("metrics", "checks"), "data": ("checks",), "checks": ()}
+BOTTOM = {"metrics": (), "layers": ("metrics", "checks"), "data": ("checks", "geometry"), "checks": (), "geometry": ()}
 
 
 def module_name(path: Path, root: Path = SRC) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from defectscope.data.geometry import as_hw
 from defectscope.models import AnomalyModel
 
 _STATUS = Path("/proc/self/status")
@@ -27,9 +28,9 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _inputs(batch: int, image_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _inputs(batch: int, image_size: int | tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
-    images = torch.rand(batch, 3, image_size, image_size, generator=generator).to(device)
+    images = torch.rand(batch, 3, *as_hw(image_size), generator=generator).to(device)
     return images, torch.zeros(batch, dtype=torch.long, device=device)
 
 

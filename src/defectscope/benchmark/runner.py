@@ -99,7 +99,7 @@ def run_cell(suite: Suite, cell: Cell, output: Path) -> dict[str, Any]:
     fitted = run(cfg, gallery=GalleryPlan(per_end=suite.config.gallery_per_end))
     results, model, device = fitted.results, fitted.model, fitted.device
     prof = suite.config.profile
-    speeds = {str(b): images_per_second(model, cfg.data.image_size, b, device, prof.warmup, prof.iterations)
+    speeds = {str(b): images_per_second(model, cfg.data.model_input_size, b, device, prof.warmup, prof.iterations)
               for b in prof.batch_sizes}
     onnx_speeds = None
     if prof.onnxruntime:
@@ -108,7 +108,7 @@ def run_cell(suite: Suite, cell: Cell, output: Path) -> dict[str, Any]:
 
         graph = directory / "model.onnx"
         export_onnx(load_checkpoint(fitted.checkpoint), graph)
-        onnx_speeds = {str(b): onnxruntime_images_per_second(graph, cfg.data.image_size, b, prof.warmup,
+        onnx_speeds = {str(b): onnxruntime_images_per_second(graph, cfg.data.model_input_size, b, prof.warmup,
                                                              prof.iterations) for b in prof.batch_sizes}
     record = {
         "format": CELL_FORMAT,
@@ -131,7 +131,7 @@ def run_cell(suite: Suite, cell: Cell, output: Path) -> dict[str, Any]:
         "eval_images_per_second": results["images_per_second"],
         "parameters": count_parameters(model),
         "checkpoint_bytes": folder_bytes(Path(fitted.checkpoint) / "model.safetensors"),
-        "flops_per_image": flops_per_image(model, cfg.data.image_size, device) if prof.flops else None,
+        "flops_per_image": flops_per_image(model, cfg.data.model_input_size, device) if prof.flops else None,
         **peak_memory(),
         "calibration": results["calibration"],
         "environment": results["environment"],

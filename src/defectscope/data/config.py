@@ -69,8 +69,9 @@ class NoTiling:
 class Tiling:
     """The model sees square tiles of the working-size image; their maps are stitched into one.
 
-    Training draws `per_image` random tiles of each image per epoch (a fresh place each time),
-    or takes every tile of the inference grid (`all`). Inference cuts each image on a grid of
+    Training takes every tile of the inference grid (`all`: what a memory bank or per-position
+    statistics must see), or draws `per_image` random tiles of each image per epoch, at a fresh
+    place each time (`random`: more variety for a model trained by steps). Inference cuts each image on a grid of
     tiles `stride` apart, the last row and column flush with the image's edge, and merges
     overlapping tile maps by their mean or their max; the image score is the stitched map's max.
     """
@@ -78,7 +79,7 @@ class Tiling:
     kind: Literal["tiles"] = "tiles"
     tile: PositiveInt = 256
     stride: PositiveInt = 192  # 256 − 192 = 64 px of overlap: a defect at a tile's edge is whole in its neighbour
-    train: Literal["random", "all"] = "random"
+    train: Literal["all", "random"] = "all"
     per_image: PositiveInt = 1  # train: random only
     merge: Literal["mean", "max"] = "mean"
 

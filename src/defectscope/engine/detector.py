@@ -7,6 +7,7 @@ only has to satisfy `DetectorLike` to be served the same way. `Detection`, `Dete
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,9 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from defectscope.data.transforms import resize_image
+from defectscope.data.geometry import as_hw, fit, restore
 from defectscope.detection import (
     CalibratedClasses,
     Detection,
@@ -26,6 +26,7 @@ from defectscope.detection import (
     normalized_score,
 )
 from defectscope.engine.checkpoint import Checkpoint, load_checkpoint
+from defectscope.engine.inference import Viewing, infer, standardized
 
 __all__ = ["Detection", "Detector", "DetectorLike", "normalized_score"]
 
@@ -45,7 +46,7 @@ class Detector(CalibratedClasses):
         self.checkpoint = checkpoint
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.image_size = int(checkpoint.config.data.image_size)
+        self.image_size = checkpoint.config.data.image_size
         self.calibration = dict(checkpoint.calibration)
         self._class_names = list(checkpoint.class_names)
         self._lock = threading.Lock()  # torch modules are not promised thread-safe (buffers, caches)
@@ -58,26 +59,25 @@ class Detector(CalibratedClasses):
 
     @torch.no_grad()
     def score(self, images: Sequence[np.ndarray], class_name: str | None = None) -> list[Detection]:
-        """Score images of any size; each detection's map comes back at its image's own size."""
+        """Score images of any size, as the run was evaluated (resize or tiles, standardiser); each
+        detection's map comes back at its image's own size."""
         class_id = self.class_id(class_name)
-        tensors = [_as_chw(image, i) for i, image in enumerate(images)]
+        data = self.checkpoint.config.data
+        size, viewing = as_hw(data.image_size), Viewing.of(data)
         detections: list[Detection] = []
-        for start in range(0, len(tensors), self.batch_size):
-            chunk = tensors[start : start + self.batch_size]
-            batch = torch.stack([resize_image(t, self.image_size) for t in chunk]).to(self.device)
-            class_ids = torch.full((len(chunk),), class_id, dtype=torch.long, device=self.device)
+        for start in range(0, len(images), self.batch_size):
+            chunk = [_as_chw(image, start + i) for i, image in enumerate(images[start : start + self.batch_size])]
+            fitted = [fit(t, size, data.resize) for t in chunk]
+            class_ids = torch.full((len(chunk),), class_id, dtype=torch.long)
             with self._lock:
-                out = self.checkpoint.predict(batch, class_ids)
-            maps = out.anomaly_map.float().cpu()  # (B, S, S)
-            scores = out.image_score.float().cpu()  # (B,)
-            for i, image in enumerate(chunk):
-                detections.append(self._detection(float(scores[i]), maps[i], tuple(image.shape[-2:]), class_id))
+                maps, scores = infer(self.checkpoint.model, [f[0] for f in fitted], class_ids, [f[1] for f in fitted],
+                                     viewing, self.batch_size, self.device)
+                maps, scores = standardized(maps, scores, class_ids, self.checkpoint.standardizer)
+            for image, (_, box), amap, score in zip(chunk, fitted, maps, scores.cpu(), strict=True):
+                original = restore(amap.float().cpu(), box, tuple(image.shape[-2:]))
+                detections.append(detection_from(float(score), original.numpy(), self.calibration,
+                                                 self.class_names[class_id]))
         return detections
-
-    def _detection(self, score: float, amap: torch.Tensor, size: tuple[int, int], class_id: int) -> Detection:
-        if tuple(amap.shape) != size:
-            amap = F.interpolate(amap[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-        return detection_from(score, amap.numpy(), self.calibration, self.class_names[class_id])
 
     def info(self) -> dict[str, Any]:
         """What a client needs to read the numbers: model, classes, thresholds, input size, version."""
@@ -87,7 +87,9 @@ class Detector(CalibratedClasses):
         return {
             "model_name": self.checkpoint.config.model_name,
             "class_names": self.class_names,
-            "image_size": self.image_size,
+            "image_size": list(self.image_size) if isinstance(self.image_size, tuple) else self.image_size,
+            "resize": self.checkpoint.config.data.resize,
+            "tiling": dataclasses.asdict(self.checkpoint.config.data.tiling),
             "image_threshold": cal.get("image_threshold"),
             "pixel_threshold": cal.get("pixel_threshold"),
             "image_score_mean": cal.get("image_score_mean"),

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 
 EXPORT_FORMAT = "defectscope-onnx/1"
 INPUTS = ("images", "class_ids")
 OUTPUTS = ("anomaly_map", "image_score")
 # how the graph wants its input; the runtime (export/resize.py) does exactly this
 INPUT_LAYOUT = (
-    "images: float32 (B, 3, S, S) RGB in [0, 1], S = image_size, resized from the original with "
+    "images: float32 (B, 3, H, W) RGB in [0, 1]: image_size (or a tile of tiling.tile, cut as tiling says), brought from the original by resize with "
     "antialiased bilinear (half-pixel centres, torch's antialias=True / PIL's BILINEAR filter) and "
     "clamped to [0, 1]; class_ids: int64 (B,), index into class_names, present only when there are "
     "several classes. Outputs: anomaly_map float32 (B, S, S) (bilinear back to the original size, "
@@ -33,7 +33,7 @@ class ExportInfo:
 
     model_name: str
     class_names: list[str]
-    image_size: int
+    image_size: int | list[int]  # data.image_size: one side, or [height, width]
     calibration: dict[str, float]  # the checkpoint's calibration: thresholds, held-out score mean/std, ...
     map_standardization: bool  # the graph z-scores its maps with the checkpoint's MapStandardizer
     checkpoint_format: str
@@ -41,6 +41,8 @@ class ExportInfo:
     defectscope_version: str
     exporter: str  # "dynamo" or "torchscript" (torch.onnx.export's two paths)
     opset: int
+    resize: str = "stretch"  # data.resize: how an image is brought to image_size before the graph
+    tiling: dict | None = None  # data.tiling as a mapping (tile, stride, merge), None: whole images
     format: str = EXPORT_FORMAT
     inputs: str = INPUT_LAYOUT
 
@@ -69,7 +71,8 @@ class ExportInfo:
             raise ExportError(f"{source}: exported as {values['format']!r}; this version of defectscope reads "
                               f"{EXPORT_FORMAT!r} (export the checkpoint again)")
         known = set(cls.__dataclass_fields__)
-        missing = sorted(known - set(values))
+        required = {f.name for f in fields(cls) if f.default is MISSING}
+        missing = sorted(required - set(values))
         if missing:
             raise ExportError(f"{source}: metadata lacks {', '.join(missing)}")
-        return cls(**{k: values[k] for k in known})
+        return cls(**{k: values[k] for k in known if k in values})

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from defectscope import __version__
 from defectscope.engine.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from defectscope.engine.checkpoint import Checkpoint
+from defectscope.geometry import as_hw
 from defectscope.export.metadata import INPUTS, OUTPUTS, ExportError, ExportInfo
 from defectscope.export.runtime import OnnxDetector
 
@@ -79,9 +80,13 @@ def export_onnx(checkpoint: Checkpoint, output: str | Path, opset: int | None = 
     if exporter == "dynamo" and opset is not None and opset < MIN_DYNAMO_OPSET:
         raise ExportError(f"opset {opset}: the dynamo exporter writes opset {MIN_DYNAMO_OPSET} or newer "
                           "(use --exporter torchscript for an older runtime)")
-    size = int(checkpoint.config.data.image_size)
+    data = checkpoint.config.data
+    if data.tiling.kind == "tiles" and checkpoint.standardizer is not None:
+        raise ExportError(f"{name}: a tiled model's map standardiser works on the stitched map, which the graph "
+                          "(one tile) does not see; export a model trained without eval.map_standardization")
+    height, width = as_hw(data.model_input_size)
     generator = torch.Generator().manual_seed(0)
-    example: tuple[Tensor, ...] = (torch.rand(2, 3, size, size, generator=generator),)
+    example: tuple[Tensor, ...] = (torch.rand(2, 3, height, width, generator=generator),)
     if len(checkpoint.class_names) > 1:
         example += (torch.zeros(2, dtype=torch.long),)
     names = list(INPUTS[: len(example)])
@@ -127,12 +132,16 @@ def export_onnx(checkpoint: Checkpoint, output: str | Path, opset: int | None = 
 def _write_metadata(path: Path, checkpoint: Checkpoint, exporter: Exporter) -> ExportInfo:
     import onnx
 
+    data = checkpoint.config.data
     model = onnx.load(str(path))
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     info = ExportInfo(
         model_name=checkpoint.config.model_name,
         class_names=list(checkpoint.class_names),
-        image_size=int(checkpoint.config.data.image_size),
+        image_size=list(data.image_size) if isinstance(data.image_size, tuple) else int(data.image_size),
+        resize=data.resize,
+        tiling=None if data.tiling.kind == "none" else {"tile": data.tiling.tile, "stride": data.tiling.stride,
+                                                       "merge": data.tiling.merge},
         calibration=dict(checkpoint.calibration),
         map_standardization=checkpoint.standardizer is not None,
         checkpoint_format=CHECKPOINT_FORMAT,
@@ -155,12 +164,12 @@ def compare_with_torch(checkpoint: Checkpoint, exported: str | Path | OnnxDetect
     Also returns the largest |map| torch produced, so a difference can be read against the maps' scale.
     """
     detector = exported if isinstance(exported, OnnxDetector) else OnnxDetector(exported)
-    size = detector.image_size
+    height, width = as_hw(checkpoint.config.data.model_input_size)
     generator = torch.Generator().manual_seed(seed)
     checkpoint.model.eval()
     found = {"map": 0.0, "score": 0.0, "map_scale": 0.0}
     for batch in batch_sizes:
-        images = torch.rand(batch, 3, size, size, generator=generator)
+        images = torch.rand(batch, 3, height, width, generator=generator)
         class_ids = torch.arange(batch) % len(detector.class_names)
         ref = checkpoint.predict(images, class_ids)
         maps, scores = detector.run(images.numpy(), class_ids.numpy())

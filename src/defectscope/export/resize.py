@@ -14,7 +14,9 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["antialias_weights", "bilinear_weights", "resize_map", "resize_to_square"]
+from defectscope.geometry import Box, Resize, fitted_box
+
+__all__ = ["antialias_weights", "bilinear_weights", "fit_array", "resize_map", "resize_to", "resize_to_square"]
 
 
 @lru_cache(maxsize=64)
@@ -58,14 +60,30 @@ def _frozen(weights: np.ndarray) -> np.ndarray:
     return out
 
 
-def resize_to_square(image: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) float32 in [0, 1] → (3, size, size) float32, as `resize_image` resizes a (3, H, W) tensor."""
+def resize_to(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1] → (3, h, w) float32, as `defectscope.data.geometry.fit` resizes a (3, H, W) tensor."""
     chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
     height, width = chw.shape[-2:]
-    if (height, width) == (size, size):
+    if (height, width) == tuple(hw):
         return chw
-    out = antialias_weights(height, size) @ chw @ antialias_weights(width, size).T  # (3, S, S)
+    out = antialias_weights(height, hw[0]) @ chw @ antialias_weights(width, hw[1]).T  # (3, h, w)
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+def resize_to_square(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1] → (3, size, size) float32."""
+    return resize_to(image, (size, size))
+
+
+def fit_array(image: np.ndarray, size_hw: tuple[int, int], resize: Resize) -> tuple[np.ndarray, Box]:
+    """(H, W, 3) → (3, canvas) and the image's box in it, as `defectscope.data.geometry.fit` places it."""
+    canvas, box = fitted_box(image.shape[:2], size_hw, resize)
+    inner = resize_to(image, (box.height, box.width))
+    if (box.height, box.width) == tuple(canvas):
+        return inner, box
+    out = np.zeros((3, *canvas), np.float32)
+    out[:, box.top:box.top + box.height, box.left:box.left + box.width] = inner
+    return out, box
 
 
 def resize_map(anomaly_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -16,7 +16,8 @@ import numpy as np
 from defectscope import __version__
 from defectscope.detection import CalibratedClasses, Detection, detection_from, image_array
 from defectscope.export.metadata import INPUTS, OUTPUTS, ExportError, ExportInfo
-from defectscope.export.resize import resize_map, resize_to_square
+from defectscope.export.resize import fit_array, resize_map
+from defectscope.geometry import as_hw, tile_grid
 
 __all__ = ["OnnxDetector"]
 
@@ -76,19 +77,51 @@ class OnnxDetector(CalibratedClasses):
         return maps, scores
 
     def score(self, images: Sequence[np.ndarray], class_name: str | None = None) -> list[Detection]:
-        """Score images of any size; each detection's map comes back at its image's own size."""
+        """Score images of any size as the torch `Detector` does (resize or tiles); each detection's map
+        comes back at its image's own size."""
         class_id = self.class_id(class_name)
-        arrays = [image_array(image, i) for i, image in enumerate(images)]
         name = self.class_names[class_id]
+        meta = self.export_info
+        size = as_hw(meta.image_size)
         detections: list[Detection] = []
-        for start in range(0, len(arrays), self.batch_size):
-            chunk = arrays[start : start + self.batch_size]
-            batch = np.stack([resize_to_square(a, self.image_size) for a in chunk])
-            maps, scores = self.run(batch, np.full(len(chunk), class_id, np.int64))
-            for i, array in enumerate(chunk):
-                full = resize_map(maps[i], array.shape[:2])
-                detections.append(detection_from(float(scores[i]), full, self.calibration, name))
+        for start in range(0, len(images), self.batch_size):
+            chunk = [image_array(image, start + i) for i, image in enumerate(images[start : start + self.batch_size])]
+            fitted = [fit_array(a, size, meta.resize) for a in chunk]
+            if meta.tiling is None:
+                maps, scores = self.run(np.stack([f[0] for f in fitted]), np.full(len(chunk), class_id, np.int64))
+                if meta.resize != "stretch":  # the score is the map's max over the image's own pixels
+                    scores = np.array([m[b.top:b.top + b.height, b.left:b.left + b.width].max()
+                                       for m, (_, b) in zip(maps, fitted, strict=True)])
+            else:
+                tiled = [self._tiled(image, class_id) for image, _ in fitted]
+                maps, scores = [m for m, _ in tiled], np.array([s for _, s in tiled])
+            for array, (_, box), amap, score in zip(chunk, fitted, maps, scores, strict=True):
+                inner = amap[box.top:box.top + box.height, box.left:box.left + box.width]
+                detections.append(detection_from(float(score), resize_map(inner, array.shape[:2]), self.calibration, name))
         return detections
+
+    def _tiled(self, image: np.ndarray, class_id: int) -> tuple[np.ndarray, float]:
+        """(3, H, W) → stitched (H, W) map and its max, tiles run a batch at a time."""
+        tiling = self.export_info.tiling
+        tile, hw = tiling["tile"], image.shape[-2:]
+        origins = tile_grid(hw, tile, tiling["stride"])
+        padded = np.zeros((3, max(hw[0], tile), max(hw[1], tile)), np.float32)
+        padded[:, : hw[0], : hw[1]] = image
+        mean = tiling["merge"] == "mean"
+        total = np.zeros(padded.shape[1:], np.float32) if mean else np.full(padded.shape[1:], -np.inf, np.float32)
+        count = np.zeros(padded.shape[1:], np.float32)
+        for begin in range(0, len(origins), self.batch_size):
+            part = origins[begin : begin + self.batch_size]
+            tiles = np.stack([padded[:, y:y + tile, x:x + tile] for y, x in part])
+            maps, _ = self.run(tiles, np.full(len(part), class_id, np.int64))
+            for m, (y, x) in zip(maps, part, strict=True):
+                if mean:
+                    total[y:y + tile, x:x + tile] += m
+                    count[y:y + tile, x:x + tile] += 1
+                else:
+                    np.maximum(total[y:y + tile, x:x + tile], m, out=total[y:y + tile, x:x + tile])
+        stitched = (total / count if mean else total)[: hw[0], : hw[1]]
+        return stitched, float(stitched.max())
 
     def info(self) -> dict[str, Any]:
         """What a client needs to read the numbers: the same keys as Detector.info, and the graph's."""
@@ -97,6 +130,8 @@ class OnnxDetector(CalibratedClasses):
             "model_name": meta.model_name,
             "class_names": self.class_names,
             "image_size": self.image_size,
+            "resize": meta.resize,
+            "tiling": meta.tiling,
             "image_threshold": cal.get("image_threshold"),
             "pixel_threshold": cal.get("pixel_threshold"),
             "image_score_mean": cal.get("image_score_mean"),

@@ -74,7 +74,7 @@ class ModelInfo(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
     model_name: str
     class_names: list[str]
-    image_size: int
+    image_size: int | list[int]  # the working size, one side or [height, width]
     image_threshold: float | None
     pixel_threshold: float | None
     defectscope_version: str
