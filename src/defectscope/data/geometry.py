@@ -96,8 +96,10 @@ class Stitcher:
         self.hw, self.tile, self.merge = hw, tile, merge
         padded = (max(hw[0], tile), max(hw[1], tile))
         if merge == "mean":
-            self.total = torch.zeros(padded, device=device)
-            self.count = torch.zeros(padded, device=device)
+            # float64 sums of float32 maps are exact for any realistic overlap count, so the mean of
+            # equal values is that value exactly
+            self.total = torch.zeros(padded, dtype=torch.float64, device=device)
+            self.count = torch.zeros(padded, dtype=torch.float64, device=device)
         else:
             self.total = torch.full(padded, float("-inf"), device=device)
 
@@ -111,7 +113,7 @@ class Stitcher:
                 self.total[y:y + t, x:x + t] = torch.maximum(self.total[y:y + t, x:x + t], m)
 
     def result(self) -> Tensor:
-        out = self.total / self.count if self.merge == "mean" else self.total
+        out = (self.total / self.count).float() if self.merge == "mean" else self.total
         return out[: self.hw[0], : self.hw[1]]
 
 

@@ -108,8 +108,8 @@ class OnnxDetector(CalibratedClasses):
         padded = np.zeros((3, max(hw[0], tile), max(hw[1], tile)), np.float32)
         padded[:, : hw[0], : hw[1]] = image
         mean = tiling["merge"] == "mean"
-        total = np.zeros(padded.shape[1:], np.float32) if mean else np.full(padded.shape[1:], -np.inf, np.float32)
-        count = np.zeros(padded.shape[1:], np.float32)
+        total = np.zeros(padded.shape[1:], np.float64) if mean else np.full(padded.shape[1:], -np.inf, np.float32)
+        count = np.zeros(padded.shape[1:], np.float64)
         for begin in range(0, len(origins), self.batch_size):
             part = origins[begin : begin + self.batch_size]
             tiles = np.stack([padded[:, y:y + tile, x:x + tile] for y, x in part])
@@ -120,7 +120,8 @@ class OnnxDetector(CalibratedClasses):
                     count[y:y + tile, x:x + tile] += 1
                 else:
                     np.maximum(total[y:y + tile, x:x + tile], m, out=total[y:y + tile, x:x + tile])
-        stitched = (total / count if mean else total)[: hw[0], : hw[1]]
+        stitched = (total / count).astype(np.float32) if mean else total
+        stitched = stitched[: hw[0], : hw[1]]
         return stitched, float(stitched.max())
 
     def info(self) -> dict[str, Any]:

@@ -40,14 +40,26 @@ def model_config_class(name: str) -> type:
     return MODELS[name][1]
 
 
-def create_model(name: str, config: Any = None, image_size: int = 256, num_classes: int = 1) -> AnomalyModel:
+def create_model(
+    name: str, config: Any = None, image_size: int | tuple[int, int] = 256, num_classes: int = 1
+) -> AnomalyModel:
     """Build a registered model from its config dataclass (defaults when config is None).
 
-    Settings that do not fit together raise ValueError naming the setting.
+    `image_size` is what the model sees: a side, or (height, width) for the models whose class says
+    `rectangular = True`. Settings that do not fit together raise ValueError naming the setting.
     """
     model_cls = MODELS[name][0] if name in MODELS else None
     if model_cls is None:
         raise KeyError(f"unknown model '{name}' (known: {', '.join(sorted(MODELS))})")
+    if isinstance(image_size, tuple | list):
+        height, width = image_size
+        if height == width:
+            image_size = int(height)
+        elif not model_cls.rectangular:
+            raise ValueError(f"data.image_size {list(image_size)}: {name} needs square inputs; give one number, or keep "
+                             "[height, width] and add data.tiling (square tiles), or use mean_image, padim or patchcore")
+        else:
+            image_size = (int(height), int(width))
     return model_cls(config if config is not None else model_config_class(name)(), image_size, num_classes)
 
 

@@ -84,6 +84,9 @@ class AnomalyModel(nn.Module):
     config: Any
     # DDP must tolerate parameters without gradients (several optimiser groups or phases)
     ddp_find_unused_parameters: bool = False
+    # takes image_size as (height, width) with height ≠ width; a model with a square grid (a ViT's
+    # positions, a spiral prior) does not, and sees non-square images only as square tiles
+    rectangular: bool = False
 
     def phases(self) -> list[Phase]:
         return [Phase("main")]

@@ -20,7 +20,9 @@ REFERENCE_SIZE = 256  # smoothing_sigma is given in pixels at this image size
 
 
 class MeanImage(AnomalyModel):
-    def __init__(self, config: MeanImageConfig, image_size: int, num_classes: int = 1) -> None:
+    rectangular = True
+
+    def __init__(self, config: MeanImageConfig, image_size: int | tuple[int, int], num_classes: int = 1) -> None:
         super().__init__()
         if config.map not in ("zscore", "sqdiff"):
             raise ValueError(f"model.map must be 'zscore' or 'sqdiff', got {config.map!r}")
@@ -29,9 +31,9 @@ class MeanImage(AnomalyModel):
         if not config.std_floor > 0:
             raise ValueError(f"model.std_floor must be > 0, got {config.std_floor}")
         self.config = config
-        self.image_size = image_size
+        self.hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         self.num_classes = num_classes
-        shape = (num_classes, CHANNELS, image_size, image_size)
+        shape = (num_classes, CHANNELS, *self.hw)
         # buffers, so the checkpoint carries the statistics; count 0 marks a class never seen
         self.register_buffer("mean", torch.zeros(shape))
         self.register_buffer("std", torch.ones(shape))
@@ -48,13 +50,13 @@ class MeanImage(AnomalyModel):
     @property
     def sigma(self) -> float:
         """Smoothing σ in pixels at this model's image size."""
-        return self.config.smoothing_sigma * self.image_size / REFERENCE_SIZE
+        return self.config.smoothing_sigma * max(self.hw) / REFERENCE_SIZE
 
     def phases(self) -> list[Phase]:
         return [Phase("statistics", kind="collect")]
 
     def _check(self, images: Tensor, class_ids: Tensor) -> None:
-        expected = (CHANNELS, self.image_size, self.image_size)
+        expected = (CHANNELS, *self.hw)
         if images.ndim != 4 or tuple(images.shape[1:]) != expected:
             raise ValueError(f"mean_image: built for images (B, {', '.join(map(str, expected))}), "
                              f"got {tuple(images.shape)}")

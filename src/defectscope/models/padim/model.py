@@ -18,7 +18,9 @@ from defectscope.models.padim.network import build_features
 
 
 class PaDiM(AnomalyModel):
-    def __init__(self, config: PaDiMConfig, image_size: int, num_classes: int = 1) -> None:
+    rectangular = True
+
+    def __init__(self, config: PaDiMConfig, image_size: int | tuple[int, int], num_classes: int = 1) -> None:
         super().__init__()
         self.config = config
         self.features = build_features(config)
@@ -28,8 +30,9 @@ class PaDiM(AnomalyModel):
         g = torch.Generator().manual_seed(config.seed)
         # random dimensionality reduction (paper Sec. 3.2): a fixed random subset of channels
         self.register_buffer("channels", torch.randperm(total, generator=g)[: config.n_features].sort().values)
-        self.grid = self.features.grid(image_size)
-        self.gaussians = PositionGaussians(self.grid * self.grid, config.n_features, config.regularisation)
+        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        self.grid = (self.features.grid(height), self.features.grid(width))
+        self.gaussians = PositionGaussians(self.grid[0] * self.grid[1], config.n_features, config.regularisation)
 
     def phases(self) -> list[Phase]:
         return [Phase("gaussians", kind="collect")]
@@ -37,8 +40,8 @@ class PaDiM(AnomalyModel):
     def embed(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] → (B, h·w, d) features of the chosen channels."""
         f = self.features(images).index_select(1, self.channels)
-        if f.shape[-1] != self.grid or f.shape[-2] != self.grid:
-            raise ValueError(f"padim: fitted for a {self.grid}×{self.grid} grid, got {tuple(f.shape[-2:])}")
+        if tuple(f.shape[-2:]) != self.grid:
+            raise ValueError(f"padim: fitted for a {self.grid[0]}×{self.grid[1]} grid, got {tuple(f.shape[-2:])}")
         return f.flatten(2).transpose(1, 2)
 
     @torch.no_grad()
@@ -52,6 +55,6 @@ class PaDiM(AnomalyModel):
 
     @torch.no_grad()
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
-        d = self.gaussians.mahalanobis(self.embed(images)).view(-1, self.grid, self.grid)
+        d = self.gaussians.mahalanobis(self.embed(images)).view(-1, *self.grid)
         maps = upsampled_map(d, images.shape[-2:], self.config.smoothing_sigma)
         return ModelOutput(maps, image_score(maps, "max"))

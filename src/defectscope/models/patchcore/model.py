@@ -18,7 +18,9 @@ from defectscope.models.patchcore.network import build_features
 
 
 class PatchCore(AnomalyModel):
-    def __init__(self, config: PatchCoreConfig, image_size: int, num_classes: int = 1) -> None:
+    rectangular = True  # a bank of patches has no grid: any input size works
+
+    def __init__(self, config: PatchCoreConfig, image_size: int | tuple[int, int], num_classes: int = 1) -> None:
         super().__init__()
         self.config = config
         self.image_size = image_size
