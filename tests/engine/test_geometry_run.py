@@ -93,7 +93,7 @@ def test_tiled_results_are_measured_at_the_original_resolution(tiled_run):
     (name,) = results["categories"]
     assert results["categories"][name]["pixel_auroc"] > 0.9
     low, high = results["intervals"][name]["pixel_auroc"]
-    assert low <= results["categories"][name]["pixel_auroc"] <= high
+    assert low - 2e-3 <= results["categories"][name]["pixel_auroc"] <= high + 2e-3  # binned bootstrap: ~1/bins
 
 
 def test_an_exported_tiled_model_scores_as_torch_does(tiled_run, strips, tmp_path):
