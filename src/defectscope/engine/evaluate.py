@@ -353,7 +353,7 @@ def thresholds_markdown(thresholds: dict[str, Any] | None) -> list[str]:
 def results_markdown(results: dict[str, Any]) -> str:
     header = "| category | " + " | ".join(METRIC_NAMES) + " |"
     lines = [
-        f"# {results['model']} — {results['num_test_images']} test images at {results['image_size']} px",
+        f"# {results['model']} — {results['num_test_images']} test images",
         "",
         header,
         "|" + "---|" * (len(METRIC_NAMES) + 1),

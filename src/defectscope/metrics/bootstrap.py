@@ -144,19 +144,21 @@ def _pixel_histograms(
     Bins start at the distinct scores when there are at most `bins` of them (exact), otherwise
     at every (T / bins)-th sorted score; equal scores always share a bin, so true ties stay ties.
     """
-    flat = maps.ravel()
-    keep = None if valid is None else valid.ravel()
-    ordered = np.sort(flat if keep is None else flat[keep])  # one sort of all pixels, not one per resample
+    keep = None if valid is None else valid.reshape(len(maps), -1)
+    per_image = maps.reshape(len(maps), -1)
+    ordered = np.sort(maps.ravel() if keep is None else per_image[keep])  # one sort of all pixels, not one per resample
     distinct = ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
     lower = distinct if len(distinct) <= bins else np.unique(ordered[(np.arange(bins) * len(ordered)) // bins])
-    index = np.searchsorted(lower, flat, side="right") - 1  # bin of every pixel, in 0…len(lower)-1
+    del ordered
     n_images, n_bins = maps.shape[0], len(lower)
-    cell = np.repeat(np.arange(n_images), flat.size // n_images) * n_bins + index
-    index = np.clip(index, 0, n_bins - 1)  # pixels outside `valid` may score below every bin; they weigh 0
-    cell = np.repeat(np.arange(n_images), flat.size // n_images) * n_bins + index
-    weight = np.ones(flat.size) if keep is None else keep.astype(np.float64)
-    total = np.bincount(cell, weights=weight, minlength=n_images * n_bins).reshape(n_images, n_bins)
-    pos = np.bincount(cell, weights=masks.ravel() * weight, minlength=n_images * n_bins).reshape(n_images, n_bins)
+    total = np.zeros((n_images, n_bins))
+    pos = np.zeros((n_images, n_bins))
+    flat_masks = masks.reshape(len(masks), -1)
+    for i in range(n_images):  # image by image: memory of one image, not of every pixel's bin index at once
+        scores, defect = (per_image[i], flat_masks[i]) if keep is None else (per_image[i][keep[i]], flat_masks[i][keep[i]])
+        index = np.searchsorted(lower, scores, side="right") - 1  # bin of every pixel, in 0…len(lower)-1
+        total[i] = np.bincount(index, minlength=n_bins)
+        pos[i] = np.bincount(index, weights=defect, minlength=n_bins)
     mixed = np.bincount(np.searchsorted(lower, distinct, side="right") - 1, minlength=n_bins) > 1
     return pos, total - pos, mixed
 

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from defectscope.benchmark.table import Table, TableCell, build_tables, cells_table, reported_legend
 from defectscope.engine.artifacts import CURVES_JSON, SCORES_CSV
-from defectscope.engine.evaluate import METRIC_NAMES, promise_sentence
+from defectscope.engine.evaluate import METRIC_NAMES, geometry_sentence, promise_sentence
 from defectscope.engine.gallery import GALLERY_DIR, GALLERY_INDEX
 from defectscope.report.errors import ReportError
 from defectscope.report.plots import (
@@ -223,11 +223,12 @@ def run_sections(run: RunData, prefix: str = "") -> str:
     env = r.get("environment", {})
     parts = [
         f"<h2 id='{prefix}summary'>Metrics</h2>",
-        f"<p>{html.escape(str(r.get('model')))}, {r.get('num_test_images')} test images at {r.get('image_size')} px; "
+        f"<p>{html.escape(str(r.get('model')))}, {r.get('num_test_images')} test images; "
         f"{r.get('images_per_second') or float('nan'):.1f} images/s (batch {r.get('eval_batch_size')}); "
         f"{html.escape(env.get('device_name', '?'))}, torch {html.escape(env.get('torch', '?'))}, "
         f"commit {html.escape(env.get('commit', '?'))}, {html.escape(env.get('date', '?'))}"
         f"{_standardization_note(r)}.</p>",
+        f"<p>{html.escape(geometry_sentence(r.get('geometry')))}</p>" if r.get("geometry") else "",
         _metrics_html(r),
     ]
     if "thresholds" in r:  # results.json written before thresholds were reported has no such key
