@@ -192,7 +192,8 @@ def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
         if len(args) != 2 or args[1] is not Ellipsis:  # a fixed-length tuple, e.g. [height, width]
             if len(value) != len(args):
                 raise ConfigError(f"{source}: '{where}' must be a list of {len(args)} items, got {value!r}")
-            return tuple(_coerce(t, v, f"{where}[{i}]", source) for i, (t, v) in enumerate(zip(args, value)))
+            pairs = enumerate(zip(args, value, strict=True))
+            return tuple(_coerce(t, v, f"{where}[{i}]", source) for i, (t, v) in pairs)
         item_type = args[0]
         return tuple(_coerce(item_type, v, f"{where}[{i}]", source) for i, v in enumerate(value))
     if origin is dict:

@@ -1,11 +1,23 @@
 """Resizing, borders and tiles: exact round trips on synthetic images."""
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from defectscope.data.geometry import Box, cut_tiles, fit, fitted_box, restore, stitch, tile_grid, tile_origins, valid_mask
+from defectscope.data.geometry import (
+    Box,
+    cut_tiles,
+    fit,
+    fitted_box,
+    restore,
+    stitch,
+    tile_grid,
+    tile_origins,
+    valid_mask,
+)
 
 
 @given(length=st.integers(1, 900), tile=st.integers(1, 300), overlap=st.integers(0, 299))
@@ -18,7 +30,7 @@ def test_tiles_cover_every_pixel_and_stay_inside(length, tile, overlap):
         assert 0 <= s and (s + tile <= length or (length < tile and s == 0))
         covered[s:s + tile] = True
     assert covered[:length].all()
-    assert all(b - a <= stride for a, b in zip(starts, starts[1:]))
+    assert all(b - a <= stride for a, b in itertools.pairwise(starts))
 
 
 @pytest.mark.parametrize("merge", ["mean", "max"])

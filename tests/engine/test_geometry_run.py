@@ -48,7 +48,8 @@ def _strips(root: Path, good: int = 12, test_good: int = 4, defective: int = 4) 
 def _config(tmp_path: Path, data_root: Path, *extra: str):
     return load_config(None, [
         "--model.name=mean_image", "--model.smoothing_sigma=1",
-        f"--data.sources=[{{layout: folder, root: {data_root}, defect_dir: bad, mask_dir: masks, test_good_dir: test_good}}]",
+        f"--data.sources=[{{layout: folder, root: {data_root}, defect_dir: bad, mask_dir: masks, "
+        "test_good_dir: test_good}]",
         "--data.batch_size=4", "--data.eval_batch_size=4", "--data.validation_fraction=0.2",
         "--data.augment={hflip: false}", "--train.progress=false", "--eval.bootstrap_resamples=50",
         f"--output_dir={tmp_path / 'run'}", *extra,

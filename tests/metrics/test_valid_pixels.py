@@ -17,7 +17,7 @@ def _images(seed: int):
     masks[0][3:8, 4:10] = True
     masks[2][10:20, 2:5] = True
     masks[2][0:2, 20:25] = True
-    for m, g in zip(maps, masks):
+    for m, g in zip(maps, masks, strict=True):
         m[g] += 0.3  # defects score higher, not perfectly
     return maps, masks
 
@@ -27,7 +27,7 @@ def _packed(maps, masks, fill):
     out = np.full((len(maps), height, width), fill)
     gt = np.zeros(out.shape, bool)
     valid = np.zeros(out.shape, bool)
-    for i, (m, g) in enumerate(zip(maps, masks)):
+    for i, (m, g) in enumerate(zip(maps, masks, strict=True)):
         out[i, : m.shape[0], : m.shape[1]] = m
         gt[i, : m.shape[0], : m.shape[1]] = g
         valid[i, : m.shape[0], : m.shape[1]] = True
@@ -49,7 +49,7 @@ def test_pixels_outside_valid_do_not_count(seed):
     # last, beyond the 0.3 limit, and they split no region)
     height = max(m.shape[0] for m in maps)
     strip_maps, strip_masks = [], []
-    for m, g in zip(maps, masks):
+    for m, g in zip(maps, masks, strict=True):
         pad = height - m.shape[0]
         strip_maps.append(np.pad(m, ((0, pad), (0, 1)), constant_values=-100.0))
         strip_masks.append(np.pad(g, ((0, pad), (0, 1))))

@@ -85,7 +85,8 @@ class Tiling:
 
     def problems(self) -> list[tuple[str, str]]:
         if self.stride > self.tile:
-            return [("stride", f"must be at most tile ({self.tile}), or pixels between tiles are never seen; got {self.stride}")]
+            return [("stride", f"must be at most tile ({self.tile}), or pixels between tiles are never seen; "
+                               f"got {self.stride}")]
         return []
 
 

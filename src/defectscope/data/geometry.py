@@ -79,7 +79,7 @@ def pad_to_tile(x: Tensor, tile: int) -> Tensor:
 def cut_tiles(x: Tensor, origins: list[tuple[int, int]], tile: int) -> Tensor:
     """(C, H, W) → (N, C, tile, tile) at `origins` (pads the image first if it is smaller than a tile)."""
     x = pad_to_tile(x, tile)
-    return torch.stack([x[..., y:y + tile, l:l + tile] for y, l in origins])
+    return torch.stack([x[..., top:top + tile, left:left + tile] for top, left in origins])
 
 
 class Stitcher:

@@ -32,7 +32,9 @@ class Sample(NamedTuple):
     original_size: Tensor  # (2,) int64: height, width as read from the file
 
 
-def whole_sample(image: Tensor, mask: Tensor | None = None, label: int = 0, class_id: int = 0, path: str = "") -> Sample:
+def whole_sample(
+    image: Tensor, mask: Tensor | None = None, label: int = 0, class_id: int = 0, path: str = ""
+) -> Sample:
     """A sample that is all image (no border) at its own size: for data made in memory."""
     import torch
 

@@ -302,7 +302,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     _check_metadata(weights, metadata)
     config = contents.config
     try:
-        model = create_model(config.model_name, config.model, config.data.model_input_size, max(1, len(contents.class_names)))
+        model = create_model(config.model_name, config.model, config.data.model_input_size,
+                             max(1, len(contents.class_names)))
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{weights}: its config does not build model '{config.model_name}' ({err})") from err
     try:

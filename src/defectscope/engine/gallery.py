@@ -172,7 +172,8 @@ def write_gallery(
         maps_dir.mkdir(parents=True, exist_ok=True)
         scale = pixel_threshold or float(np.quantile(preds.pixels()[0], 0.999)) or 1.0
         for index in pictures:
-            _write_picture(shown_image(dataset[index], preds.one(index)[0].shape), preds, index, extras[index], scale, maps_dir)
+            image = shown_image(dataset[index], preds.one(index)[0].shape)
+            _write_picture(image, preds, index, extras[index], scale, maps_dir)
         written["maps_dir"] = str(maps_dir)
     return written
 

@@ -15,7 +15,8 @@ INPUTS = ("images", "class_ids")
 OUTPUTS = ("anomaly_map", "image_score")
 # how the graph wants its input; the runtime (export/resize.py) does exactly this
 INPUT_LAYOUT = (
-    "images: float32 (B, 3, H, W) RGB in [0, 1]: image_size (or a tile of tiling.tile, cut as tiling says), brought from the original by resize with "
+    "images: float32 (B, 3, H, W) RGB in [0, 1]: image_size (or a tile of tiling.tile, cut as tiling "
+    "says), brought from the original by resize with "
     "antialiased bilinear (half-pixel centres, torch's antialias=True / PIL's BILINEAR filter) and "
     "clamped to [0, 1]; class_ids: int64 (B,), index into class_names, present only when there are "
     "several classes. Outputs: anomaly_map float32 (B, S, S) (bilinear back to the original size, "

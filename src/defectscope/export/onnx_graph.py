@@ -29,9 +29,9 @@ from torch import Tensor, nn
 from defectscope import __version__
 from defectscope.engine.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from defectscope.engine.checkpoint import Checkpoint
-from defectscope.geometry import as_hw
 from defectscope.export.metadata import INPUTS, OUTPUTS, ExportError, ExportInfo
 from defectscope.export.runtime import OnnxDetector
+from defectscope.geometry import as_hw
 
 __all__ = ["InferenceGraph", "compare_with_torch", "export_onnx"]
 

@@ -61,7 +61,7 @@ def _frozen(weights: np.ndarray) -> np.ndarray:
 
 
 def resize_to(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) float32 in [0, 1] → (3, h, w) float32, as `defectscope.data.geometry.fit` resizes a (3, H, W) tensor."""
+    """(H, W, 3) float32 in [0, 1] → (3, h, w) float32, as `data.geometry.fit` resizes a (3, H, W) tensor."""
     chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
     height, width = chw.shape[-2:]
     if (height, width) == tuple(hw):

@@ -97,7 +97,8 @@ class OnnxDetector(CalibratedClasses):
                 maps, scores = [m for m, _ in tiled], np.array([s for _, s in tiled])
             for array, (_, box), amap, score in zip(chunk, fitted, maps, scores, strict=True):
                 inner = amap[box.top:box.top + box.height, box.left:box.left + box.width]
-                detections.append(detection_from(float(score), resize_map(inner, array.shape[:2]), self.calibration, name))
+                full = resize_map(inner, array.shape[:2])
+                detections.append(detection_from(float(score), full, self.calibration, name))
         return detections
 
     def _tiled(self, image: np.ndarray, class_id: int) -> tuple[np.ndarray, float]:

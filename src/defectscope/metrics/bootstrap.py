@@ -155,7 +155,9 @@ def _pixel_histograms(
     pos = np.zeros((n_images, n_bins))
     flat_masks = masks.reshape(len(masks), -1)
     for i in range(n_images):  # image by image: memory of one image, not of every pixel's bin index at once
-        scores, defect = (per_image[i], flat_masks[i]) if keep is None else (per_image[i][keep[i]], flat_masks[i][keep[i]])
+        scores, defect = per_image[i], flat_masks[i]
+        if keep is not None:
+            scores, defect = scores[keep[i]], defect[keep[i]]
         index = np.searchsorted(lower, scores, side="right") - 1  # bin of every pixel, in 0…len(lower)-1
         total[i] = np.bincount(index, minlength=n_bins)
         pos[i] = np.bincount(index, weights=defect, minlength=n_bins)

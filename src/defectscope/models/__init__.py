@@ -56,8 +56,9 @@ def create_model(
         if height == width:
             image_size = int(height)
         elif not model_cls.rectangular:
-            raise ValueError(f"data.image_size {list(image_size)}: {name} needs square inputs; give one number, or keep "
-                             "[height, width] and add data.tiling (square tiles), or use mean_image, padim or patchcore")
+            raise ValueError(f"data.image_size {list(image_size)}: {name} needs square inputs; give one number, "
+                             "or keep [height, width] and add data.tiling (square tiles), or use mean_image, "
+                             "padim or patchcore")
         else:
             image_size = (int(height), int(width))
     return model_cls(config if config is not None else model_config_class(name)(), image_size, num_classes)
