@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from defectscope.data.config import MAX_IMAGE_PIXELS
 from defectscope.data.geometry import Box, restore, valid_mask
 from defectscope.data.image_io import load_mask
 from defectscope.engine.inference import Viewing, infer, standardized
@@ -84,7 +85,7 @@ def _original_mask(dataset: Dataset, index: int, size: tuple[int, int]) -> np.nd
     mask_path = records[index].mask_path if records is not None else None
     if mask_path is None:
         return np.zeros(size, bool)
-    return load_mask(mask_path, getattr(dataset, "max_image_pixels", None) or 10**12)[0].numpy() > 0.5
+    return load_mask(mask_path, getattr(dataset, "max_image_pixels", MAX_IMAGE_PIXELS))[0].numpy() > 0.5
 
 
 @torch.no_grad()
@@ -109,20 +110,16 @@ def predict_dataset(
     model.eval().to(device)
     # tiles are batched, not images: one image at a time keeps memory to one image and its map
     tiled = viewing.tiling.kind == "tiles"
-    loader = DataLoader(dataset, batch_size=1 if tiled else batch_size, shuffle=False,
-                        collate_fn=None if not tiled else lambda items: items[0])
+    # samples stay a list (images may differ in size); the model's batches are stacked by infer
+    loader = DataLoader(dataset, batch_size=1 if tiled else batch_size, shuffle=False, collate_fn=list)
     scores, maps, masks, valids, labels, class_ids, paths = [], [], [], [], [], [], []
     seconds = 0.0
     index = 0
-    for batch in loader:
-        if tiled:  # one Sample
-            images, batch_masks = [batch.image], [batch.mask]
-            batch_class, batch_labels = torch.tensor([batch.class_id]), [batch.label]
-            batch_paths, batch_boxes, sizes = [batch.path], [batch.box], [batch.original_size]
-        else:
-            images, batch_masks = list(batch.image), list(batch.mask)
-            batch_class, batch_labels = batch.class_id, list(batch.label)
-            batch_paths, batch_boxes, sizes = batch.path, list(batch.box), list(batch.original_size)
+    for items in loader:
+        images, batch_masks = [s.image for s in items], [s.mask for s in items]
+        batch_class, batch_labels = torch.tensor([s.class_id for s in items]), [s.label for s in items]
+        batch_paths, batch_boxes = [s.path for s in items], [s.box for s in items]
+        sizes = [s.original_size for s in items]
         boxes = [Box(*(int(v) for v in b)) for b in batch_boxes]
         _sync(device)
         began = time.perf_counter()
