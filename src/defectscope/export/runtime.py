@@ -133,7 +133,7 @@ class OnnxDetector(CalibratedClasses):
             "class_names": self.class_names,
             "image_size": self.image_size,
             "resize": meta.resize,
-            "tiling": meta.tiling,
+            "tiling": {"kind": "tiles", **meta.tiling} if meta.tiling else {"kind": "none"},
             "image_threshold": cal.get("image_threshold"),
             "pixel_threshold": cal.get("pixel_threshold"),
             "image_score_mean": cal.get("image_score_mean"),
