@@ -11,7 +11,8 @@ from pathlib import Path
 
 MODES = {"stretch": "stretch 256", "keep_aspect": "keep aspect 256", "tiled": "own size, tiles 256/192",
          "tiled128": "own size, tiles 128/96"}
-MODELS = {"mean_image": "Mean image (no training)", "padim": "PaDiM", "patchcore": "PatchCore"}
+MODELS = {"mean_image": "Mean image (no training)", "padim": "PaDiM", "patchcore": "PatchCore",
+          "pvqae": "PVQAE on features (6 min)"}
 
 
 def _ci(value: float | None, interval: list[float] | None) -> str:
