@@ -259,15 +259,6 @@ class TiledTrainingSet(Dataset):
         self.epoch = int(epoch)
         self.base.set_epoch(epoch)
 
-    @property
-    def labels(self) -> list[int]:
-        return [self.base.records[i].label for i in self._image_indices()]
-
-    def _image_indices(self) -> list[int]:
-        if self.tiling.train == "all":
-            return [i for i, _ in self.grid]
-        return [k // self.tiling.per_image for k in range(len(self))]
-
     def __len__(self) -> int:
         return len(self.grid) if self.tiling.train == "all" else len(self.base) * self.tiling.per_image
 

@@ -16,22 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from defectscope.data.transforms import resize_image, resize_mask
 from defectscope.geometry import Box, Merge, Resize, as_hw, fitted_box, tile_grid, tile_origins
 
 __all__ = ["Box", "Merge", "Resize", "Stitcher", "as_hw", "cut_tiles", "fit", "fitted_box", "pad_to_tile", "restore",
            "stitch", "tile_grid", "tile_origins", "valid_mask"]
-
-
-def _resize(x: Tensor, hw: tuple[int, int], nearest: bool) -> Tensor:
-    if tuple(x.shape[-2:]) == hw:
-        return x
-    batch = x.unsqueeze(0) if x.ndim == 3 else x
-    if nearest:  # half-pixel centres like the bilinear resize, so mask and image stay aligned
-        out = F.interpolate(batch.float(), size=hw, mode="nearest-exact").to(x.dtype)
-    else:
-        out = F.interpolate(batch.float(), size=hw, mode="bilinear", align_corners=False,
-                            antialias=True).clamp_(0.0, 1.0)
-    return out.squeeze(0) if x.ndim == 3 else out
 
 
 def fit(x: Tensor, size_hw: tuple[int, int], resize: Resize, *, nearest: bool = False) -> tuple[Tensor, Box]:
@@ -41,7 +30,8 @@ def fit(x: Tensor, size_hw: tuple[int, int], resize: Resize, *, nearest: bool = 
     mistakes a black border for a black part.
     """
     canvas, box = fitted_box(tuple(x.shape[-2:]), size_hw, resize)
-    inner = _resize(x, (box.height, box.width), nearest)
+    size = (box.height, box.width)
+    inner = resize_mask(x, size) if nearest else resize_image(x, size)
     if (box.height, box.width) == canvas:
         return inner, box
     out = x.new_zeros((*x.shape[:-2], *canvas))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import torch
 from torch import Tensor
 
 
@@ -36,8 +37,6 @@ def whole_sample(
     image: Tensor, mask: Tensor | None = None, label: int = 0, class_id: int = 0, path: str = ""
 ) -> Sample:
     """A sample that is all image (no border) at its own size: for data made in memory."""
-    import torch
-
     height, width = image.shape[-2:]
     return Sample(image, mask if mask is not None else torch.zeros(1, height, width), label, class_id, path,
                   torch.tensor([0, 0, height, width]), torch.tensor([height, width]))

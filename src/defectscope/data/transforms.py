@@ -42,27 +42,33 @@ def _as_batch(x: Tensor) -> tuple[Tensor, bool]:
     raise ValueError(f"expected a (C, H, W) or (B, C, H, W) tensor, got shape {tuple(x.shape)}")
 
 
-def resize_image(img: Tensor, size: int) -> Tensor:
-    """Resize to ``size x size``: bilinear with antialiasing (so downscaling does not alias),
-    half-pixel centres (``align_corners=False``); the result is clamped to [0, 1]."""
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def resize_image(img: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """Resize to ``size x size`` (or ``(height, width)``): bilinear with antialiasing (so
+    downscaling does not alias), half-pixel centres (``align_corners=False``); clamped to [0, 1]."""
     batch, squeeze = _as_batch(img)
-    if batch.shape[-2:] != (size, size):
-        batch = F.interpolate(
-            batch.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True
-        ).clamp_(0.0, 1.0)
+    hw = _hw(size)
+    if tuple(batch.shape[-2:]) == hw:
+        return img
+    batch = F.interpolate(batch.float(), size=hw, mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)
     return batch.squeeze(0) if squeeze else batch
 
 
-def resize_mask(mask: Tensor, size: int) -> Tensor:
-    """Resize a mask to ``size x size`` with nearest-neighbour sampling, so it stays binary.
+def resize_mask(mask: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """Resize a mask to ``size x size`` (or ``(height, width)``) with nearest-neighbour sampling,
+    so it stays binary.
 
     Uses ``nearest-exact`` (half-pixel centres, like PIL's NEAREST and like the bilinear
     image resize) so mask and image stay aligned. The dtype is kept.
     """
     batch, squeeze = _as_batch(mask)
-    if batch.shape[-2:] != (size, size):
-        dtype = batch.dtype
-        batch = F.interpolate(batch.float(), size=(size, size), mode="nearest-exact").to(dtype)
+    hw = _hw(size)
+    if tuple(batch.shape[-2:]) == hw:
+        return mask
+    batch = F.interpolate(batch.float(), size=hw, mode="nearest-exact").to(batch.dtype)
     return batch.squeeze(0) if squeeze else batch
 
 

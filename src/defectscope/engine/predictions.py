@@ -64,20 +64,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _pack(arrays: list[np.ndarray], dtype: type) -> tuple[np.ndarray, np.ndarray | None]:
-    """Same-size arrays stacked; otherwise each top-left in the largest size, with its valid pixels."""
+def _pack(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+    """Same-size arrays stacked; otherwise each top-left in the largest size, zero (False) around it."""
     if not arrays:
-        return np.zeros((0, 1, 1), dtype), None
-    shapes = {a.shape for a in arrays}
-    if len(shapes) == 1:
-        return np.stack(arrays).astype(dtype, copy=False), None
-    height, width = max(s[0] for s in shapes), max(s[1] for s in shapes)
+        return np.zeros((0, 1, 1), dtype)
+    height, width = max(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)
     out = np.zeros((len(arrays), height, width), dtype)
-    valid = np.zeros((len(arrays), height, width), bool)
     for i, a in enumerate(arrays):
         out[i, : a.shape[0], : a.shape[1]] = a
-        valid[i, : a.shape[0], : a.shape[1]] = True
-    return out, valid
+    return out
 
 
 def _original_mask(dataset: Dataset, index: int, size: tuple[int, int]) -> np.ndarray:
@@ -145,9 +140,7 @@ def predict_dataset(
         class_ids.append(np.asarray(batch_class))
         paths.extend(batch_paths)
     model.train(was_training)
-    packed_maps, _ = _pack(maps, np.float32)
-    packed_masks, _ = _pack(masks, bool)
-    packed_valid, _ = _pack(valids, bool)
+    packed_maps, packed_masks, packed_valid = _pack(maps, np.float32), _pack(masks, bool), _pack(valids, bool)
     valid = None if packed_valid.all() else packed_valid
     return Predictions(
         image_scores=np.concatenate(scores) if scores else np.zeros(0, np.float32),
