@@ -90,6 +90,20 @@ def test_command_line_overrides_join_the_suite_overrides(tmp_path):
     assert (cfg.train.epochs, cfg.train.max_steps) == (3, 5)
 
 
+def test_command_line_overrides_win_over_dataset_and_model_overrides(tmp_path):
+    # a smoke run with --train.max_steps 3 must not train for the dataset's 600 steps
+    text = BASE.format(config=REPO_ROOT / "configs" / "ae_ssim" / "mtsd.yaml", extra="", extra_model="")
+    text = text.replace("root: data}]}", "root: data}], overrides: {train: {max_steps: 600}}}")
+    text = text.replace("mtsd.yaml}", "mtsd.yaml, overrides: {train: {epochs: 7}}}")
+    path = write_suite(tmp_path, text)
+    plain = load_suite(path)
+    cell = expand_cells(plain)[0]
+    assert (cell_config(plain, cell, tmp_path).train.max_steps, cell_config(plain, cell, tmp_path).train.epochs) == (600, 7)
+    forced = load_suite(path, {"train": {"max_steps": 5, "epochs": 2}})
+    cfg = cell_config(forced, cell, tmp_path)
+    assert (cfg.train.max_steps, cfg.train.epochs) == (5, 2)
+
+
 def test_only_selects_cells_by_glob():
     suite = load_suite(REPO_ROOT / "benchmarks" / "mvtec.yaml")
     cells = expand_cells(suite)

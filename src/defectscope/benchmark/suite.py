@@ -101,6 +101,8 @@ class Suite:
 
     config: SuiteConfig
     path: Path
+    # the command line's --section.key values: they go on top of every layer of the suite file
+    command_line: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -112,12 +114,10 @@ class Suite:
 
 
 def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
-    """Read and check a suite file; `overrides` (e.g. from the command line) join its `overrides`."""
+    """Read and check a suite file; `overrides` (from the command line) win over the file's own."""
     path = Path(path)
     source = str(path)
     raw = read_yaml(path)
-    if overrides:
-        raw["overrides"] = merge(raw.get("overrides") or {}, overrides)
     raw["models"] = _entries(ModelEntry, raw.get("models"), "models", source)
     raw["datasets"] = _entries(DatasetEntry, raw.get("datasets"), "datasets", source)
     config = from_dict(SuiteConfig, raw, "", source)
@@ -127,7 +127,7 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
         raise ConfigError(f"{source}: 'datasets' names no dataset")
     if not config.seeds:
         raise ConfigError(f"{source}: 'seeds' is empty")
-    suite = Suite(config, path.resolve())
+    suite = Suite(config, path.resolve(), overrides or {})
     for cell in expand_cells(suite):  # every cell's config is checked before anything runs
         cell_config(suite, cell, Path("."))
     return suite
@@ -178,13 +178,13 @@ def cell_sources(suite: Suite, cell: Cell) -> list[SourceConfig]:
 
 
 def cell_config(suite: Suite, cell: Cell, output_root: Path) -> RunConfig:
-    """The model's run config with suite, dataset and model overrides, this cell's data and seed."""
+    """The model's run config with suite, dataset, model and command-line overrides, this cell's data and seed."""
     cfg = suite.config
     model = cfg.models[cell.model]
     dataset = cfg.datasets[cell.dataset]
     config_path = suite.resolve(model.config)
     raw = read_yaml(config_path)
-    for layer in (cfg.overrides, dataset.overrides, model.overrides):
+    for layer in (cfg.overrides, dataset.overrides, model.overrides, suite.command_line):
         raw = merge(raw, layer)
     raw = merge(raw, {
         "data": {"sources": [to_dict(s) for s in cell_sources(suite, cell)]},
