@@ -1,6 +1,6 @@
-"""The table of docs/results/backbones.md from the cells of `benchmarks/backbones.yaml`.
+"""The table of docs/results/backbones.md from the cells of `benchmarks/backbones.yaml` and `pvqae_backbones.yaml`.
 
-    python scripts/backbone_table.py runs/benchmarks/backbones
+    python scripts/backbone_table.py runs/benchmarks/backbones runs/benchmarks/pvqae_backbones
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ METRICS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folders", type=Path, nargs="+")
     args = parser.parse_args()
-    cells = [json.loads(p.read_text()) for p in sorted(args.folder.glob("cells/*/cell.json"))]
-    by_key = {(c["cell"]["model_name"], c["cell"]["model"].split("_", 1)[1], c["cell"]["dataset"]): c for c in cells}
+    cells = [json.loads(p.read_text()) for folder in args.folders for p in sorted(folder.glob("cells/*/cell.json"))]
+    by_key = {(c["cell"]["model_name"], backbone_of(c["cell"]["model"]), c["cell"]["dataset"]): c for c in cells}
     for dataset in ("mtsd", "mvtec"):
         categories = sorted({k for c in cells if c["cell"]["dataset"] == dataset for k in c["categories"]})
         head = ["model", "backbone"]
@@ -30,7 +30,7 @@ def main() -> None:
                 head += [f"{label} {cat}" for cat in categories] + [f"{label} mean"]
         head += ["fit s", "images/s (b1 / b32)", "GFLOPs / image", "peak RSS MiB", "checkpoint MiB"]
         print(f"\n### {dataset}\n\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
-        for model in ("patchcore", "padim"):
+        for model in ("patchcore", "padim", "pvqae"):
             for short, label in BACKBONES.items():
                 cell = by_key.get((model, short, dataset))
                 if cell is None:
@@ -50,6 +50,11 @@ def main() -> None:
     commits = sorted({c["environment"]["commit"] for c in cells})
     print(f"\n{len(cells)} cells, {dates[0]} … {dates[-1]}, commit(s) {', '.join(commits)}, "
           f"{cells[0]['environment']['device_name']}, torch {cells[0]['environment']['torch']}")
+
+
+def backbone_of(cell_model: str) -> str:
+    """`patchcore_lite0` and `pvqae_features_lite0` → `lite0`."""
+    return next(short for short in BACKBONES if cell_model.endswith(short))
 
 
 if __name__ == "__main__":
