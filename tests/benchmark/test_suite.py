@@ -98,7 +98,8 @@ def test_command_line_overrides_win_over_dataset_and_model_overrides(tmp_path):
     path = write_suite(tmp_path, text)
     plain = load_suite(path)
     cell = expand_cells(plain)[0]
-    assert (cell_config(plain, cell, tmp_path).train.max_steps, cell_config(plain, cell, tmp_path).train.epochs) == (600, 7)
+    cfg = cell_config(plain, cell, tmp_path)
+    assert (cfg.train.max_steps, cfg.train.epochs) == (600, 7)
     forced = load_suite(path, {"train": {"max_steps": 5, "epochs": 2}})
     cfg = cell_config(forced, cell, tmp_path)
     assert (cfg.train.max_steps, cfg.train.epochs) == (5, 2)

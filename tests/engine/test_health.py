@@ -30,7 +30,26 @@ class Rebuilds(AnomalyModel):
         return self.rule(images, class_ids)
 
     def diagnose(self, images, class_ids=None):
-        return {"level0_share": 1.0, **({"note": self.note} if self.note else {})}
+        return {"level0_share": 1.0}
+
+    def diagnosis_notes(self, numbers):
+        return [self.note] if self.note else []
+
+
+class CollapsesOnFirstImages(Rebuilds):
+    """Level 0 everywhere on the first six held-out images, level 1 on the rest."""
+
+    def __init__(self):
+        super().__init__(lambda x, c: x)
+        self.seen = 0
+
+    def diagnose(self, images, class_ids=None):
+        first = max(0, min(len(images), 6 - self.seen))
+        self.seen += len(images)
+        return {"level0_share": first / len(images), "level1_share": 1 - first / len(images)}
+
+    def diagnosis_notes(self, numbers):
+        return [f"collapsed at {numbers['level0_share']:.0%}"] if numbers["level0_share"] >= 0.99 else []
 
 
 def data(seed=0):
@@ -62,3 +81,12 @@ def test_the_models_own_diagnosis_is_reported_once():
     ds = Images(images, classes)
     health = training_health(Rebuilds(lambda x, c: x, note="routing collapsed"), ds, ds, 2, 4, torch.device("cpu"))
     assert health["level0_share"] == 1.0 and health["warnings"] == ["routing collapsed"]
+
+
+def test_the_diagnosis_is_of_every_held_out_image_not_of_one_batch():
+    # batches of 4 over 12 images: the first batch alone is all level 0; the whole set is half
+    images, classes = data()
+    ds = Images(images, classes)
+    health = training_health(CollapsesOnFirstImages(), ds, ds, 2, 4, torch.device("cpu"))
+    assert health["level0_share"] == 0.5 and health["level1_share"] == 0.5
+    assert health["warnings"] == []

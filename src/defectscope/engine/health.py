@@ -51,10 +51,13 @@ def training_health(
     model.eval().to(device)
     means = None
     model_loss, mean_loss, count = 0.0, 0.0, 0
-    diagnoses: list[dict[str, Any]] = []
+    diagnosis_sums: dict[str, float] = {}
+    diagnosed = 0
     for batch in DataLoader(validation, batch_size=batch_size, shuffle=False):
         images, class_ids = batch.image.to(device), batch.class_id.to(device)
-        diagnoses.append(model.diagnose(images, class_ids))
+        for key, value in model.diagnose(images, class_ids).items():  # batch means, weighted by images
+            diagnosis_sums[key] = diagnosis_sums.get(key, 0.0) + float(value) * len(images)
+        diagnosed += len(images)
         rebuilt = model.reconstruction(images, class_ids)
         if rebuilt is None:
             continue
@@ -73,9 +76,7 @@ def training_health(
                 f"(L1+L2 loss {health['heldout_loss']:.4f} against {health['mean_image_loss']:.4f}): "
                 "it has learned nothing a mean image does not know; compare with the mean_image baseline"
             )
-    numbers = {k for d in diagnoses for k, v in d.items() if isinstance(v, int | float)}
-    for key in sorted(numbers):  # images are equally weighted across batches up to the last one's size
-        values = [d[key] for d in diagnoses if key in d]
-        health[key] = sum(values) / len(values)
-    health["warnings"] += list(dict.fromkeys(d["note"] for d in diagnoses if d.get("note")))
+    diagnosis = {key: total / diagnosed for key, total in sorted(diagnosis_sums.items())}
+    health.update(diagnosis)
+    health["warnings"] += model.diagnosis_notes(diagnosis)  # on the whole held-out set, not one batch
     return health

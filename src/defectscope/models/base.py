@@ -132,6 +132,12 @@ class AnomalyModel(nn.Module):
         """
         return None
 
-    def diagnose(self, images: Tensor, class_ids: Tensor | None = None) -> dict[str, Any]:
-        """Numbers (and a `note` string) on held-out normal images that say whether training worked."""
+    def diagnose(self, images: Tensor, class_ids: Tensor | None = None) -> dict[str, float]:
+        """Numbers on a batch of held-out normal images that say whether training worked, each a mean
+        over the batch's images (the engine averages them over every held-out image)."""
         return {}
+
+    def diagnosis_notes(self, numbers: dict[str, float]) -> list[str]:
+        """Sentences a user must read, from `diagnose`'s numbers over all held-out images: a verdict
+        on one batch could contradict the whole set's figures."""
+        return []

@@ -306,5 +306,6 @@ def test_diagnose_reports_level_shares_and_a_collapsed_routing():
     assert sum(found[f"level{k}_share"] for k in range(3)) == pytest.approx(1.0)
     model.dynamic_levels = lambda imgs: torch.zeros(imgs.shape[0], *model.coarse_grid, dtype=torch.long)
     collapsed = model.diagnose(x, c)
-    assert collapsed["level0_share"] == 1.0 and "S_rec alone" in collapsed["note"]
+    assert collapsed["level0_share"] == 1.0 and "S_rec alone" in model.diagnosis_notes(collapsed)[0]
+    assert model.diagnosis_notes({"level0_share": 0.953, "level1_share": 0.047, "level2_share": 0.0}) == []
     assert model.reconstruction(x, c).shape == x.shape

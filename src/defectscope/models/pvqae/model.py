@@ -323,19 +323,23 @@ class PVQAE(AnomalyModel):
         return self.explain(images, class_ids).reconstruction
 
     @torch.no_grad()
-    def diagnose(self, images: Tensor, class_ids: Tensor | None = None) -> dict[str, float | str]:
-        """Share of cells per level of the hard routing; a note when one level holds (nearly) all.
+    def diagnose(self, images: Tensor, class_ids: Tensor | None = None) -> dict[str, float]:
+        """Share of cells per level of the hard routing."""
+        levels = self.dynamic_levels(images)
+        return {f"level{k}_share": float((levels == k).float().mean()) for k in range(self.num_levels)}
+
+    def diagnosis_notes(self, numbers: dict[str, float]) -> list[str]:
+        """A note when one level holds (nearly) all cells.
 
         With one level everywhere, S_budget is the same for every cell, so the paper's product
         S_budget ⊙ S_rec ranks pixels exactly as S_rec does: the budget terms add nothing.
         """
-        levels = self.dynamic_levels(images)
-        shares = {f"level{k}_share": float((levels == k).float().mean()) for k in range(self.num_levels)}
-        top = max(range(self.num_levels), key=lambda k: shares[f"level{k}_share"])
-        if self.prior is not None and shares[f"level{top}_share"] >= COLLAPSED_SHARE:
-            shares["note"] = (f"the routing collapsed to code level {top} ({shares[f'level{top}_share']:.1%} of the "
-                              "held-out cells): S_budget is constant, so the product ranks pixels as S_rec alone")
-        return shares
+        shares = {k: numbers.get(f"level{k}_share", 0.0) for k in range(self.num_levels)}
+        top = max(shares, key=lambda k: shares[k])
+        if self.prior is None or shares[top] < COLLAPSED_SHARE:
+            return []
+        return [f"the routing collapsed to code level {top} ({shares[top]:.1%} of the held-out cells): "
+                "S_budget is constant, so the product ranks pixels as S_rec alone"]
 
     @torch.no_grad()
     def explain(self, images: Tensor, class_ids: Tensor | None = None) -> Explanation:
