@@ -133,7 +133,7 @@ def speeds(checkpoint: Checkpoint, onnx: OnnxDetector, batch: int, repeats: int,
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     ids = torch.zeros(batch, dtype=torch.long)
     arrays = images.numpy(), ids.numpy()
-    runners = {"torch": lambda: checkpoint.predict(images, ids), "onnxruntime": lambda: onnx.run(*arrays)}
+    runners = {"torch": lambda: checkpoint.model.predict(images, ids), "onnxruntime": lambda: onnx.network(*arrays)}
     iterations = {}
     for key, fn in runners.items():  # warm up, then size the turns
         fn()

@@ -11,18 +11,22 @@ import torch
 
 from defectscope.config import ConfigError
 from defectscope.data import build_datasets
-from defectscope.engine.calibrate import (
-    CalibrationWarning,
-    calibrate,
-    conformal_rank,
-    conformal_threshold,
-    min_samples,
-)
+from defectscope.engine.calibrate import calibrate
 from defectscope.engine.checkpoint import load_checkpoint, save_checkpoint
 from defectscope.engine.detector import Detector
 from defectscope.engine.evaluate import results_markdown, threshold_rates
 from defectscope.engine.predictions import Predictions, predict_dataset
 from defectscope.engine.run import build_model
+from defectscope.scoring.calibration import (
+    Calibration,
+    CalibrationWarning,
+    HeldOut,
+    ImageCalibration,
+    Threshold,
+    conformal_rank,
+    conformal_threshold,
+    min_samples,
+)
 
 ALPHAS = ("0.01", "0.05", "0.1", "0.2", "0.25", "0.5", "0.9")
 
@@ -44,8 +48,8 @@ def test_rank_is_the_smallest_whose_exact_exceedance_is_within_alpha(alpha):
 def test_threshold_is_the_kth_smallest_score():
     scores = np.random.default_rng(0).normal(size=250)
     t = conformal_threshold(scores, 0.05)
-    assert t.k == math.ceil(251 * 0.95) == 239 and t.n == 250
-    assert t.threshold == sorted(scores)[t.k - 1]
+    assert t.rank == math.ceil(251 * 0.95) == 239 and t.n == 250
+    assert t.value == sorted(scores)[t.rank - 1]
     assert t.bound == pytest.approx((251 - 239) / 251) and t.bound <= 0.05 and not t.capped
 
 
@@ -74,7 +78,7 @@ def test_too_few_held_out_scores_warn_and_fall_back_to_the_largest():
     scores = np.arange(50, dtype=float)
     with pytest.warns(CalibrationWarning, match=r"n = 50 .*0\.01 .*at least 99.*0\.01961 \(1/\(n\+1\)\)"):
         t = conformal_threshold(scores, 0.01)
-    assert t.threshold == 49 and t.k == 50 and t.capped and t.bound == pytest.approx(1 / 51)
+    assert t.value == 49 and t.rank == 50 and t.capped and t.bound == pytest.approx(1 / 51)
 
 
 @pytest.mark.parametrize("value", ["0", "1", "-0.1", "1.5"])
@@ -95,19 +99,29 @@ def test_calibration_fields_round_trip_through_a_checkpoint(tiny_config, tmp_pat
     n = len(preds.image_scores)
     k = math.ceil((n + 1) * 0.7)
     assert n >= 3 and k <= n
-    assert calibration["image_threshold"] == pytest.approx(sorted(preds.image_scores)[k - 1])
-    assert (calibration["image_false_alarm_rate"], calibration["image_threshold_n"],
-            calibration["image_threshold_rank"]) == (0.3, n, k)
-    assert calibration["image_false_alarm_bound"] == pytest.approx((n + 1 - k) / (n + 1))
+    image = calibration.image.threshold
+    assert image.value == pytest.approx(sorted(preds.image_scores)[k - 1])
+    assert (image.false_alarm_rate, image.n, image.rank) == (0.3, n, k)
+    assert image.bound == pytest.approx((n + 1 - k) / (n + 1))
+    assert calibration.image.held_out.scores == tuple(sorted(float(s) for s in preds.image_scores))
     pixels = np.sort(preds.maps.ravel())
     kp = math.ceil((pixels.size + 1) * 0.98)
-    assert calibration["pixel_threshold"] == pytest.approx(pixels[kp - 1])
-    assert calibration["pixel_threshold_rank"] == kp and calibration["pixel_false_alarm_rate"] == 0.02
+    assert calibration.pixel.value == pytest.approx(pixels[kp - 1])
+    assert calibration.pixel.rank == kp and calibration.pixel.false_alarm_rate == 0.02
     save_checkpoint(tmp_path / "ck", model, cfg, list(bundle.class_names), calibration)
     loaded = load_checkpoint(tmp_path / "ck")
     assert loaded.calibration == calibration
     info = Detector(loaded).info()
-    assert info["image_false_alarm_rate"] == 0.3 and info["pixel_false_alarm_rate"] == 0.02
+    assert (info["false_alarm_rate"], info["false_alarm_bound"], info["held_out_normals"]) == (0.3, image.bound, n)
+    assert info["pixel_false_alarm_rate"] == 0.02
+
+
+def _calibration(value, classes=None):
+    """A calibration whose pooled threshold is `value` (promise 0.0099 at 1 %, n = 100); `classes`: name → threshold."""
+    def part(v):
+        return ImageCalibration(Threshold(v, 0.01, 0.0099, 100, 100), HeldOut.of([0.3, 0.5, 0.7]))
+
+    return Calibration(part(value), None, {k: part(v) for k, v in (classes or {}).items()})
 
 
 def _preds(scores, labels, classes):
@@ -121,9 +135,7 @@ def test_measured_rates_count_normals_flagged_and_defects_passed():
     scores = rng.uniform(0, 2, 60)
     labels = rng.integers(0, 2, 60)
     classes = np.repeat([0, 1], 30)
-    calibration = {"image_threshold": 1.0, "image_score_mean": 0.5, "image_score_std": 0.2,
-                   "image_false_alarm_rate": 0.01, "image_false_alarm_bound": 0.0099, "image_threshold_n": 100,
-                   "image_threshold_rank": 100}
+    calibration = _calibration(1.0)
     rates = threshold_rates(_preds(scores, labels, classes), ["a", "b"], calibration)
     for c, name in enumerate(["a", "b"]):
         pick = classes == c
@@ -144,10 +156,46 @@ def test_measured_rates_count_normals_flagged_and_defects_passed():
     text = results_markdown(results)
     entry = rates["categories"]["a"]["false_alarms"]
     assert "promised vs measured" in text and f"| a | {entry['count']}/{entry['total']} (" in text
-    assert threshold_rates(_preds(scores, labels, classes), ["a", "b"], {}) is None
+    assert threshold_rates(_preds(scores, labels, classes), ["a", "b"], None) is None
 
 
 def test_a_score_at_the_threshold_is_not_a_false_alarm():
-    calibration = {"image_threshold": 1.0, "image_score_mean": 0.5, "image_score_std": 0.2}
+    calibration = _calibration(1.0)
     rates = threshold_rates(_preds([1.0, np.nextafter(1.0, 2)], [0, 0], [0, 0]), ["a"], calibration)
     assert rates["categories"]["a"]["false_alarms"]["count"] == 1
+
+
+def test_a_class_with_its_own_threshold_is_judged_by_it():
+    """Per-class calibration: each image is compared with its class's threshold, the pooled one is the fallback."""
+    calibration = _calibration(1.0, {"b": 2.0})
+    scores, labels, classes = [1.5, 1.5, 2.5], [0, 0, 0], [0, 1, 1]
+    rates = threshold_rates(_preds(scores, labels, classes), ["a", "b"], calibration)
+    assert rates["categories"]["a"]["false_alarms"]["count"] == 1
+    assert rates["categories"]["b"]["false_alarms"]["count"] == 1  # 1.5 passes b's 2.0, 2.5 does not
+
+
+def test_the_calibration_round_trips_and_rethresholds_from_its_held_out_scores():
+    scores = np.random.default_rng(1).normal(size=300)
+    calibration = Calibration.fit(scores, 0.05, scores[:50], 0.1)
+    assert Calibration.from_json(calibration.to_json()) == calibration
+    again = calibration.at_rate(0.01)
+    assert again.image.threshold == conformal_threshold(scores, 0.01)
+    assert again.pixel == calibration.pixel and again.image.held_out == calibration.image.held_out
+    assert Calibration.from_json("{}") is None
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"image": 3}', r"calibration.image must be a JSON object"),
+    ('{"image": {"threshold": {"value": 1, "false_alarm_rate": 0.01, "bound": 0.01, "n": 99, "rank": 99}, '
+     '"held_out_scores": ["x"]}}', r"held_out_scores must be a list of finite numbers"),
+    ('{"image": {"threshold": {"value": 1, "false_alarm_rate": 2, "bound": 0.01, "n": 99, "rank": 99}, '
+     '"held_out_scores": []}}', r"calibration.image.threshold.false_alarm_rate must lie in \(0, 1\)"),
+    ('{"image": {"threshold": {"value": 1, "false_alarm_rate": 0.1, "bound": 0.01, "n": 0, "rank": 99}, '
+     '"held_out_scores": []}}', r"calibration.image.threshold.n must be a positive integer"),
+    ('{"pixels": 1}', r"unknown keys \['pixels'\]"),
+])
+def test_a_malformed_calibration_names_its_key(text, message):
+    from defectscope.scoring.calibration import CalibrationError
+
+    with pytest.raises(CalibrationError, match=message):
+        Calibration.from_json(text)

@@ -5,6 +5,7 @@ from defectscope.config import load_config
 from defectscope.engine import checkpoint as ckpt_module
 from defectscope.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from defectscope.models import create_model
+from helpers.calibration import threshold_at
 
 
 @pytest.fixture
@@ -16,10 +17,10 @@ def model_and_config():
 
 def test_round_trip_keeps_weights_config_and_calibration(tmp_path, model_and_config):
     model, cfg = model_and_config
-    save_checkpoint(tmp_path / "ck", model, cfg, ["a", "b"], {"image_threshold": 0.5}, step=7)
+    save_checkpoint(tmp_path / "ck", model, cfg, ["a", "b"], threshold_at(0.5), step=7)
     loaded = load_checkpoint(tmp_path / "ck")
     assert loaded.config == cfg and loaded.class_names == ["a", "b"] and loaded.step == 7
-    assert loaded.calibration == {"image_threshold": 0.5}
+    assert loaded.calibration == threshold_at(0.5)
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
     assert load_checkpoint(tmp_path / "ck" / "model.safetensors").step == 7

@@ -36,6 +36,9 @@ from defectscope.engine.checkpoint import (
 )
 from defectscope.engine.fit import rng_state
 from defectscope.models import create_model
+from helpers.calibration import threshold_at
+
+CALIBRATION = threshold_at(0.5).to_json()
 
 
 def trainer_state() -> dict[str, Any]:
@@ -49,7 +52,7 @@ def checkpoint(tmp_path: Path) -> Path:
                              "--data.image_size", "32"])
     torch.manual_seed(0)
     model = create_model("ae_ssim", cfg.model, 32, 2)
-    return save_checkpoint(tmp_path / "last", model, cfg, ["a", "b"], {"image_threshold": 0.5}, step=7,
+    return save_checkpoint(tmp_path / "last", model, cfg, ["a", "b"], threshold_at(0.5), step=7,
                            trainer_state=trainer_state())
 
 
@@ -130,8 +133,9 @@ def test_an_image_size_that_does_not_fit_the_weights_is_refused(checkpoint):
     ("step", "7.5", "'step' must be a non-negative integer"),
     ("step", "-1", "'step' must be a non-negative integer"),
     ("calibration", "{", "'calibration' is not valid JSON"),
-    ("calibration", '{"image_threshold": "0.5"}', "'calibration' must be a JSON object of finite numbers"),
-    ("calibration", '{"image_threshold": NaN}', "'calibration' must be a JSON object of finite numbers"),
+    ("calibration", '{"image_threshold": 0.5}', r"'calibration': unknown keys \['image_threshold'\]"),
+    ("calibration", CALIBRATION.replace("0.5", "NaN", 1), r"image.threshold.value must be a finite number"),
+    ("calibration", CALIBRATION.replace('"n": 2', '"n": "2"'), r"image.threshold.n must be a positive integer"),
     ("calibration", "[0.5]", "'calibration' must be a JSON object"),
     ("config", "[", "stored config cannot be read"),
     ("config", "model: vq_e", "stored config cannot be read"),
@@ -150,8 +154,8 @@ def test_edited_metadata_is_refused(checkpoint, key, value, match):
     refused(checkpoint, match)
 
 
-@pytest.mark.parametrize(("key", "value"), [("calibration", '{"image_threshold": 0.7}'), ("class_names", '["a", "c"]'),
-                                            ("step", "8"), ("extra", "x")])
+@pytest.mark.parametrize(("key", "value"), [("calibration", CALIBRATION.replace("0.5", "0.7")),
+                                            ("class_names", '["a", "c"]'), ("step", "8"), ("extra", "x")])
 def test_a_valid_looking_edit_is_refused_by_the_metadata_digest(checkpoint, key, value):
     """A flipped digit in a threshold or a letter in a class name still parses; the digest sees it."""
     rewrite(checkpoint, resign=False, **{key: value})

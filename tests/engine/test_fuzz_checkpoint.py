@@ -27,6 +27,7 @@ from defectscope.config import load_config
 from defectscope.engine import load_checkpoint, save_checkpoint
 from defectscope.engine.checkpoint import TRAINER_STATE, WEIGHTS, CheckpointError, load_trainer_state
 from defectscope.models import create_model
+from helpers.calibration import threshold_at
 from helpers.fuzzlog import Outcome
 from helpers.known_bugs import checkpoint_bug
 
@@ -41,7 +42,7 @@ def original(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     model = create_model("ae_ssim", cfg.model, 32, 2)
     folder = tmp_path_factory.mktemp("checkpoint") / "final"
     trainer_state = {"step": 7, "epoch": 1, "phase_index": 0, "torch_rng": torch.get_rng_state()}
-    save_checkpoint(folder, model, cfg, ["a", "b"], {"image_threshold": 0.5}, step=7, trainer_state=trainer_state)
+    save_checkpoint(folder, model, cfg, ["a", "b"], threshold_at(0.5), step=7, trainer_state=trainer_state)
     data = (folder / WEIGHTS).read_bytes()
     header = 8 + struct.unpack("<Q", data[:8])[0]  # safetensors: u64 length, JSON header, then tensor bytes
     with safe_open(str(folder / WEIGHTS), framework="pt") as f:

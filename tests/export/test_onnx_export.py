@@ -16,10 +16,10 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from defectscope.engine.detector import Detector
 from defectscope.models import MODELS
+from helpers.calibration import threshold_at
 from helpers.exporting import Exported, demo_images, export
 from helpers.serving import REPO_ROOT, serve_env
 
@@ -69,25 +69,28 @@ def test_detections_on_demo_images_match_the_torch_detector(exported):
 def test_metadata_round_trip(exported):
     meta, session = exported.onnx.export_info, exported.onnx.session
     assert (meta.model_name, meta.class_names, meta.image_size) == (exported.name, ["widget", "gadget"], SIZE)
-    assert meta.calibration == exported.checkpoint.calibration and meta.format == EXPORT_FORMAT
-    assert (meta.checkpoint_format, meta.exporter, meta.map_standardization) == (
-        "defectscope-checkpoint/2", "dynamo", False)
+    assert exported.onnx.calibration == exported.checkpoint.calibration and meta.format == EXPORT_FORMAT
+    assert (meta.checkpoint_format, meta.exporter) == ("defectscope-checkpoint/2", "dynamo")
+    assert meta.map_standardizer is None
     assert [i.name for i in session.get_inputs()] == ["images", "class_ids"]
     assert isinstance(session.get_inputs()[0].shape[0], str), "the batch size must be a symbolic dimension"
     torch_info, onnx_info = Detector(exported.checkpoint).info(), exported.onnx.info()
-    for key in ("model_name", "class_names", "image_size", "image_threshold", "pixel_threshold", "step"):
-        assert onnx_info[key] == torch_info[key], key
+    shared = set(torch_info) - {"device", "backend"}
+    assert {k: onnx_info[k] for k in shared} == {k: torch_info[k] for k in shared}
+    assert onnx_info["false_alarm_bound"] == exported.checkpoint.calibration.image.threshold.bound
 
 
-def test_standardiser_is_in_the_graph_and_one_class_needs_no_class_ids(standardised):
-    assert standardised.onnx.export_info.map_standardization and not standardised.onnx.export_info.multi_class
+def test_the_standardiser_travels_in_the_metadata_and_one_class_needs_no_class_ids(standardised):
+    """The graph is the network alone; the runtime z-scores its maps with the exact statistics of the checkpoint."""
+    assert not standardised.onnx.export_info.multi_class
     assert [i.name for i in standardised.onnx.session.get_inputs()] == ["images"]
+    stored, loaded = standardised.checkpoint.standardizer, standardised.onnx.standardizer
+    assert np.array_equal(stored.mean, loaded.mean) and np.array_equal(stored.std, loaded.std)
     diff = compare_with_torch(standardised.checkpoint, standardised.onnx, batch_sizes=(1, 3))
     assert close(diff["max_map_diff"], diff["max_abs_map"]) and close(diff["max_score_diff"], diff["max_abs_map"])
-    images = np.random.default_rng(0).uniform(0, 1, (2, 3, 32, 32)).astype(np.float32)
-    with torch.no_grad():  # z-scored maps are not the model's own: the standardiser ran in the graph
-        raw = standardised.checkpoint.model.predict(torch.from_numpy(images)).anomaly_map.numpy()
-    assert not np.allclose(standardised.onnx.run(images)[0], raw, atol=1e-3)
+    image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    torch_side, onnx_side = Detector(standardised.checkpoint).score([image])[0], standardised.onnx.score([image])[0]
+    assert abs(torch_side.score - onnx_side.score) <= max(ABS, REL * abs(torch_side.score))
 
 
 def test_torchscript_exporter_is_selectable(standardised, tmp_path):
@@ -126,10 +129,60 @@ def test_bad_files_are_named(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a graph")
     with pytest.raises(ExportError, match="junk.onnx: not a readable ONNX model"):
         OnnxDetector(tmp_path / "junk.onnx")
-    info = ExportInfo("ae_ssim", ["a"], 32, {"image_threshold": 0.5}, False, "x", 0, "0", "dynamo", 20)
+    info = ExportInfo("ae_ssim", ["a"], 32, threshold_at(0.5).to_dict(), None, "x", 0, "0", "dynamo", 20)
     props = info.props()
     assert ExportInfo.from_props(props, "m.onnx") == info and json.loads(props["image_threshold"]) == 0.5
+    assert json.loads(props["false_alarm_rate"]) == 0.5 and json.loads(props["held_out_normals"]) == 2
     with pytest.raises(ExportError, match="this version of defectscope reads"):
         ExportInfo.from_props({**props, "format": json.dumps("defectscope-onnx/0")}, "old.onnx")
     with pytest.raises(ExportError, match="no defectscope metadata"):
         ExportInfo.from_props({}, "foreign.onnx")
+
+
+GEOMETRIES = {  # data settings a model of input SIZE can be run with; the graph is the same for all of them
+    "keep_aspect": {"image_size": SIZE, "resize": "keep_aspect"},
+    "stretch+tiles": {"image_size": 96, "resize": "stretch", "tiling": {"tile": SIZE, "stride": 48}},
+    "keep_aspect+tiles": {"image_size": (80, 120), "resize": "keep_aspect", "tiling": {"tile": SIZE, "stride": 40}},
+    "none+tiles": {"resize": "none", "tiling": {"tile": SIZE, "stride": 48, "merge": "max"}},
+}
+
+
+def with_geometry(exported: Exported, name: str, folder) -> tuple[Detector, OnnxDetector]:
+    """The same weights and graph, run with another geometry: the checkpoint's data config changed and the
+    exported file's metadata written again for it (the graph depends only on the network's input size)."""
+    import dataclasses
+    import shutil
+
+    from defectscope.data.config import Tiling
+    from defectscope.export.onnx_graph import write_metadata
+
+    settings = dict(GEOMETRIES[name])
+    tiling = settings.pop("tiling", None)
+    data = dataclasses.replace(exported.checkpoint.config.data, **settings,
+                               **({"tiling": Tiling(**tiling)} if tiling else {}))
+    checkpoint = dataclasses.replace(exported.checkpoint, config=dataclasses.replace(exported.checkpoint.config,
+                                                                                     data=data))
+    path = folder / f"{name}.onnx"
+    shutil.copy(exported.path, path)
+    write_metadata(path, checkpoint, "dynamo")
+    return Detector(checkpoint), OnnxDetector(path)
+
+
+@pytest.mark.parametrize("geometry", sorted(GEOMETRIES))
+def test_every_geometry_scores_alike_in_both_runtimes(exported, geometry, tmp_path):
+    """Tiles, borders and the image score come from one path: torch and onnxruntime agree on maps, scores, verdicts."""
+    crops = [(90, 130), (70, 70), (150, 100)]  # wide, square, tall: borders on either side, partial last tiles
+    images = [a[:h, :w] for a, (h, w) in zip(demo_images("MT_Break", 2) + demo_images("MT_Free", 1, 20), crops,
+                                              strict=True)]
+    torch_detector, onnx_detector = with_geometry(exported, geometry, tmp_path)
+    assert onnx_detector.viewing == torch_detector.viewing
+    torch_side, onnx_side = torch_detector.score(images, "gadget"), onnx_detector.score(images, "gadget")
+    scale = max(float(np.abs(d.anomaly_map).max()) for d in torch_side)
+    for t, o, image in zip(torch_side, onnx_side, images, strict=True):
+        assert o.anomaly_map.shape == t.anomaly_map.shape == image.shape[:2]
+        assert close(float(np.abs(o.anomaly_map - t.anomaly_map).max()), scale), (exported.name, geometry)
+        assert close(abs(o.score - t.score), scale), (exported.name, geometry, o.score, t.score)
+        if abs(t.score - t.threshold) > max(ABS, REL * scale):
+            assert o.defective == t.defective
+        if not torch_detector.viewing.own_score:  # the working-size map's maximum; bilinear back never exceeds it
+            assert t.score >= float(t.anomaly_map.max()) - 1e-6

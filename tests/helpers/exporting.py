@@ -19,10 +19,13 @@ from PIL import Image
 from defectscope.config import load_config
 from defectscope.engine import load_checkpoint, save_checkpoint
 from defectscope.engine.checkpoint import Checkpoint
-from defectscope.engine.standardize import MapStandardizer
+from defectscope.engine.inference import torch_network
+from defectscope.geometry import Box
 from defectscope.layers.backbones import BackboneConfig
 from defectscope.models import MODELS, create_model
 from defectscope.models.base import StepContext
+from defectscope.scoring.path import MapStandardizer, Viewing, score_canvases
+from helpers.calibration import held_out_calibration
 from helpers.serving import REPO_ROOT
 
 DEMO = REPO_ROOT / "demo" / "mtsd_mini"
@@ -94,11 +97,10 @@ def fitted_checkpoint(name: str, directory: Path, size: int = 64, class_names: t
     if standardize:
         out = model.predict(held_out, held_ids)
         standardizer = MapStandardizer.fit(out.anomaly_map.numpy(), held_ids.numpy(), len(class_names))
-    out = Checkpoint(model, cfg, list(class_names), standardizer=standardizer).predict(held_out, held_ids)
-    scores, maps = out.image_score.numpy(), out.anomaly_map.numpy()
-    calibration = {"image_threshold": float(scores.max()), "image_score_mean": float(scores.mean()),
-                   "image_score_std": float(scores.std()), "pixel_threshold": float(np.quantile(maps, 0.99)),
-                   "num_validation_images": len(scores)}
+    network = torch_network(model, torch.device("cpu"))
+    maps, scores = score_canvases(network, list(held_out.numpy()), [Box(0, 0, size, size)] * len(held_out),
+                                  held_ids.numpy(), Viewing.of(size, "stretch", None), 8, standardizer)
+    calibration = held_out_calibration(scores, np.stack(maps), pixel_rate=0.01)
     return save_checkpoint(directory, model, cfg, list(class_names), calibration=calibration,
                            standardizer=standardizer)
 

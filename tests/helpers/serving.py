@@ -18,6 +18,7 @@ import torch
 from defectscope.config import load_config
 from defectscope.engine import save_checkpoint
 from defectscope.models import create_model
+from helpers.calibration import held_out_calibration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # the test server's limits: small, so every limit can be crossed with small requests
@@ -48,14 +49,12 @@ def make_checkpoint(directory: Path, class_names: list[str], calibrate: bool = T
     cfg = load_config(None, ["--model.name", "ae_ssim", "--data.image_size", "32",
                              "--model.base_channels", "8", "--model.latent_dim", "16"])
     model = create_model(cfg.model_name, cfg.model, cfg.data.image_size, len(class_names)).eval()
-    calibration = {}
+    calibration = None
     if calibrate:
         held_out = torch.from_numpy(normal_images(8)).permute(0, 3, 1, 2)
         out = model.predict(held_out, torch.zeros(8, dtype=torch.long))
         scores, maps = out.image_score.numpy(), out.anomaly_map.numpy()
-        calibration = {"image_threshold": float(scores.max()), "image_score_mean": float(scores.mean()),
-                       "image_score_std": float(scores.std()), "pixel_threshold": float(np.quantile(maps, 0.999)),
-                       "num_validation_images": 8}
+        calibration = held_out_calibration(scores, maps, pixel_rate=0.001)
     return save_checkpoint(directory, model, cfg, class_names, calibration=calibration)
 
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from defectscope.data.transforms import resize_image
 from defectscope.detection import image_array
-from defectscope.export.resize import antialias_weights, bilinear_weights, resize_map, resize_to_square
+from defectscope.scoring.resize import antialias_weights, bilinear_weights, resize_map, resize_to_square
 
 # (height, width, size): down, up, mixed, odd, tiny, already square at size, a thin strip
 SHAPES = [(373, 248, 128), (48, 48, 32), (17, 9, 32), (70, 40, 32), (64, 64, 64), (1, 1, 32), (255, 257, 128),

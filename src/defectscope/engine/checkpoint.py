@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from defectscope.config import RunConfig, config_from_yaml, config_to_yaml
-from defectscope.engine.standardize import MapStandardizer
+from defectscope.engine.standardize import pop_standardizer, standardizer_tensors
+from defectscope.errors import UserError
 from defectscope.layers.backbones import FrozenBackbone
 from defectscope.models import AnomalyModel, create_model
-from defectscope.models.base import ModelOutput
+from defectscope.scoring.calibration import Calibration, CalibrationError
+from defectscope.scoring.path import MapStandardizer
 
 FORMAT = "defectscope-checkpoint/2"  # 2: nested backbone and choice configs, StepContext-era models
 WEIGHTS = "model.safetensors"
@@ -44,7 +46,7 @@ METADATA_DIGEST = "metadata_sha256"  # metadata key: sha256 of every other metad
 REQUIRED_METADATA = ("format", "config", "class_names", "calibration", "step", TENSORS_DIGEST, METADATA_DIGEST)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint is missing, truncated or not ours; the message names the path."""
 
 
@@ -53,15 +55,10 @@ class Checkpoint:
     model: AnomalyModel
     config: RunConfig
     class_names: list[str]
-    calibration: dict[str, float] = field(default_factory=dict)
+    calibration: Calibration | None = None  # None: saved before calibration (during training)
     path: Path | None = None
     step: int = 0
     standardizer: MapStandardizer | None = None  # eval.map_standardization: position
-
-    def predict(self, images: torch.Tensor, class_ids: torch.Tensor | None = None) -> ModelOutput:
-        """Score images as the run was evaluated: the model, then the standardiser if it has one."""
-        out = self.model.predict(images, class_ids)
-        return out if self.standardizer is None else self.standardizer(out, class_ids)
 
 
 def save_checkpoint(
@@ -69,7 +66,7 @@ def save_checkpoint(
     model: AnomalyModel,
     config: RunConfig,
     class_names: list[str],
-    calibration: dict[str, float] | None = None,
+    calibration: Calibration | None = None,
     step: int = 0,
     trainer_state: dict[str, Any] | None = None,
     standardizer: MapStandardizer | None = None,
@@ -82,12 +79,12 @@ def save_checkpoint(
     try:
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         if standardizer is not None:
-            tensors.update(standardizer.tensors())
+            tensors.update(standardizer_tensors(standardizer))
         metadata = {
             "format": FORMAT,
             "config": config_to_yaml(config),
             "class_names": json.dumps(class_names),
-            "calibration": json.dumps(calibration or {}),
+            "calibration": "{}" if calibration is None else calibration.to_json(),
             "step": str(step),
             TENSORS_DIGEST: tensors_digest(tensors),
         }
@@ -219,7 +216,7 @@ class _Contents:
 
     config: RunConfig
     class_names: list[str]
-    calibration: dict[str, float]
+    calibration: Calibration | None
     step: int
 
 
@@ -234,10 +231,10 @@ def _parse_metadata(weights: Path, metadata: dict[str, str]) -> _Contents:
     if not isinstance(class_names, list) or not all(isinstance(n, str) for n in class_names):
         raise CheckpointError(f"{weights}: metadata 'class_names' must be a JSON list of names, got "
                               f"{metadata['class_names'][:80]!r}")
-    calibration = _json_entry(weights, metadata, "calibration")
-    if not isinstance(calibration, dict) or not all(_is_number(v) for v in calibration.values()):
-        raise CheckpointError(f"{weights}: metadata 'calibration' must be a JSON object of finite numbers, got "
-                              f"{metadata['calibration'][:80]!r}")
+    try:
+        calibration = Calibration.from_json(metadata["calibration"], "metadata 'calibration'")
+    except CalibrationError as err:
+        raise CheckpointError(f"{weights}: {err}") from err
     if not re.fullmatch(r"[0-9]{1,18}", metadata["step"]):
         raise CheckpointError(f"{weights}: metadata 'step' must be a non-negative integer, got "
                               f"{metadata['step'][:80]!r}")
@@ -298,8 +295,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
     """Rebuild the model from the config stored in the checkpoint and load its weights."""
     weights = _weights_path(Path(path))
     metadata = read_metadata(weights)
-    contents = _parse_metadata(weights, metadata)  # first: a malformed value gets an error that names it
-    _check_metadata(weights, metadata)
+    _check_metadata(weights, metadata)  # first: nothing edited or damaged is parsed (a YAML bomb in the config)
+    contents = _parse_metadata(weights, metadata)
     config = contents.config
     try:
         model = create_model(config.model_name, config.model, config.data.model_input_size,
@@ -312,7 +309,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Checkpoint:
         raise CheckpointError(f"{weights}: cannot read weights ({err})") from err
     _check_tensors(weights, metadata, state)
     state = {k: v.to(map_location) for k, v in state.items()}
-    standardizer = MapStandardizer.pop_from(state)
+    standardizer = pop_standardizer(state)
     try:
         load_weights(model, state)
     except ValueError as err:

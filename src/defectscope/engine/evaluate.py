@@ -17,16 +17,16 @@ from torch.utils.data import Dataset
 
 from defectscope.config import RunConfig
 from defectscope.engine.artifacts import CURVES_JSON, SCORES_CSV, category_curves, save_scores
-from defectscope.engine.detector import normalized_score
 from defectscope.engine.environment import environment
 from defectscope.engine.files import json_default, write_text_atomic
 from defectscope.engine.gallery import GalleryPlan, write_gallery
-from defectscope.engine.inference import Viewing
+from defectscope.engine.inference import viewing_of
 from defectscope.engine.predictions import Predictions, predict_dataset
-from defectscope.engine.standardize import MapStandardizer
 from defectscope.metrics import Measurement, f1_max, image_auroc, image_auroc_interval, measure, pixel_auroc_interval
 from defectscope.metrics.curves import roc_curve
 from defectscope.models.base import AnomalyModel
+from defectscope.scoring.calibration import Calibration
+from defectscope.scoring.path import MapStandardizer
 
 METRIC_NAMES = ("image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max")
 
@@ -117,11 +117,11 @@ def mean_metrics(per_category: dict[str, dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def flagged(scores: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
-    """The verdict `predict` and `serve` give: normalised score above 0.5 (= score above image_threshold)."""
-    threshold = calibration["image_threshold"]
-    mean, std = calibration.get("image_score_mean"), calibration.get("image_score_std")
-    return np.array([normalized_score(float(s), threshold, mean, std) > 0.5 for s in scores], dtype=bool)
+def flagged(preds: Predictions, class_names: list[str], calibration: Calibration) -> np.ndarray:
+    """The verdict `predict` and `serve` give: the score above its class's image threshold."""
+    names = class_names or ["default"]
+    thresholds = np.array([calibration.for_class(names[c]).threshold.value for c in preds.class_ids], np.float64)
+    return np.asarray(preds.image_scores, np.float64) > thresholds
 
 
 def _rate(count: int, total: int) -> dict[str, Any]:
@@ -134,12 +134,13 @@ def _mean_rate(entries: list[dict[str, Any]]) -> float:
     return float(np.mean(rates)) if rates else float("nan")
 
 
-def threshold_rates(preds: Predictions, class_names: list[str], calibration: dict[str, Any]) -> dict[str, Any] | None:
+def threshold_rates(preds: Predictions, class_names: list[str], calibration: Calibration | None
+                    ) -> dict[str, Any] | None:
     """Promised vs measured: false alarms among normal test images and misses among defective ones
     at the calibrated image threshold, per category, their unweighted mean, and pooled counts."""
-    if calibration.get("image_threshold") is None:
+    if calibration is None:
         return None
-    defect = flagged(preds.image_scores, calibration)
+    defect = flagged(preds, class_names, calibration)
     normal = preds.labels == 0
     categories: dict[str, Any] = {}
     for class_id, name in enumerate(class_names):
@@ -150,12 +151,13 @@ def threshold_rates(preds: Predictions, class_names: list[str], calibration: dic
                 "misses": _rate(int((~defect & ~normal & pick).sum()), int((~normal & pick).sum())),
             }
     mean = {key: _mean_rate([c[key] for c in categories.values()]) for key in ("false_alarms", "misses")}
+    pooled = calibration.image.threshold
     return {
-        "image_threshold": calibration["image_threshold"],
-        "promised_false_alarm_rate": calibration.get("image_false_alarm_rate"),
-        "false_alarm_bound": calibration.get("image_false_alarm_bound"),
-        "held_out_normals": calibration.get("image_threshold_n"),
-        "rank": calibration.get("image_threshold_rank"),
+        "image_threshold": pooled.value,
+        "promised_false_alarm_rate": pooled.false_alarm_rate,
+        "false_alarm_bound": pooled.bound,
+        "held_out_normals": pooled.n,
+        "rank": pooled.rank,
         "categories": categories,
         "mean": {"false_alarm_rate": mean["false_alarms"], "miss_rate": mean["misses"]},
         "all": {"false_alarms": _rate(int((defect & normal).sum()), int(normal.sum())),
@@ -179,7 +181,7 @@ def evaluate(
     device: torch.device,
     output_dir: str | Path,
     checkpoint: str | Path | None = None,
-    calibration: dict[str, float] | None = None,
+    calibration: Calibration | None = None,
     standardizer: MapStandardizer | None = None,
     gallery: GalleryPlan | None = None,
     health: dict[str, Any] | None = None,
@@ -191,7 +193,7 @@ def evaluate(
     gallery = gallery or GalleryPlan()
     began = time.perf_counter()
     preds = predict_dataset(model, test_set, cfg.data.eval_batch_size, device, standardizer=standardizer,
-                            viewing=Viewing.of(cfg.data), resolution=cfg.eval.resolution)
+                            viewing=viewing_of(cfg.data), resolution=cfg.eval.resolution)
     wall = time.perf_counter() - began
     measured = category_measurements(preds, class_names, cfg.eval.pixel_metrics)
     per_category = {name: dict(m.metrics) for name, m in measured.items()}
@@ -225,17 +227,18 @@ def evaluate(
         "eval_batch_size": cfg.data.eval_batch_size,
         "map_standardization": cfg.eval.map_standardization if standardizer is not None else "none",
         **peak_memory(),
-        "calibration": calibration or {},
+        "calibration": None if calibration is None else calibration.to_dict(),
         "health": health or {},
         "undefined": undefined,  # category → metric → why the test set cannot measure it
-        "thresholds": threshold_rates(preds, class_names, calibration or {}),
+        "thresholds": threshold_rates(preds, class_names, calibration),
         "environment": environment(device),
     }
     save_scores(preds, class_names, test_set, output_dir / SCORES_CSV)
     curves = category_curves(measured)
     write_text_atomic(output_dir / CURVES_JSON, json.dumps(curves, allow_nan=False, default=json_default))
     written = write_gallery(model, preds, test_set, class_names, output_dir, device, gallery,
-                            (calibration or {}).get("pixel_threshold"), tiled=cfg.data.tiling.kind == "tiles")
+                            None if calibration is None or calibration.pixel is None else calibration.pixel.value,
+                            tiled=cfg.data.tiling.kind == "tiles")
     results["artifacts"] = {"scores": SCORES_CSV, "curves": CURVES_JSON, "gallery": written["gallery"]}
     if "maps_dir" in written:
         results["maps_dir"] = written["maps_dir"]

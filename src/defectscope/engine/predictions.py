@@ -11,11 +11,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from defectscope.data.config import MAX_IMAGE_PIXELS
-from defectscope.data.geometry import Box, restore, valid_mask
+from defectscope.data.geometry import Box, valid_mask
 from defectscope.data.image_io import load_mask
-from defectscope.engine.inference import Viewing, infer, standardized
-from defectscope.engine.standardize import MapStandardizer
+from defectscope.engine.inference import torch_network
 from defectscope.models.base import AnomalyModel
+from defectscope.scoring.path import MapStandardizer, Viewing, restore_map, score_canvases
 
 Resolution = Literal["model", "original"]
 
@@ -94,7 +94,7 @@ def predict_dataset(
     viewing: Viewing | None = None,
     resolution: Resolution = "model",
 ) -> Predictions:
-    """Score `dataset` through :func:`infer` (then the standardiser, if any); restores the model's mode.
+    """Score `dataset` through the scoring path (`defectscope.scoring.path`); restores the model's mode.
 
     `resolution`: "model" keeps maps and masks at the working size, the border (keep_aspect)
     marked invalid; "original" brings each map back to its image's size as read (border
@@ -103,36 +103,36 @@ def predict_dataset(
     viewing = viewing or Viewing()
     was_training = model.training
     model.eval().to(device)
+    network = torch_network(model, device)
     # tiles are batched, not images: one image at a time keeps memory to one image and its map
-    tiled = viewing.tiling.kind == "tiles"
+    tiled = viewing.tiling is not None
     # samples stay a list (images may differ in size); the model's batches are stacked by infer
     loader = DataLoader(dataset, batch_size=1 if tiled else batch_size, shuffle=False, collate_fn=list)
     scores, maps, masks, valids, labels, class_ids, paths = [], [], [], [], [], [], []
     seconds = 0.0
     index = 0
     for items in loader:
-        images, batch_masks = [s.image for s in items], [s.mask for s in items]
-        batch_class, batch_labels = torch.tensor([s.class_id for s in items]), [s.label for s in items]
+        images, batch_masks = [s.image.numpy() for s in items], [s.mask for s in items]
+        batch_class, batch_labels = np.array([s.class_id for s in items], np.int64), [s.label for s in items]
         batch_paths, batch_boxes = [s.path for s in items], [s.box for s in items]
         sizes = [s.original_size for s in items]
         boxes = [Box(*(int(v) for v in b)) for b in batch_boxes]
         _sync(device)
         began = time.perf_counter()
-        out_maps, out_scores = infer(model, images, batch_class, boxes, viewing, batch_size, device)
-        out_maps, out_scores = standardized(out_maps, out_scores, batch_class, standardizer)
+        out_maps, out_scores = score_canvases(network, images, boxes, batch_class, viewing, batch_size, standardizer)
         _sync(device)
         seconds += time.perf_counter() - began
-        scores.append(out_scores.float().cpu().numpy())
+        scores.append(out_scores)
         for anomaly_map, mask, box, size in zip(out_maps, batch_masks, boxes, sizes, strict=True):
             if not keep_maps:
                 break
             if resolution == "original":
                 original = (int(size[0]), int(size[1]))
-                maps.append(restore(anomaly_map.float().cpu(), box, original).numpy())
+                maps.append(restore_map(anomaly_map, box, original))
                 masks.append(_original_mask(dataset, index, original))
                 valids.append(np.ones(original, bool))
             else:
-                maps.append(anomaly_map.float().cpu().numpy())
+                maps.append(anomaly_map)
                 masks.append(mask[0].bool().numpy())
                 valids.append(valid_mask(tuple(anomaly_map.shape), box).numpy())
             index += 1

@@ -28,8 +28,10 @@ from defectscope.engine.files import write_text_atomic
 from defectscope.engine.fit import TRAIN_LOG, fit, make_fabric
 from defectscope.engine.gallery import GALLERY_DIR, MAPS_DIR, GalleryPlan
 from defectscope.engine.health import training_health
-from defectscope.engine.standardize import MapStandardizer, require_held_out_images
+from defectscope.engine.standardize import require_held_out_images
 from defectscope.models import AnomalyModel, create_model
+from defectscope.scoring.calibration import Calibration
+from defectscope.scoring.path import MapStandardizer
 
 FINAL = Path("checkpoints") / "final"
 LAST = Path("checkpoints") / "last"
@@ -59,7 +61,7 @@ class RunResult:
     bundle: DataBundle  # the datasets it was trained, calibrated and tested on
     device: torch.device
     class_names: list[str]
-    calibration: dict[str, float]
+    calibration: Calibration | None
     standardizer: MapStandardizer | None
     checkpoint: Path | None  # the final checkpoint written by this run (None when scoring given weights)
     steps: int = 0

@@ -1,9 +1,12 @@
 """A checkpoint's whole scoring path as one ONNX graph, written with `torch.onnx.export`.
 
-The graph is what `Checkpoint.predict` runs: normalisation, network, anomaly map, smoothing,
-image score, the map standardiser when the checkpoint has one, PVQAE's prior step, PatchCore's
-nearest-neighbour search and PaDiM's Mahalanobis distance (plain matrix products, no faiss).
-Input and output layout: `defectscope.export.metadata.INPUT_LAYOUT`. The batch size is dynamic.
+The graph is the network, what `model.predict` runs: normalisation, network, anomaly map,
+smoothing, the network's own image score, PVQAE's prior step, PatchCore's nearest-neighbour
+search and PaDiM's Mahalanobis distance (plain matrix products, no faiss). What follows it —
+tiles, border, map standardiser, image score, thresholds — is `defectscope.scoring.path`, which
+the runtime runs on the graph's outputs as the torch path runs it on the model's; the
+calibration, geometry and standardiser travel in the metadata. Input and output layout:
+`defectscope.export.metadata.INPUT_LAYOUT`. The batch size is dynamic.
 
 Every registered model exports with the dynamo-based exporter (`torch.export` + onnxscript), the
 path torch 2.13 maintains; the TorchScript-based one stays selectable (`exporter="torchscript"`)
@@ -26,14 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from defectscope import __version__
 from defectscope.engine.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from defectscope.engine.checkpoint import Checkpoint
-from defectscope.export.metadata import INPUTS, OUTPUTS, ExportError, ExportInfo
+from defectscope.export.metadata import INPUTS, OUTPUTS, ExportError, ExportInfo, standardizer_entry
 from defectscope.export.runtime import OnnxDetector
 from defectscope.geometry import as_hw
+from defectscope.version import __version__
 
-__all__ = ["InferenceGraph", "compare_with_torch", "export_onnx"]
+__all__ = ["InferenceGraph", "compare_with_torch", "export_onnx", "write_metadata"]
 
 Exporter = Literal["dynamo", "torchscript"]
 MIN_DYNAMO_OPSET = 18  # the dynamo exporter's onnxscript functions are written for opset 18 and newer
@@ -41,17 +44,16 @@ TORCHSCRIPT_OPSET = 17  # the TorchScript exporter's default when none is asked 
 
 
 class InferenceGraph(nn.Module):
-    """`Checkpoint.predict` as a module: images (and class ids) in, (anomaly_map, image_score) out."""
+    """`model.predict` as a module: images (and class ids) in, (anomaly_map, image_score) out."""
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         super().__init__()
         self.model = checkpoint.model.eval()  # registered, so the export sees its parameters and buffers
-        self.checkpoint = checkpoint  # not a module: a plain attribute, its predict is the path to trace
 
     def forward(self, images: Tensor, class_ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if class_ids is None:  # one class; shape[0], not len(), keeps the batch size symbolic
             class_ids = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
-        out = self.checkpoint.predict(images, class_ids)
+        out = self.model.predict(images, class_ids)
         return out.anomaly_map, out.image_score
 
 
@@ -81,9 +83,6 @@ def export_onnx(checkpoint: Checkpoint, output: str | Path, opset: int | None = 
         raise ExportError(f"opset {opset}: the dynamo exporter writes opset {MIN_DYNAMO_OPSET} or newer "
                           "(use --exporter torchscript for an older runtime)")
     data = checkpoint.config.data
-    if data.tiling.kind == "tiles" and checkpoint.standardizer is not None:
-        raise ExportError(f"{name}: a tiled model's map standardiser works on the stitched map, which the graph "
-                          "(one tile) does not see; export a model trained without eval.map_standardization")
     height, width = as_hw(data.model_input_size)
     generator = torch.Generator().manual_seed(0)
     example: tuple[Tensor, ...] = (torch.rand(2, 3, height, width, generator=generator),)
@@ -118,7 +117,7 @@ def export_onnx(checkpoint: Checkpoint, output: str | Path, opset: int | None = 
                 raise ExportError(f"{name}: the {exporter} exporter failed ({detail[:400]}); try --exporter {other}"
                                   + (f"\nexporter output:\n{log.getvalue()[-2000:]}" if log.getvalue() else "")
                                   ) from err
-        info = _write_metadata(tmp, checkpoint, exporter)
+        info = write_metadata(tmp, checkpoint, exporter)
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o666 & ~umask)  # mkstemp makes the file private; give it a plain file's permissions
@@ -129,7 +128,8 @@ def export_onnx(checkpoint: Checkpoint, output: str | Path, opset: int | None = 
     return info
 
 
-def _write_metadata(path: Path, checkpoint: Checkpoint, exporter: Exporter) -> ExportInfo:
+def write_metadata(path: Path, checkpoint: Checkpoint, exporter: Exporter) -> ExportInfo:
+    """Write the checkpoint's classes, geometry, calibration and standardiser into the graph file at `path`."""
     import onnx
 
     data = checkpoint.config.data
@@ -142,8 +142,8 @@ def _write_metadata(path: Path, checkpoint: Checkpoint, exporter: Exporter) -> E
         resize=data.resize,
         tiling=None if data.tiling.kind == "none" else {"tile": data.tiling.tile, "stride": data.tiling.stride,
                                                        "merge": data.tiling.merge},
-        calibration=dict(checkpoint.calibration),
-        map_standardization=checkpoint.standardizer is not None,
+        calibration=None if checkpoint.calibration is None else checkpoint.calibration.to_dict(),
+        map_standardizer=standardizer_entry(checkpoint.standardizer),
         checkpoint_format=CHECKPOINT_FORMAT,
         checkpoint_step=int(checkpoint.step),
         defectscope_version=__version__,
@@ -159,7 +159,7 @@ def _write_metadata(path: Path, checkpoint: Checkpoint, exporter: Exporter) -> E
 @torch.no_grad()
 def compare_with_torch(checkpoint: Checkpoint, exported: str | Path | OnnxDetector, batch_sizes: Sequence[int] = (1, 3),
                        seed: int = 0) -> dict[str, float]:
-    """Largest |onnxruntime − torch| of maps and scores on random images at each batch size.
+    """Largest |onnxruntime − torch| of the network's maps and scores on random images at each batch size.
 
     Also returns the largest |map| torch produced, so a difference can be read against the maps' scale.
     """
@@ -171,8 +171,8 @@ def compare_with_torch(checkpoint: Checkpoint, exported: str | Path | OnnxDetect
     for batch in batch_sizes:
         images = torch.rand(batch, 3, height, width, generator=generator)
         class_ids = torch.arange(batch) % len(detector.class_names)
-        ref = checkpoint.predict(images, class_ids)
-        maps, scores = detector.run(images.numpy(), class_ids.numpy())
+        ref = checkpoint.model.predict(images, class_ids)
+        maps, scores = detector.network(images.numpy(), class_ids.numpy())
         found["map"] = max(found["map"], float(np.abs(maps - ref.anomaly_map.numpy()).max()))
         found["score"] = max(found["score"], float(np.abs(scores - ref.image_score.numpy()).max()))
         found["map_scale"] = max(found["map_scale"], float(ref.anomaly_map.abs().max()))

@@ -34,6 +34,7 @@ from defectscope.report.plots import (
     histogram_figure,
     loss_figure,
 )
+from defectscope.scoring.calibration import Calibration, CalibrationError
 
 REPORT_NAME = "report.html"
 BENCHMARK_FORMAT = "defectscope-benchmark/1"
@@ -216,10 +217,24 @@ def _standardization_note(results: dict) -> str:
     return "; maps z-scored per position against the held-out normal images (eval.map_standardization: position)"
 
 
+def calibration_summary(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The flat threshold fields of a results.json calibration (`Calibration.summary`); runs written
+    before the calibration was typed stored those fields flat, under older names."""
+    if not stored:
+        return {}
+    if "image" in stored:
+        try:
+            return Calibration.from_dict(stored).summary()
+        except CalibrationError as err:
+            raise ReportError(f"results.json: {err}") from err
+    renamed = {"image_false_alarm_rate": "false_alarm_rate", "image_false_alarm_bound": "false_alarm_bound"}
+    return {renamed.get(k, k): v for k, v in stored.items()}
+
+
 def run_sections(run: RunData, prefix: str = "") -> str:
     """The figures of one evaluated run, each group under its own heading."""
     r = run.results
-    calibration = r.get("calibration") or {}
+    calibration = calibration_summary(r.get("calibration"))
     env = r.get("environment", {})
     parts = [
         f"<h2 id='{prefix}summary'>Metrics</h2>",
@@ -243,7 +258,7 @@ def run_sections(run: RunData, prefix: str = "") -> str:
         threshold = calibration.get("image_threshold")
         figures = [_img(histogram_figure(name, normal, defective, threshold), f"score histogram, {name}")
                    for name, (normal, defective) in _scores_by_category(run.scores).items()]
-        rate = calibration.get("image_false_alarm_rate")
+        rate = calibration.get("false_alarm_rate")
         rule = (f"the score a new normal image exceeds with probability at most {_percent(rate)}"
                 if rate is not None else "their largest score")
         note = ("Dashed line: the image threshold calibrated on held-out normal training images "

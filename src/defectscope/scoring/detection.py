@@ -6,13 +6,15 @@ Only numpy here: a machine that runs an exported model imports this module and n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Detection", "DetectorLike", "detection_from", "image_array", "normalized_score"]
+from defectscope.scoring.calibration import Calibration
+
+__all__ = ["CalibratedClasses", "Detection", "DetectorLike", "detection_from", "image_array", "normalized_score"]
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,11 @@ class DetectorLike(Protocol):
 class CalibratedClasses:
     """What every detector derives from its class names and calibration, written once for all.
 
-    Subclasses set `_class_names` (list[str]) and `calibration` (dict) in their constructor.
+    Subclasses set `_class_names` (list[str]) and `calibration` (None: not calibrated) in their constructor.
     """
 
     _class_names: list[str]
-    calibration: dict[str, Any]
+    calibration: Calibration | None
 
     @property
     def class_names(self) -> list[str]:
@@ -55,7 +57,12 @@ class CalibratedClasses:
 
     @property
     def threshold(self) -> float | None:
-        return self.calibration.get("image_threshold")
+        """The pooled image threshold (a per-class calibration applies each class's own in `score`)."""
+        return None if self.calibration is None else self.calibration.image.threshold.value
+
+    def promise(self, class_name: str | None = None) -> dict[str, Any]:
+        """The threshold that applies and what it promises, as clients read it (empty when not calibrated)."""
+        return {} if self.calibration is None else self.calibration.summary(class_name)
 
     def class_id(self, class_name: str | None) -> int:
         """None means the only class; a multi-class model must be told which one the images show."""
@@ -110,18 +117,21 @@ def image_array(image: np.ndarray, index: int) -> np.ndarray:
     return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else np.ascontiguousarray(array)
 
 
-def detection_from(score: float, anomaly_map: np.ndarray, calibration: Mapping[str, Any], class_name: str,
+def detection_from(score: float, anomaly_map: np.ndarray, calibration: Calibration | None, class_name: str,
                    ) -> Detection:
-    """A detection from a raw score and the map at the image's size, read against the calibration."""
-    threshold, pixel_threshold = calibration.get("image_threshold"), calibration.get("pixel_threshold")
+    """A detection from a raw score and the map at the image's size, read against the class's calibration."""
     full = np.asarray(anomaly_map, dtype=np.float32)
+    if calibration is None:
+        return Detection(score=float(score), threshold=None, normalized_score=None, defective=None,
+                         defect_area=None, anomaly_map=full, class_name=class_name)
+    part = calibration.for_class(class_name)
+    threshold = part.threshold.value
     return Detection(
         score=float(score),
         threshold=threshold,
-        normalized_score=None if threshold is None else normalized_score(
-            score, threshold, calibration.get("image_score_mean"), calibration.get("image_score_std")),
-        defective=None if threshold is None else bool(score > threshold),
-        defect_area=None if pixel_threshold is None else float((full > pixel_threshold).mean()),
+        normalized_score=normalized_score(score, threshold, part.held_out.mean, part.held_out.std),
+        defective=bool(score > threshold),
+        defect_area=None if calibration.pixel is None else float((full > calibration.pixel.value).mean()),
         anomaly_map=full,
         class_name=class_name,
     )
