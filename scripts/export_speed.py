@@ -41,6 +41,7 @@ from defectscope.export.runtime import OnnxDetector
 from defectscope.layers.backbones import BackboneConfig, BackboneWeightsError
 from defectscope.models import create_model
 from defectscope.models.base import StepContext
+from defectscope.scoring.calibration import Calibration
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo" / "mtsd_mini"
@@ -102,11 +103,8 @@ def build(name: str, size: int, folder: Path, train_images: int) -> tuple[Path, 
         cfg = dataclasses.replace(cfg, model=random_backbones(cfg.model))
         note = "random backbone weights (pretrained ones not installed)"
         model = fitted(cfg, name, size, train)
-    out = Checkpoint(model, cfg, ["mtsd"]).predict(held, torch.zeros(len(held), dtype=torch.long))
-    scores, maps = out.image_score.numpy(), out.anomaly_map.numpy()
-    calibration = {"image_threshold": float(scores.max()), "image_score_mean": float(scores.mean()),
-                   "image_score_std": float(scores.std()), "pixel_threshold": float(np.quantile(maps, 0.999)),
-                   "num_validation_images": len(scores)}
+    out = model.predict(held, torch.zeros(len(held), dtype=torch.long))
+    calibration = Calibration.fit(out.image_score.numpy(), 1 / 9, out.anomaly_map.numpy(), 0.001)  # 8 held out
     return save_checkpoint(folder / "ckpt", model, cfg, ["mtsd"], calibration=calibration), note
 
 
@@ -185,10 +183,10 @@ def torch_profile(checkpoint: Checkpoint, batch: int, runs: int) -> list[dict]:
     size = int(checkpoint.config.data.image_size)
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     ids = torch.zeros(batch, dtype=torch.long)
-    checkpoint.predict(images, ids)
+    checkpoint.model.predict(images, ids)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(runs):
-            checkpoint.predict(images, ids)
+            checkpoint.model.predict(images, ids)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     return [{"op": e.key, "share": round(e.self_cpu_time_total / total, 3),

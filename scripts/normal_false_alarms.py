@@ -19,6 +19,7 @@ import collections
 import csv
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
@@ -26,6 +27,9 @@ from sklearn.metrics import roc_auc_score
 
 from defectscope.data.dataset import AnomalyDataset, build_records
 from defectscope.engine.checkpoint import load_checkpoint
+from defectscope.engine.inference import torch_network, viewing_of
+from defectscope.geometry import Box
+from defectscope.scoring.path import score_canvases
 
 BORDER_PX, NEAR_PX = 16, 8
 
@@ -44,6 +48,16 @@ def per_type_auroc(scores: dict[str, tuple[float, int, str]]) -> dict[str, float
     return {kind: roc_auc_score([0] * len(normal) + [1] * len(s), normal + s) for kind, s in sorted(by_type.items())}
 
 
+def scored(checkpoint, samples) -> tuple[np.ndarray, np.ndarray]:
+    """Maps and scores of working-size samples through the scoring path the run was evaluated with."""
+    images = [s.image.numpy() for s in samples]
+    boxes = [Box(0, 0, *image.shape[-2:]) for image in images]
+    maps, scores = score_canvases(torch_network(checkpoint.model, torch.device("cpu")), images, boxes,
+                                  np.array([s.class_id for s in samples]), viewing_of(checkpoint.config.data), 16,
+                                  checkpoint.standardizer)
+    return np.stack(maps), scores
+
+
 @torch.no_grad()
 def maxima(run: Path) -> tuple[list[dict], object]:
     checkpoint = load_checkpoint(run / "checkpoints" / "final")
@@ -54,8 +68,8 @@ def maxima(run: Path) -> tuple[list[dict], object]:
     found = []
     for start in range(0, len(data), 16):
         samples = [data[i] for i in range(start, min(start + 16, len(data)))]
-        out = checkpoint.predict(torch.stack([s.image for s in samples]), torch.tensor([s.class_id for s in samples]))
-        for sample, amap in zip(samples, out.anomaly_map, strict=True):
+        maps, _ = scored(checkpoint, samples)
+        for sample, amap in zip(samples, maps, strict=True):
             row, col = divmod(int(amap.argmax()), amap.shape[-1])
             side = amap.shape[-1]
             near = None
@@ -77,15 +91,14 @@ def picture(run_scores, loaded, path: Path, count: int = 4) -> None:
     top = sorted((p for p, (_, label, _) in run_scores.items() if label == 0), key=lambda p: -run_scores[p][0])[:count]
     index = {s: i for i, s in enumerate(str(r.image_path) for r in data.records)}
     samples = [data[index[p]] for p in top]
-    with torch.no_grad():
-        out = checkpoint.predict(torch.stack([s.image for s in samples]), torch.tensor([s.class_id for s in samples]))
-    top_value = float(out.anomaly_map.max())
+    maps, scores = scored(checkpoint, samples)
+    top_value = float(maps.max())
     fig, axes = plt.subplots(2, count, figsize=(2.6 * count, 5.4))
     for k, sample in enumerate(samples):
         axes[0, k].imshow(sample.image.permute(1, 2, 0).clamp(0, 1))
         axes[0, k].set_title(Path(sample.path).name, fontsize=7)
-        axes[1, k].imshow(out.anomaly_map[k], vmin=0, vmax=top_value)
-        axes[1, k].set_title(f"image score {float(out.image_score[k]):.4f}", fontsize=8)
+        axes[1, k].imshow(maps[k], vmin=0, vmax=top_value)
+        axes[1, k].set_title(f"image score {float(scores[k]):.4f}", fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
     fig.suptitle("the highest-scoring normal test tiles and their maps (shared colour scale)", fontsize=9)

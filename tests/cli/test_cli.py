@@ -73,7 +73,7 @@ def test_test_verb_applies_scoring_overrides_to_the_trained_weights(trained, tmp
     sharp = json.loads((tmp_path / "a" / "results.json").read_text())
     original = json.loads((trained / "results.json").read_text())
     assert sharp["categories"] != original["categories"]
-    assert sharp["calibration"]["image_threshold"] != original["calibration"]["image_threshold"]
+    assert sharp["calibration"]["image"]["threshold"] != original["calibration"]["image"]["threshold"]
     assert main(["test", ckpt, "--output", str(tmp_path / "b"), "--model.latent_dim", "3"]) == 2
     assert "change the network" in capsys.readouterr().err
     assert main(["test", ckpt]) == 0
@@ -89,7 +89,7 @@ def test_test_verb_fits_a_map_standardiser_for_old_weights(trained, tmp_path, ca
                  "--data.validation_fraction", "0.5"]) == 0
     results = json.loads((tmp_path / "z" / "results.json").read_text())
     assert results["map_standardization"] == "position"
-    assert results["calibration"]["num_validation_images"] >= 2
+    assert results["calibration"]["image"]["threshold"]["n"] >= 2
 
 
 def test_missing_checkpoint_and_missing_image_are_named(tmp_path, trained, capsys):
@@ -169,6 +169,6 @@ def test_test_verb_sets_thresholds_again_at_another_false_alarm_rate(trained, tm
     ckpt = str(trained / "checkpoints" / "final")
     assert main(["test", ckpt, "--output", str(tmp_path), "--eval.false_alarm_rate", "0.5",
                  "--data.validation_fraction", "0.5"]) == 0
-    calibration = json.loads((tmp_path / "results.json").read_text())["calibration"]
-    assert calibration["image_false_alarm_rate"] == 0.5
-    assert calibration["image_threshold_rank"] < calibration["image_threshold_n"]  # not the largest score
+    threshold = json.loads((tmp_path / "results.json").read_text())["calibration"]["image"]["threshold"]
+    assert threshold["false_alarm_rate"] == 0.5
+    assert threshold["rank"] < threshold["n"]  # not the largest score

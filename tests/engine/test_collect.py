@@ -25,7 +25,7 @@ def test_a_collect_fit_writes_a_checkpoint_that_scores_like_the_fitted_model(tin
     log = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 1 and log[0]["images"] == len(bundle.train)
     ckpt = load_checkpoint(result.checkpoint)
-    assert ckpt.calibration["num_validation_images"] > 0
+    assert ckpt.calibration.image.threshold.n > 0
     a = predict_dataset(result.model, bundle.test, 8, torch.device("cpu"))
     b = predict_dataset(ckpt.model, bundle.test, 8, torch.device("cpu"))
     assert torch.allclose(torch.from_numpy(a.maps), torch.from_numpy(b.maps))

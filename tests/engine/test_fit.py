@@ -20,7 +20,7 @@ def test_fit_writes_a_final_checkpoint_that_reloads_to_the_same_model(tiny_confi
     ckpt = load_checkpoint(result.checkpoint)
     assert ckpt.config == cfg
     assert ckpt.class_names == ["mtsd"]
-    assert ckpt.calibration["num_validation_images"] > 0
+    assert ckpt.calibration.image.threshold.n > 0
     assert torch.equal(state_digest(ckpt.model), state_digest(result.model))
     log = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]

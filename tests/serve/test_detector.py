@@ -34,7 +34,7 @@ def test_matches_the_checkpoint_on_a_file_decoded_like_predict(detector, tiny_ch
     ckpt = load_checkpoint(tiny_checkpoint)
     ckpt.model.eval()
     with torch.no_grad():
-        ref = ckpt.predict(resize_image(load_image(path), 32)[None], torch.zeros(1, dtype=torch.long))
+        ref = ckpt.model.predict(resize_image(load_image(path), 32)[None], torch.zeros(1, dtype=torch.long))
     det = detector.score([load_image(path).permute(1, 2, 0).numpy()])[0]
     assert det.score == pytest.approx(float(ref.image_score[0]), rel=1e-6)
     assert det.anomaly_map.shape == (48, 48)  # back at the input's own size
@@ -68,9 +68,9 @@ def test_verdict_area_and_normalised_score_follow_the_calibration(detector):
     verdicts = [d.defective for d in detections]
     assert verdicts == [True] * 3 + [False] * 3  # noise above the threshold, smooth gradients below
     for d in detections:
-        assert d.threshold == cal["image_threshold"]
+        assert d.threshold == cal.image.threshold.value
         assert d.defective == (d.score > d.threshold) == (d.normalized_score > 0.5)
-        assert d.defect_area == pytest.approx(float((d.anomaly_map > cal["pixel_threshold"]).mean()))
+        assert d.defect_area == pytest.approx(float((d.anomaly_map > cal.pixel.value).mean()))
         assert d.class_name == "widget"
 
 
@@ -118,7 +118,8 @@ def test_bad_arrays_are_refused_naming_the_image(detector, bad):
 def test_info_names_the_model_and_its_calibration(detector):
     info = detector.info()
     assert info["model_name"] == "ae_ssim" and info["class_names"] == ["widget"] and info["image_size"] == 32
-    assert info["image_threshold"] == detector.calibration["image_threshold"]
+    assert info["image_threshold"] == detector.calibration.image.threshold.value
+    assert (info["false_alarm_rate"], info["held_out_normals"]) == (1 / 9, 8)  # what the threshold promises
     assert {"pixel_threshold", "defectscope_version", "backend"} <= set(info)
 
 
