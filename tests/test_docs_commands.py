@@ -604,3 +604,19 @@ def test_the_reader_finds_commands_in_every_notation(tmp_path):
     assert variants(("test", "R", "--model.s", "rec|budget")) == [
         ["test", "R", "--model.s", "rec"], ["test", "R", "--model.s", "budget"]]
     assert alternatives("runs/mean_image_<z|sq>_mtsd") == ["runs/mean_image_z_mtsd", "runs/mean_image_sq_mtsd"]
+
+
+def test_every_methods_citation_names_a_section_of_docs_methods():
+    """Code cites `docs/methods.md §1.4`: the file ships in the repo and has that section."""
+    headings = (ROOT / "docs" / "methods.md").read_text(encoding="utf-8")
+    sections = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", headings, re.MULTILINE))
+    failures = []
+    for path in sorted([*(ROOT / "src").rglob("*.py"), *(ROOT / "tests").rglob("*.py")]):
+        if path == Path(__file__).resolve():
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for match in re.finditer(r"(\S*)methods\.md(?: §(\d+(?:\.\d+)?))?", line):
+                if not match.group(1).endswith("docs/") or match.group(2) not in sections:
+                    failures.append(f"{path.relative_to(ROOT)}:{number}: {match.group(0)}")
+    assert sections >= {"1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "2", "3"}, sorted(sections)
+    assert not failures, "citations of a methods.md section users do not have:\n" + "\n".join(failures)

@@ -2,7 +2,7 @@
 
 Zavrtanik, Kristan, Skočaj, "Reconstruction by inpainting for visual anomaly detection",
 Pattern Recognition 112 (2021); GMS after Xue et al., IEEE TIP 2014. Used by FADeR/EAR for
-scoring (methods.md §3). Gradients are padded (replicate) so the map stays aligned with the
+scoring (docs/methods.md §3). Gradients are padded (replicate) so the map stays aligned with the
 image: the common port convolves without padding and its maps shift by a pixel per scale.
 """
 

@@ -57,7 +57,7 @@ def kmeans(samples: Tensor, num_clusters: int, iterations: int = 10) -> Tensor:
 
 
 class VectorQuantizer(nn.Module):
-    """Nearest-code quantiser, q(z) = e_j*, j* = argmin_j ||z − e_j||₂ (methods.md §1.2)."""
+    """Nearest-code quantiser, q(z) = e_j*, j* = argmin_j ||z − e_j||₂ (docs/methods.md §1.2)."""
 
     def __init__(
         self,

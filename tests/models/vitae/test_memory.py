@@ -44,7 +44,7 @@ def test_read_is_the_weighted_sum_of_items_with_sparse_weights():
 
 
 def test_memory_output_is_not_zero_at_the_papers_lambda():
-    """methods.md pitfall: with plain cosines every w ≈ 1/N; the read must still carry signal."""
+    """docs/methods.md §2 pitfall: with plain cosines every w ≈ 1/N; the read must still carry signal."""
     torch.manual_seed(0)
     for temperature in (1.0, 0.05):
         memory = Memory(items=500, dim=64, temperature=temperature)

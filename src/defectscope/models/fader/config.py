@@ -1,5 +1,5 @@
 """FADeR settings (Park, Kang, Kim, Kim, Yi, "Feature Attenuation of Defective Representation
-Can Resolve Incomplete Masking on Anomaly Detection"; seed 003; methods.md §3). Defaults are
+Can Resolve Incomplete Masking on Anomaly Detection"; seed 003; docs/methods.md §3). Defaults are
 the paper's where it gives them; `open` marks choices it leaves open.
 
 A choice whose options take different settings is one field holding one of several small

@@ -1,4 +1,4 @@
-"""Budget-aware scoring (methods.md §1.7): S = S_budget ⊙ S_rec, Gaussian-smoothed."""
+"""Budget-aware scoring (docs/methods.md §1.7): S = S_budget ⊙ S_rec, Gaussian-smoothed."""
 
 from __future__ import annotations
 

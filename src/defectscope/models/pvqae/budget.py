@@ -1,4 +1,4 @@
-"""Context-dependent budget cost (methods.md §1.4): patches rich in detail make fine codes cheap.
+"""Context-dependent budget cost (docs/methods.md §1.4): patches rich in detail make fine codes cheap.
 
 The richness of a coarse patch is the normalised entropy of its Haar wavelet coefficient
 energies; the base cost is its inverse and every finer level costs α times more.

@@ -1,5 +1,5 @@
 """PVQAE settings (Cheng, Qu, Lee, "Patch-aware Vector Quantized Codebook Learning for
-Unsupervised Visual Defect Detection"; seeds 000/001; methods.md §1). Defaults are the
+Unsupervised Visual Defect Detection"; seeds 000/001; docs/methods.md §1). Defaults are the
 paper's where it gives them; `open` marks choices the paper leaves open.
 
 A choice whose options take different settings is one field holding one of several small

@@ -1,4 +1,4 @@
-"""PatchGAN discriminator and VQ-GAN's adversarial weighting (methods.md §1.5)."""
+"""PatchGAN discriminator and VQ-GAN's adversarial weighting (docs/methods.md §1.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PVQAE objective (methods.md §1.4): L = L_rec + L_vq + λ_adv·L_adv + λ_b(t)·L_budget."""
+"""PVQAE objective (docs/methods.md §1.4): L = L_rec + L_vq + λ_adv·L_adv + λ_b(t)·L_budget."""
 
 from __future__ import annotations
 

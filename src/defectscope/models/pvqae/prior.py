@@ -1,4 +1,4 @@
-"""Budget Prior Transformer (methods.md §1.6): which code level is normal where.
+"""Budget Prior Transformer (docs/methods.md §1.6): which code level is normal where.
 
 Level maps are flattened in clockwise spiral order (outer ring first), a CLS token carries the
 class (per-class prior) or one shared token (universal prior); trained by masked-token

@@ -1,4 +1,4 @@
-"""Dynamic Routing Module (methods.md §1.3, after DQ-VAE, Huang et al. 2023, arXiv:2305.11718).
+"""Dynamic Routing Module (docs/methods.md §1.3, after DQ-VAE, Huang et al. 2023, arXiv:2305.11718).
 
 Per coarsest-grid cell: pool the finer levels down, concatenate, a one-hidden-layer MLP gives
 logits over the K levels; Gumbel-softmax during training, argmax at inference.
