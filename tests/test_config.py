@@ -120,3 +120,25 @@ def test_exclusive_choices_are_one_kind_with_its_own_keys():
     with pytest.raises(ConfigError, match="'model.target.kind' must be one of 'pixels', 'features'"):
         from_dict(_Chooser, {"target": {"kind": "voxels"}}, "model", "f.yaml")
 
+
+
+@pytest.mark.parametrize("kind_last", [False, True])
+def test_a_choices_kind_and_its_settings_give_the_same_config_in_either_order(kind_last):
+    """`--model.target.jitter 2 --model.target features` once dropped jitter silently; the other order was an error."""
+    kind, setting = ["--model.target", "features"], ["--model.target.jitter", "2"]
+    overrides = setting + kind if kind_last else kind + setting
+    assert parse_overrides(overrides) == {"model": {"target": {"kind": "features", "jitter": 2}}}
+    target = load_config(None, ["--model.name", "pvqae", *overrides]).model.target
+    assert (target.kind, target.jitter) == ("features", 2.0)
+    # a setting of another kind is an error naming both, whichever comes first
+    other = ["--model.target", "image"]
+    wrong = setting + other if kind_last else other + setting
+    with pytest.raises(ConfigError, match=r"'model.target.jitter' does not apply with 'model.target.kind: image'"):
+        load_config(None, ["--model.name", "pvqae", *wrong])
+
+
+def test_a_value_over_settings_given_below_it_is_an_error_in_either_order():
+    with pytest.raises(ConfigError, match=r"--data.image_size 128 conflicts with the --data.image_size.\* overrides"):
+        parse_overrides(["--data.image_size.x", "1", "--data.image_size", "128"])
+    with pytest.raises(ConfigError, match="--data.image_size.x conflicts with --data.image_size given before"):
+        parse_overrides(["--data.image_size", "128", "--data.image_size.x", "1"])

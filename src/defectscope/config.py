@@ -20,10 +20,10 @@ import yaml
 
 from defectscope.checks import Above, AtLeast, Check, NonNegativeInt, PositiveInt
 from defectscope.data.config import DataConfig, Seed
-from defectscope.models import model_config_class
+from defectscope.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration key or value is wrong; the message names it and where it came from."""
 
 
@@ -327,12 +327,33 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
             value = raw  # not YAML: the text itself
         node = tree
         parts = key.replace("-", "_").split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
+            if isinstance(node.get(part), str):  # `--model.target features`, then `--model.target.jitter 2`
+                node[part] = {"kind": node[part]}
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"command line: --{key} conflicts with another override")
-        node[parts[-1]] = value
+                raise ConfigError(f"command line: --{key} conflicts with --{'.'.join(parts[: depth + 1])} given before")
+        node[parts[-1]] = _combine(node.get(parts[-1]), value, key)
     return tree
+
+
+def _combine(old: Any, new: Any, key: str) -> Any:
+    """A later override of a key over what earlier ones set below it: the settings given first are kept.
+
+    A string over a mapping names the kind of an exclusive choice (`--model.target.jitter 2
+    --model.target features` is `target: {kind: features, jitter: 2}`, as in the other order), so
+    a setting that does not belong to that kind is an error when the config is built, never dropped.
+    """
+    if not isinstance(old, dict) or not old:
+        return new
+    if isinstance(new, str):
+        new = {"kind": new}
+    if not isinstance(new, dict):
+        raise ConfigError(f"command line: --{key} {new!r} conflicts with the --{key}.* overrides given before it")
+    out = dict(old)
+    for name, value in new.items():
+        out[name] = _combine(out.get(name), value, f"{key}.{name}")
+    return out
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -366,6 +387,8 @@ def build_config(raw: dict[str, Any], source: str) -> RunConfig:
                           f"got {model_section!r}")
     model_section = dict(model_section)
     name = model_section.pop("name", RunConfig.model_name)
+    from defectscope.models import model_config_class  # the registry imports torch: only when a config is built
+
     try:
         config_cls = model_config_class(name)
     except (KeyError, TypeError) as err:

@@ -1,15 +1,15 @@
-"""`defectscope VERB ...`: parse → config → engine call, one small module per verb."""
+"""`defectscope VERB ...`: parse → config → engine call, one small module per verb.
+
+Nothing here or in a verb's module imports torch until a verb runs that needs it, so `predict` and
+`serve` with an exported .onnx model work on a machine without torch.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from defectscope.config import ConfigError
-from defectscope.data.errors import DataError
-from defectscope.engine.checkpoint import CheckpointError
-from defectscope.layers.backbones import BackboneWeightsError
-from defectscope.report.errors import ReportError
+from defectscope.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = parser.parse_known_args(argv)
     try:
         return int(args.run(args, overrides) or 0)
-    except (ConfigError, DataError, CheckpointError, ReportError, BackboneWeightsError) as err:
+    except UserError as err:  # ConfigError, DataError, CheckpointError, ExportError, ReportError, ...
         print(f"defectscope {args.verb}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 
+from defectscope.errors import UserError
+
 # torch's DataLoader re-raises a worker's exception in the main process as
 # ``type(exc)("Caught <Type> in DataLoader worker process <n>.\nOriginal Traceback ...")``
 # (torch/_utils.py, ExceptionWrapper.reraise): the worker's whole traceback as the message.
 _WORKER_TEXT = re.compile(r"\ACaught (?P<type>\w+) (?P<where>in [^\n]*?)\.\nOriginal Traceback")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad input data: the message names the path and what is wrong with it.
 
     Raised in a DataLoader worker, it reaches the main process with its own message again;

