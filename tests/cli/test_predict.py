@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from defectscope.cli import predict as predict_cli
 from defectscope.cli.main import main
 from defectscope.engine.detector import Detector
+from defectscope.predict.output import PARTS_DIR
 from helpers.serving import REPO_ROOT, make_checkpoint, noisy_image, normal_images
 
 
@@ -83,17 +83,6 @@ def test_ground_truth_masks_are_skipped_with_one_line(checkpoint, tmp_path, mtsd
     assert masks and sorted(r["path"] for r in rows) == sorted(map(str, images))
     said = [line for line in capsys.readouterr().out.splitlines() if "ground-truth" in line]
     assert said == [said[0]] and said[0].startswith(f"skipped {len(masks)} ground-truth masks")
-
-
-@pytest.mark.parametrize(("name", "mask"), [("a.png", False), ("a_mask.png", True), ("ground_truth/x/a.png", True),
-                                             ("b.jpg", False)])
-def test_ground_truth_rules(tmp_path, name, mask):
-    path = tmp_path / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
-    assert predict_cli.is_ground_truth(path) is mask
-    (tmp_path / "a.jpg").touch()  # now a.png is MTSD's mask of a.jpg
-    assert predict_cli.is_ground_truth(path) is (mask or name == "a.png")
 
 
 def test_a_non_empty_output_is_refused_and_overwrite_removes_only_what_predict_wrote(checkpoint, tmp_path, capsys):
@@ -176,7 +165,7 @@ def test_images_stream_one_batch_at_a_time(checkpoint, tmp_path, monkeypatch):
     original = Detector.score
 
     def spy(self, images, class_name=None):
-        part = out / predict_cli.PARTS_DIR / "rank0.csv"
+        part = out / PARTS_DIR / "rank0.csv"
         seen.append((len(images), len(part.read_text().splitlines()) - 1))
         return original(self, images, class_name)
 
@@ -226,16 +215,22 @@ def test_unwritable_output_paths_are_clear_errors(checkpoint, tmp_path, capsys):
         assert str(out) in err and "Traceback" not in err
 
 
-def test_onnxruntime_backend_says_what_is_missing(checkpoint, tmp_path, capsys):
-    try:
-        import defectscope.export.runtime  # noqa: F401
-    except ModuleNotFoundError:
-        pass
-    else:
-        pytest.skip("the export module is present; its backend is tested with it")
+def test_onnxruntime_backend_says_what_is_missing(checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "defectscope.export.runtime", None)  # as if the export module were absent
     image = save(tmp_path / "x.png", normal_images(1)[0])
     assert predict(checkpoint, str(image), "--output", str(tmp_path / "out"), "--backend", "onnxruntime") == 2
-    assert "defectscope[export]" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "defectscope[export]" in err and "Traceback" not in err
+
+
+def test_a_missing_onnx_model_is_a_clear_error_naming_it(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    image = save(tmp_path / "x.jpg", normal_images(1)[0])
+    missing = tmp_path / "nowhere" / "model.onnx"
+    assert predict(missing, str(image), "--output", str(tmp_path / "out"), "--backend", "onnxruntime") == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "not found" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_multi_class_model_needs_the_class_named(tmp_path, capsys):

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from defectscope.data import DataError, image_size, load_image, load_mask
+from defectscope.data.image_io import image_tensor, load_image_array, rgb_array
 
 GREY = np.array([[0, 1, 127], [128, 200, 255]], dtype=np.uint8)  # (H=2, W=3)
 
@@ -154,6 +155,24 @@ def test_uppercase_suffix_and_image_size(tmp_path: Path) -> None:
     path = save(tmp_path, "UP.PNG", Image.new("RGB", (5, 7)), format="PNG")
     assert image_size(path) == (5, 7)
     check_image(load_image(path), 7, 5)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I", "I;16", "F"])
+def test_the_numpy_reader_gives_load_images_values(tmp_path: Path, mode: str) -> None:
+    """load_image_array / rgb_array (no torch: predict with onnxruntime, serve) == load_image, channels last."""
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    if mode == "I;16":
+        image = Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)
+    elif mode == "F":
+        image = Image.fromarray(rgb[..., 0].astype(np.float32) / 255)
+    else:
+        image = Image.fromarray(rgb, "RGB").convert(mode)
+    expected = image_tensor(image, "x").permute(1, 2, 0).numpy()
+    array = rgb_array(image, "x")
+    assert image.mode == mode and array.shape == (5, 7, 3) and array.dtype == np.float32 and array.flags.c_contiguous
+    np.testing.assert_array_equal(array, expected)
+    path = save(tmp_path, "x.tif", image)
+    np.testing.assert_array_equal(load_image_array(path), load_image(path).permute(1, 2, 0).numpy())
 
 
 # --------------------------------------------------------------------------- load_mask

@@ -1,27 +1,16 @@
-"""Pieces the verbs share: printing a results table, picking a device, the --save-maps switch."""
+"""Pieces the verbs share: printing a results table, the --save-maps switch.
+
+Torch-free at import: `defectscope.cli.main` imports every verb, also on a machine that only runs
+an exported model; the engine is imported when a results table is printed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from defectscope.config import RunConfig
-from defectscope.engine.evaluate import results_markdown
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name in ("auto", "gpu", "cuda"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if name != "auto":
-            print("defectscope: no CUDA device found; using the CPU", file=sys.stderr)
-    if name == "mps" and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def with_save_maps(cfg: RunConfig, save_maps: bool) -> RunConfig:
@@ -30,6 +19,8 @@ def with_save_maps(cfg: RunConfig, save_maps: bool) -> RunConfig:
 
 
 def print_results(results: dict[str, Any], output_dir: Path) -> None:
+    from defectscope.engine.evaluate import results_markdown
+
     print(results_markdown(results))
     print(f"results: {output_dir / 'results.json'}  table: {output_dir / 'results.md'}")
     if results.get("maps_dir"):

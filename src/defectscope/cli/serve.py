@@ -1,4 +1,7 @@
-"""`defectscope serve CHECKPOINT`: an HTTP service and a web page that score uploaded images."""
+"""`defectscope serve CHECKPOINT`: an HTTP service and a web page that score uploaded images.
+
+A .onnx model is served by onnxruntime without importing torch; only a checkpoint needs it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import argparse
 import sys
 
 from defectscope.config import ConfigError
-from defectscope.engine.checkpoint import CheckpointError
 
 MIB = 1024 * 1024
 
@@ -34,8 +36,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    from defectscope.cli.common import pick_device
-    from defectscope.engine.detector import Detector
     from defectscope.serve.settings import ServeSettings
 
     if overrides:
@@ -57,18 +57,19 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
               file=sys.stderr)
         return 2
     if args.checkpoint.endswith(".onnx"):
-        from defectscope.export.metadata import ExportError
+        from defectscope.export.metadata import ExportError as ModelError
         from defectscope.export.runtime import OnnxDetector
 
-        try:
-            detector = OnnxDetector(args.checkpoint, device=args.device)
-        except ExportError as err:
-            raise CheckpointError(str(err)) from err
+        detector = OnnxDetector(args.checkpoint, device=args.device)  # ExportError names the file
     else:
+        from defectscope.engine.checkpoint import CheckpointError as ModelError
+        from defectscope.engine.detector import Detector
+        from defectscope.engine.environment import pick_device
+
         detector = Detector.from_checkpoint(args.checkpoint, device=str(pick_device(args.device)))
     if detector.threshold is None:
-        raise CheckpointError(f"{args.checkpoint}: no calibrated image_threshold (the run had no held-out normal "
-                              "images), so the service could not tell OK from DEFECT")
+        raise ModelError(f"{args.checkpoint}: no calibrated image_threshold (the run had no held-out normal "
+                         "images), so the service could not tell OK from DEFECT")
     app = create_app(detector, settings)
     print(f"defectscope serve: {detector.info()['model_name']} from {args.checkpoint}; page http://{args.host}:"
           f"{args.port}/  OpenAPI http://{args.host}:{args.port}/openapi.json", file=sys.stderr, flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from defectscope.cli.common import pick_device, print_results, with_save_maps
+from defectscope.cli.common import print_results, with_save_maps
 from defectscope.config import ConfigError, build_config, config_to_raw, merge, parse_overrides, read_yaml
 
 
@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from defectscope.engine import load_checkpoint
     from defectscope.engine import run as run_engine
+    from defectscope.engine.environment import pick_device
 
     ckpt = load_checkpoint(args.checkpoint)
     raw = config_to_raw(ckpt.config)

@@ -29,8 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    from defectscope.cli.common import pick_device
     from defectscope.engine import run as run_engine
+    from defectscope.engine.environment import pick_device
     from defectscope.engine.synthetic import synthetic_auroc
 
     if args.minutes <= 0 or any(m <= 0 for m in args.scales):

@@ -7,18 +7,14 @@ from typing import Annotated, Literal
 
 from defectscope.checks import Check, Fraction, NonNegativeInt, PositiveInt
 
+from .limits import MAX_IMAGE_PIXELS  # the decoded-pixel cap; why 50 M: limits.py
+
 # a share that must leave something on the other side: holding out all the normal images leaves
 # nothing to train on
 Share = Annotated[float, Check(low=0, high=1, high_open=True)]
 # numpy's legacy seeding (under Fabric.seed_everything) takes only [0, 2**32 - 1]; one range for
 # every seed, so a seed that works for the split also works for training
 Seed = Annotated[int, Check(low=0, high=2**32 - 1)]
-
-# Decoded-pixel cap (width x height), checked from the file header before decoding. 50 M admits
-# a 4000 x 4000 camera image (16 M) and a 48 MP 8000 x 6000 sensor, and bounds one decoded image
-# to 600 MB as the (3, H, W) float32 tensor the loaders return; it also stays below Pillow's own
-# decompression-bomb warning (about 89 M), so no accepted image makes Pillow warn.
-MAX_IMAGE_PIXELS = 50_000_000
 
 
 @dataclass(frozen=True)

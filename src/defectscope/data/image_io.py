@@ -1,4 +1,4 @@
-"""Decode image and mask files into tensors, with errors that name the file.
+"""Decode image and mask files into tensors (or numpy arrays), with errors that name the file.
 
 What is read: PNG, JPEG, BMP and TIFF, recognised by content; a file whose suffix names another
 of these formats (a JPEG called ``.png``) is refused, as is any other format. Width x height is
@@ -6,7 +6,8 @@ checked against ``max_pixels`` (``data.max_image_pixels``) from the header, befo
 
 Conversion rules (the same for every layout):
 
-``load_image`` returns a ``(3, H, W)`` float32 tensor in ``[0, 1]``:
+``load_image`` returns a ``(3, H, W)`` float32 tensor in ``[0, 1]`` (``load_image_array`` the same
+values as an ``(H, W, 3)`` numpy array, for the readers that run without torch):
 
 * ``1`` (1-bit): 0 or 1.
 * ``L`` (8-bit grey), ``LA``: value / 255, replicated to 3 channels. The alpha band is dropped.
@@ -35,6 +36,9 @@ an image and its mask (which carries no EXIF) stay aligned.
 
 Files are fully decoded (``Image.load()``) with ``ImageFile.LOAD_TRUNCATED_IMAGES`` left
 False, so a truncated file raises :class:`DataError` instead of yielding a half-grey image.
+
+torch is imported only by the functions that return tensors, so the numpy readers and the header
+checks work on a machine without it (`defectscope predict model.onnx`, `defectscope serve model.onnx`).
 """
 
 from __future__ import annotations
@@ -43,13 +47,16 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
-from .config import MAX_IMAGE_PIXELS
 from .errors import DataError
+from .limits import MAX_IMAGE_PIXELS
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
@@ -58,8 +65,10 @@ __all__ = [
     "image_size",
     "image_tensor",
     "load_image",
+    "load_image_array",
     "load_mask",
     "open_checked",
+    "rgb_array",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -220,6 +229,8 @@ def _mask_array(image: Image.Image, path: Path) -> np.ndarray:
 
 
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
+    import torch
+
     arr = np.ascontiguousarray(arr)
     if not arr.flags.writeable:  # arrays viewing PIL's buffer are read-only
         arr = arr.copy()
@@ -238,6 +249,22 @@ def load_image(path: PathLike, max_pixels: int | None = MAX_IMAGE_PIXELS) -> tor
         return image_tensor(image, path)
     finally:
         image.close()
+
+
+def load_image_array(path: PathLike, max_pixels: int | None = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """``load_image`` without torch: the same values as an ``(H, W, 3)`` float32 array in [0, 1]."""
+    path = Path(path)
+    image = open_checked(path, max_pixels)
+    try:
+        return rgb_array(image, path)
+    finally:
+        image.close()
+
+
+def rgb_array(image: Image.Image, source: PathLike) -> np.ndarray:
+    """A decoded PIL image → ``(H, W, 3)`` float32 in [0, 1] by the module's rules; numpy only."""
+    arr = _image_array(image, Path(source))
+    return np.repeat(arr[..., None], 3, axis=2) if arr.ndim == 2 else np.ascontiguousarray(arr)
 
 
 def image_tensor(image: Image.Image, source: PathLike) -> torch.Tensor:
@@ -261,4 +288,6 @@ def load_mask(path: PathLike, max_pixels: int | None = MAX_IMAGE_PIXELS) -> torc
         arr = _mask_array(image, path)
     finally:
         image.close()
+    import torch
+
     return _to_tensor(arr).unsqueeze(0).to(torch.float32)

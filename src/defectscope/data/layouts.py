@@ -36,6 +36,7 @@ from pathlib import Path
 
 from .config import SourceConfig, SplitConfig
 from .errors import DataError
+from .limits import IMAGE_SUFFIXES
 from .sample import Record
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
     "count_by_type",
 ]
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 NORMAL_DIR_NAMES = ("good", "ok")  # MVTec / VisA use "good", BTAD uses "ok"
 MASK_SUFFIX = "_mask"
 _MAX_LISTED = 10  # problems listed in one error message

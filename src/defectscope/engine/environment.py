@@ -1,4 +1,4 @@
-"""Where a number was measured: hardware, library versions, commit and date."""
+"""Where a number is measured: the device a verb asks for, hardware, library versions, commit and date."""
 
 from __future__ import annotations
 
@@ -7,10 +7,23 @@ import functools
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """--device auto, cpu, cuda (gpu) or mps → a torch device; cuda without a GPU falls back to the CPU, saying so."""
+    if name in ("auto", "gpu", "cuda"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if name != "auto":
+            print("defectscope: no CUDA device found; using the CPU", file=sys.stderr)
+    if name == "mps" and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 @functools.cache

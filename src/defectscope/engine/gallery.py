@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from defectscope.data.sample import Sample
 from defectscope.engine.predictions import Predictions
+from defectscope.heatmap import heat_colormap
 from defectscope.models.base import AnomalyModel
 
 GALLERY_DIR = "gallery"
@@ -36,17 +37,6 @@ class GalleryPlan:
 
     per_end: int = 4  # gallery/ for the report: this many most and least anomalous images
     pictures: int = 0  # maps/ PNG panels: this many, three quarters from the top, a quarter from the bottom
-
-
-def heat_colormap(values: np.ndarray) -> np.ndarray:
-    """[0, 1] → RGB uint8 with a blue–green–yellow–red ramp (no matplotlib needed)."""
-    v = np.clip(values, 0, 1)[..., None]
-    stops = np.array([[0, 0, 128], [0, 128, 255], [0, 220, 120], [255, 230, 0], [230, 0, 0]], np.float32)
-    pos = v * (len(stops) - 1)
-    lo = np.floor(pos).astype(int).clip(0, len(stops) - 2)
-    frac = pos - lo
-    rgb = stops[lo[..., 0]] * (1 - frac) + stops[lo[..., 0] + 1] * frac
-    return rgb.astype(np.uint8)
 
 
 def mask_outline(mask: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from defectscope import __version__
-from defectscope.engine.detector import Detection, DetectorLike
+from defectscope.detection import Detection, DetectorLike
 from defectscope.serve.images import check_content_type, decode_upload, overlay_png, probe_upload
 from defectscope.serve.settings import ServeSettings
 from defectscope.serve.upload import Part, UploadError, read_multipart

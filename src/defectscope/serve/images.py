@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from defectscope.data.image_io import image_tensor
-from defectscope.engine.gallery import heat_colormap
+from defectscope.data.image_io import rgb_array
+from defectscope.heatmap import heat_overlay
 from defectscope.serve.upload import UploadError
 
 # raster formats a camera or a person sends; others Pillow knows (EPS runs Ghostscript, ICNS,
@@ -63,31 +63,14 @@ def decode_upload(data: bytes | bytearray, name: str, max_pixels: int) -> np.nda
         with _open_header(data, name, max_pixels) as image:
             try:
                 image.load()
-                tensor = image_tensor(image, name)
+                return rgb_array(image, name)
             except Exception as err:  # truncated data, bad CRC, NaN floats (DataError)
                 raise UploadError(422, "not_an_image", f"{name}: image data is truncated or corrupt ({err})") from err
-    return tensor.permute(1, 2, 0).numpy()
-
-
-def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    scale = min(1.0, max_side / max(width, height))
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def overlay_png(image: np.ndarray, anomaly_map: np.ndarray, high: float, max_side: int) -> bytes:
-    """Heatmap over the input, half and half, at the input's size shrunk to fit `max_side`.
-
-    Colours run blue → red from the map's own median to `high` (the pixel threshold), so red marks
-    pixels at or above the threshold whatever the model's units: a map that never comes near 0
-    (PaDiM's Mahalanobis distances) still shows its structure instead of one flat colour.
-    """
-    height, width = anomaly_map.shape
-    size = fit_size(width, height, max_side)
-    rgb = Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).resize(size, Image.BILINEAR)
-    amap = np.asarray(Image.fromarray(anomaly_map.astype(np.float32), "F").resize(size, Image.BILINEAR))
-    low = min(float(np.median(amap)), high)
-    heat = heat_colormap((amap - low) / (high - low) if high > low else (amap >= high).astype(np.float32))
-    blend = (0.5 * np.asarray(rgb, np.float32) + 0.5 * heat).astype(np.uint8)
+    """Heatmap over the input, half and half, at the input's size shrunk to fit `max_side` (heat_overlay)."""
+    _, blend = heat_overlay(image, anomaly_map, high, max_side)
     buffer = io.BytesIO()
     Image.fromarray(blend).save(buffer, format="PNG", compress_level=1)  # speed over size: it is base64'd at once
     return buffer.getvalue()

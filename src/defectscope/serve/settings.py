@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from defectscope.data.limits import SERVE_MAX_IMAGE_PIXELS
+
 MIB = 1024 * 1024
 
 
@@ -11,9 +13,9 @@ MIB = 1024 * 1024
 class ServeSettings:
     # a 4000x4000 PNG of a real photo is ~20-30 MB, a JPEG a few MB; 32 MiB admits both
     max_upload_bytes: int = 32 * MIB
-    # decoded-pixel cap read from the header before decoding (decompression bombs); 4096^2
-    # admits a 4000x4000 image and keeps one decoded image near 200 MB as float32 RGB
-    max_image_pixels: int = 4096 * 4096
+    # decoded-pixel cap read from the header before decoding (decompression bombs): 4096²; why it
+    # is lower than predict's and the dataset's: defectscope/data/limits.py
+    max_image_pixels: int = SERVE_MAX_IMAGE_PIXELS
     max_batch_files: int = 16
     # a whole /predict/batch body; every file in it still obeys max_upload_bytes
     max_batch_bytes: int = 64 * MIB
