@@ -155,7 +155,11 @@ def test_measured_rates_count_normals_flagged_and_defects_passed():
                "thresholds": rates}
     text = results_markdown(results)
     entry = rates["categories"]["a"]["false_alarms"]
-    assert "promised vs measured" in text and f"| a | {entry['count']}/{entry['total']} (" in text
+    row = [line for line in text.splitlines() if line.startswith("| a |")][-1]  # the thresholds table
+    assert "promised vs measured" in text and f"| {entry['count']}/{entry['total']} (" in row
+    caught = rates["categories"]["a"]["caught"]
+    assert caught["count"] == int(((scores > 1) & (labels == 1) & (classes == 0)).sum())
+    assert caught["interval"][0] <= caught["rate"] <= caught["interval"][1]
     assert threshold_rates(_preds(scores, labels, classes), ["a", "b"], None) is None
 
 

@@ -15,8 +15,9 @@ from defectscope.config import ConfigError, load_config
 from defectscope.data.geometry import Box, fit, valid_mask
 from defectscope.engine import run
 from defectscope.engine.detector import Detector
-from defectscope.engine.inference import Viewing, infer
+from defectscope.engine.inference import torch_network
 from defectscope.models.base import AnomalyModel, ModelOutput
+from defectscope.scoring.path import TileGrid, Viewing, score_canvases
 
 HEIGHT, WIDTH = 300, 1000  # a line-scan strip, far from square
 DEFECT = (140, 790, 24, 24)  # top, left, height, width
@@ -124,14 +125,14 @@ class BorderLover(AnomalyModel):
 
 @pytest.mark.parametrize("tiling", [None, 64])
 def test_the_border_never_shows_in_a_map_or_a_score(tiling):
-    from defectscope.data.config import NoTiling, Tiling
-
     image = torch.full((3, 60, 200), 0.7)
     image[:, 30, 100] = 0.6  # the image's own most anomalous pixel: map 0.4
     fitted, box = fit(image, (128, 128), "keep_aspect")
     assert box != Box(0, 0, 128, 128)
-    viewing = Viewing(tiling=NoTiling() if tiling is None else Tiling(tile=tiling, stride=48), own_score=False)
-    maps, scores = infer(BorderLover().eval(), [fitted], torch.tensor([0]), [box], viewing, 4, torch.device("cpu"))
+    viewing = Viewing(resize="keep_aspect", tiling=None if tiling is None else TileGrid(tiling, 48))
+    network = torch_network(BorderLover().eval(), torch.device("cpu"))
+    maps, scores = score_canvases(network, [fitted.numpy()], [box], np.zeros(1), viewing, 4)
+    maps = [torch.from_numpy(m) for m in maps]
     border = ~valid_mask((128, 128), box)
     inside = maps[0][~border]
     assert float(scores[0]) == pytest.approx(float(inside.max()))

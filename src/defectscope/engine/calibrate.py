@@ -5,6 +5,8 @@ The rule and the promise it carries: `defectscope.scoring.calibration`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch.utils.data import Dataset
 
@@ -18,7 +20,7 @@ from defectscope.scoring.path import MapStandardizer
 
 
 def calibrate(
-    model: AnomalyModel, validation: Dataset, cfg: RunConfig, device: torch.device, num_classes: int = 1
+    model: AnomalyModel, validation: Dataset, cfg: RunConfig, device: torch.device, class_names: Sequence[str] = ()
 ) -> tuple[Calibration | None, MapStandardizer | None]:
     """Thresholds (and the map standardiser, if configured) from held-out normal images.
 
@@ -33,9 +35,9 @@ def calibrate(
     preds = predict_dataset(model, validation, cfg.data.eval_batch_size, device, viewing=viewing)
     standardizer = None
     if cfg.eval.map_standardization == "position":
-        standardizer = MapStandardizer.fit(preds.maps, preds.class_ids, num_classes)
+        standardizer = MapStandardizer.fit(preds.maps, preds.class_ids, max(1, len(class_names)))
         preds = predict_dataset(model, validation, cfg.data.eval_batch_size, device, viewing=viewing,
                                 standardizer=standardizer)
     calibration = Calibration.fit(preds.image_scores, cfg.eval.false_alarm_rate, preds.pixels()[0],
-                                  cfg.eval.pixel_false_alarm_rate)
+                                  cfg.eval.pixel_false_alarm_rate, preds.class_ids, class_names)
     return calibration, standardizer

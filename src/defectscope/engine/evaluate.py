@@ -24,11 +24,20 @@ from defectscope.engine.inference import viewing_of
 from defectscope.engine.predictions import Predictions, predict_dataset
 from defectscope.metrics import Measurement, f1_max, image_auroc, image_auroc_interval, measure, pixel_auroc_interval
 from defectscope.metrics.curves import roc_curve
+from defectscope.metrics.operating_point import (
+    OPERATING_RATES,
+    binomial_interval,
+    catch_rate_at,
+    catch_rate_interval,
+    catch_rate_key,
+)
 from defectscope.models.base import AnomalyModel
 from defectscope.scoring.calibration import Calibration
 from defectscope.scoring.path import MapStandardizer
 
-METRIC_NAMES = ("image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max")
+# the catch rates lead: what a line running at a false-alarm rate of 1 % (5 %) gets, beside the AUROC
+CATCH_METRICS = tuple(catch_rate_key(rate) for rate in OPERATING_RATES)
+METRIC_NAMES = ("image_auroc", *CATCH_METRICS, "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max")
 
 
 def category_measurements(
@@ -42,15 +51,18 @@ def category_measurements(
             continue
         scores, labels = preds.image_scores[pick], preds.labels[pick]
         if pixel_metrics:
-            measured[name] = measure(scores, labels, preds.maps[pick], preds.masks[pick],
-                                     valid=None if preds.valid is None else preds.valid[pick])
+            found = measure(scores, labels, preds.maps[pick], preds.masks[pick],
+                            valid=None if preds.valid is None else preds.valid[pick])
         else:
             metrics = {"image_auroc": image_auroc(scores, labels), "image_f1_max": f1_max(scores, labels)}
-            measured[name] = Measurement(metrics, roc_curve(scores, labels), None, None)
+            found = Measurement(metrics, roc_curve(scores, labels), None, None)
+        found.metrics.update({key: catch_rate_at(scores, labels, rate)
+                              for key, rate in zip(CATCH_METRICS, OPERATING_RATES, strict=True)})
+        measured[name] = found
     return measured
 
 
-INTERVAL_METRICS = ("image_auroc", "pixel_auroc")
+INTERVAL_METRICS = ("image_auroc", *CATCH_METRICS, "pixel_auroc")
 
 
 def category_intervals(
@@ -68,6 +80,8 @@ def category_intervals(
             continue
         scores, labels = preds.image_scores[pick], preds.labels[pick]
         found = {"image_auroc": list(image_auroc_interval(scores, labels, resamples=resamples, seed=seed))}
+        for key, rate in zip(CATCH_METRICS, OPERATING_RATES, strict=True):
+            found[key] = list(catch_rate_interval(scores, labels, rate, resamples=resamples, seed=seed))
         if pixel_metrics:
             found["pixel_auroc"] = list(pixel_auroc_interval(
                 preds.maps[pick], preds.masks[pick], resamples=resamples, seed=seed,
@@ -94,7 +108,7 @@ def undefined_metrics(preds: Predictions, pick: np.ndarray, pixel_metrics: bool)
     for reason, missing in (("no normal test image", not (labels == 0).any()),
                             ("no defective test image", not (labels == 1).any())):
         if missing:
-            why.update({"image_auroc": reason, "image_f1_max": reason})
+            why.update({"image_auroc": reason, "image_f1_max": reason, **dict.fromkeys(CATCH_METRICS, reason)})
             break
     if pixel_metrics:
         _, mask_pixels = preds.pixels(pick)
@@ -125,7 +139,9 @@ def flagged(preds: Predictions, class_names: list[str], calibration: Calibration
 
 
 def _rate(count: int, total: int) -> dict[str, Any]:
-    return {"count": count, "total": total, "rate": count / total if total else float("nan")}
+    """A count at a threshold fixed before the test: its rate and exact binomial 95 % interval."""
+    return {"count": count, "total": total, "rate": count / total if total else float("nan"),
+            "interval": list(binomial_interval(count, total))}
 
 
 def _mean_rate(entries: list[dict[str, Any]]) -> float:
@@ -152,6 +168,21 @@ def threshold_rates(preds: Predictions, class_names: list[str], calibration: Cal
             }
     mean = {key: _mean_rate([c[key] for c in categories.values()]) for key in ("false_alarms", "misses")}
     pooled = calibration.image.threshold
+    for class_id, name in enumerate(class_names):
+        if name in categories:
+            pick = preds.class_ids == class_id
+            threshold = calibration.for_class(name).threshold
+            categories[name].update({
+                "caught": _rate(int((defect & ~normal & pick).sum()), int((~normal & pick).sum())),
+                "image_threshold": threshold.value,
+                "promised_false_alarm_rate": threshold.false_alarm_rate,
+                "false_alarm_bound": threshold.bound,
+                "held_out_normals": threshold.n,
+                # what the best threshold on the test ROC catches at the stated rate: the calibrated
+                # threshold can at most match it, and the gap is what calibration costs
+                "roc_catch_at_stated_rate": catch_rate_at(preds.image_scores[pick], preds.labels[pick],
+                                                          threshold.false_alarm_rate),
+            })
     return {
         "image_threshold": pooled.value,
         "promised_false_alarm_rate": pooled.false_alarm_rate,
@@ -310,7 +341,11 @@ def _percent(value: float | None) -> str:
 
 
 def _counted(entry: dict[str, Any]) -> str:
-    return f"{entry['count']}/{entry['total']} ({_percent(entry['rate'])})" if entry["total"] else "– (0 images)"
+    if not entry["total"]:
+        return "– (0 images)"
+    interval = entry.get("interval")
+    spread = f", {_percent(interval[0])}–{_percent(interval[1])}" if interval else ""
+    return f"{entry['count']}/{entry['total']} ({_percent(entry['rate'])}{spread})"
 
 
 def promise_sentence(thresholds: dict[str, Any]) -> str:
@@ -339,17 +374,23 @@ def thresholds_markdown(thresholds: dict[str, Any] | None) -> list[str]:
         "",
         promise_sentence(thresholds),
         "",
-        "| category | false alarms (normal test images flagged) | misses (defective test images passed) |",
-        "|---|---|---|",
+        "| category | promised false alarms | measured false alarms (normal test images flagged) "
+        "| defects caught at the threshold | test ROC's best at the stated rate | misses |",
+        "|---|---|---|---|---|---|",
     ]
     for name, entry in thresholds["categories"].items():
-        lines.append(f"| {name} | {_counted(entry['false_alarms'])} | {_counted(entry['misses'])} |")
+        bound = entry.get("false_alarm_bound", thresholds.get("false_alarm_bound"))
+        caught = entry.get("caught")
+        best = entry.get("roc_catch_at_stated_rate")
+        promise = "–" if bound is None else "≤ " + _percent(bound)
+        lines.append(f"| {name} | {promise} | {_counted(entry['false_alarms'])} "
+                     f"| {'–' if caught is None else _counted(caught)} | {'–' if best is None else _percent(best)} "
+                     f"| {_counted(entry['misses'])} |")
     if len(thresholds["categories"]) > 1:
-        mean = thresholds["mean"]
-        lines.append(f"| **mean** | {_percent(mean['false_alarm_rate'])} | {_percent(mean['miss_rate'])} |")
         pooled = thresholds["all"]
-        lines.append(f"| all images | {_counted(pooled['false_alarms'])} | {_counted(pooled['misses'])} |")
-    lines.append("")
+        lines.append(f"| all images | | {_counted(pooled['false_alarms'])} | | | {_counted(pooled['misses'])} |")
+    lines += ["", "In brackets: exact (Clopper–Pearson) 95 % interval of a count at a threshold fixed before the "
+              "test; the promise holds where it is not below the measured interval.", ""]
     return lines
 
 

@@ -207,7 +207,7 @@ def run(
     result = RunResult(run_dir, model, bundle, fabric.device, class_names, {}, None, None, fitted.steps, fitted.seconds)
     if fabric.is_global_zero:
         result.calibration, result.standardizer = calibrate(model, bundle.validation, cfg, fabric.device,
-                                                            len(class_names))
+                                                            class_names)
         result.checkpoint = save_checkpoint(run_dir / FINAL, model, cfg, class_names, result.calibration,
                                             step=fitted.steps, standardizer=result.standardizer)
         held_out = bundle.validation
@@ -249,18 +249,23 @@ def _score_weights(
     bundle = bundle or build_datasets(cfg.data)
     num_classes = max(1, len(weights.class_names))
     model, calibration, standardizer = weights.model, weights.calibration, weights.standardizer
-    rates = (cfg.eval.false_alarm_rate, cfg.eval.pixel_false_alarm_rate)
-    if cfg.model != weights.config.model or cfg.eval.map_standardization != weights.config.eval.map_standardization \
-            or rates != (weights.config.eval.false_alarm_rate, weights.config.eval.pixel_false_alarm_rate):
-        # scoring settings (e.g. --model.prior.score, --eval.map_standardization, --eval.false_alarm_rate) apply to
-        # the trained weights; thresholds and standardiser are fitted again on the held-out normal images
+    trained_eval = weights.config.eval
+    scoring_changed = cfg.model != weights.config.model \
+        or cfg.eval.map_standardization != trained_eval.map_standardization \
+        or cfg.eval.pixel_false_alarm_rate != trained_eval.pixel_false_alarm_rate
+    if calibration is not None and not scoring_changed and cfg.eval.false_alarm_rate != calibration.false_alarm_rate:
+        # only the stated rate changed: the stored held-out scores set the thresholds again, nothing is re-scored
+        calibration = calibration.at_rate(cfg.eval.false_alarm_rate)
+    elif scoring_changed or calibration is None and cfg.eval.false_alarm_rate != trained_eval.false_alarm_rate:
+        # scoring settings (e.g. --model.prior.score, --eval.map_standardization) apply to the trained weights;
+        # thresholds and standardiser are fitted again on the held-out normal images
         model = build_model(cfg, num_classes)
         try:
             load_weights(model, weights.model.state_dict())
         except ValueError as err:
             raise ConfigError(f"{weights.path}: the overrides change the network, not only its scoring ({err})") \
                 from err
-        calibration, standardizer = calibrate(model, bundle.validation, cfg, device, num_classes)
+        calibration, standardizer = calibrate(model, bundle.validation, cfg, device, bundle.class_names)
     result = RunResult(output_dir, model, bundle, device, list(bundle.class_names), calibration, standardizer, None)
     if evaluate_test:
         result.results = evaluate(model, bundle.test, result.class_names, cfg, device, output_dir,

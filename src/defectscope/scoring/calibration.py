@@ -158,13 +158,27 @@ class Calibration:
 
     @classmethod
     def fit(cls, image_scores: np.ndarray, false_alarm_rate: float, pixel_scores: np.ndarray | None = None,
-            pixel_false_alarm_rate: float | None = None) -> Calibration:
-        """Pooled image threshold (and the pixel one, when given) from held-out normal scores."""
+            pixel_false_alarm_rate: float | None = None, class_ids: np.ndarray | None = None,
+            class_names: Sequence[str] = ()) -> Calibration:
+        """Image thresholds (and the pixel one, when given) from held-out normal scores.
+
+        With several classes, each class gets its own image threshold from its own held-out
+        scores (one pooled threshold would promise the rate only on average over the classes:
+        too strict for one, too loose for another); the pooled one stays for a class with no
+        held-out image and as the summary.
+        """
         held_out = HeldOut.of(image_scores)
         pixel = None
         if pixel_scores is not None and pixel_false_alarm_rate is not None:
             pixel = conformal_threshold(pixel_scores, pixel_false_alarm_rate, "pixel")
-        return cls(ImageCalibration(held_out.threshold(false_alarm_rate), held_out), pixel)
+        classes: dict[str, ImageCalibration] = {}
+        if class_ids is not None and len(class_names) > 1:
+            scores, ids = np.asarray(image_scores), np.asarray(class_ids)
+            for class_id, name in enumerate(class_names):
+                own = HeldOut.of(scores[ids == class_id])
+                if own.scores:
+                    classes[name] = ImageCalibration(own.threshold(false_alarm_rate, f"{name} image"), own)
+        return cls(ImageCalibration(held_out.threshold(false_alarm_rate), held_out), pixel, classes)
 
     def for_class(self, class_name: str | None) -> ImageCalibration:
         return self.classes.get(class_name, self.image) if class_name is not None else self.image
