@@ -11,6 +11,7 @@ def tiny_config_text(root, out, model="vq_e", steps=3, extra=""):
         "ae_ssim": "{name: ae_ssim, base_channels: 8, latent_dim: 16}",
         "patchcore": "{name: patchcore, backbone: {pretrained: false}, coreset_chunk: 200}",
         "padim": "{name: padim, backbone: {pretrained: false}, n_features: 16}",
+        "mean_image": "{name: mean_image}",
         "pvqae": "{name: pvqae, channels: 8, channel_mult: [1, 1, 2, 2], res_blocks: [1, 1, 1, 1], num_codes: 16, "
                  "code_dim: 8, router_hidden: 8, adversarial: {kind: patchgan, channels: 8, layers: 2, start: 0}, "
                  "prior: {kind: per_class, dim: 16, heads: 2, epochs: 1}}",

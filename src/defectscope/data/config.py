@@ -100,6 +100,9 @@ class DataConfig:
     eval_batch_size: PositiveInt = 16
     num_workers: NonNegativeInt = 0
     validation_fraction: Share = 0.1  # normal training images held out to calibrate thresholds
+    # which ones: drawn at random (split.seed), or the last by file name, as a line's newest parts
+    # would be (names that count up or carry a date); eval.calibration: cross_fit uses them all
+    validation_order: Literal["random", "newest"] = "random"
     split: SplitConfig = field(default_factory=SplitConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cache: bool = True  # keep decoded, resized images in memory (uint8)

@@ -315,12 +315,14 @@ class DataBundle:
         return {name: i for i, name in enumerate(self.class_names)}
 
 
-def hold_out(records: Sequence[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
+def hold_out(records: Sequence[Record], fraction: float, seed: int, order: str = "random",
+             ) -> tuple[list[Record], list[Record]]:
     """Split normal records into ``(kept, held_out)`` deterministically.
 
-    Records are sorted by image path, shuffled with ``random.Random(seed)``, and the first
-    ``round(fraction * n)`` are held out -- at least one when ``fraction > 0`` and ``n >= 2``,
-    and never all of them. ``fraction == 0`` holds out nothing. Both lists keep path order.
+    Records are sorted by image path; ``round(fraction * n)`` of them are held out -- at least
+    one when ``fraction > 0`` and ``n >= 2``, and never all of them: the first of a shuffle with
+    ``random.Random(seed)`` (order "random"), or the last by path ("newest"). ``fraction == 0``
+    holds out nothing. Both lists keep path order.
     """
     if not 0.0 <= fraction < 1.0:
         raise DataError(f"validation_fraction must be in [0, 1), got {fraction}")
@@ -330,9 +332,12 @@ def hold_out(records: Sequence[Record], fraction: float, seed: int) -> tuple[lis
     if fraction > 0 and n >= 2:
         n_out = min(max(n_out, 1), n - 1)
     n_out = min(n_out, max(n - 1, 0))
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    out = set(order[:n_out])
+    indices = list(range(n))
+    if order == "newest":
+        out = set(indices[n - n_out:])
+    else:
+        random.Random(seed).shuffle(indices)
+        out = set(indices[:n_out])
     kept = [r for i, r in enumerate(ordered) if i not in out]
     return kept, [r for i, r in enumerate(ordered) if i in out]
 
@@ -382,7 +387,7 @@ def build_records(cfg: DataConfig) -> RecordSplit:
     for (src_train, src_test), name in zip(per_source, names, strict=True):
         src_train = [dataclasses.replace(r, category=name) for r in src_train]
         src_test = [dataclasses.replace(r, category=name) for r in src_test]
-        kept, held = hold_out(src_train, cfg.validation_fraction, cfg.split.seed)
+        kept, held = hold_out(src_train, cfg.validation_fraction, cfg.split.seed, cfg.validation_order)
         train.extend(kept)
         validation.extend(held)
         test.extend(src_test)
@@ -397,24 +402,26 @@ def build_datasets(cfg: DataConfig) -> DataBundle:
     """
     split = build_records(cfg)
     class_ids = {name: i for i, name in enumerate(split.class_names)}
-    common = dict(
-        class_ids=class_ids,
-        image_size=cfg.image_size,
-        resize=cfg.resize,
-        cache=cfg.cache,
-        skip_bad=cfg.skip_bad,
-        warn_skipped=False,
-        max_image_pixels=cfg.max_image_pixels,
-    )
-    train = AnomalyDataset(split.train, augment=cfg.augment, **common)
-    validation = AnomalyDataset(split.validation, augment=None, **common)
-    test = AnomalyDataset(split.test, augment=None, **common)
+    train = dataset_of(split.train, cfg, class_ids, training=True)
+    validation = dataset_of(split.validation, cfg, class_ids)
+    test = dataset_of(split.test, cfg, class_ids)
     skipped = train.skipped + validation.skipped + test.skipped
     if skipped:
         total = len(split.train) + len(split.validation) + len(split.test)
         warnings.warn(_format_skipped(skipped, total), SkippedFilesWarning, stacklevel=2)
     if len(train) == 0:
         raise DataError("no usable training images left (all were skipped as bad files)")
-    if isinstance(cfg.tiling, Tiling):
-        train = TiledTrainingSet(train, cfg.tiling)
-    return DataBundle(train=train, validation=validation, test=test, class_names=split.class_names)
+    return DataBundle(train=training_set(train, cfg), validation=validation, test=test, class_names=split.class_names)
+
+
+def dataset_of(records: Sequence[Record], cfg: DataConfig, class_ids: dict[str, int], training: bool = False,
+               ) -> AnomalyDataset:
+    """Records read as `cfg` says: augmented for training, as they are for scoring."""
+    return AnomalyDataset(list(records), class_ids, cfg.image_size, cfg.augment if training else None,
+                          resize=cfg.resize, cache=cfg.cache, skip_bad=cfg.skip_bad, warn_skipped=False,
+                          max_image_pixels=cfg.max_image_pixels)
+
+
+def training_set(images: AnomalyDataset, cfg: DataConfig) -> AnomalyDataset | TiledTrainingSet:
+    """What the model trains on: the images, or their tiles when `cfg.tiling` is set."""
+    return TiledTrainingSet(images, cfg.tiling) if isinstance(cfg.tiling, Tiling) else images

@@ -22,6 +22,7 @@ from defectscope.data.config import Tiling
 from defectscope.data.dataset import TiledTrainingSet
 from defectscope.engine.calibrate import calibrate
 from defectscope.engine.checkpoint import Checkpoint, load_trainer_state, load_weights, save_checkpoint
+from defectscope.engine.crossfit import cross_fit_calibration, require_one_pass
 from defectscope.engine.environment import git_commit
 from defectscope.engine.evaluate import evaluate
 from defectscope.engine.files import write_text_atomic
@@ -184,10 +185,15 @@ def run(
         (run_dir / MARKER).write_text("written by defectscope: --overwrite may delete this folder's run files\n")
     commit = git_commit()  # read once, before the checkout can change under a long run
     Fabric.seed_everything(cfg.train.seed, verbose=False)
+    cross_fit = cfg.eval.calibration.kind == "cross_fit"
+    if cross_fit:  # every normal training image trains the shipped model and calibrates out of fold
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, validation_fraction=0.0))
     bundle = bundle or build_datasets(cfg.data)
     class_names = list(bundle.class_names)
     require_held_out_images(cfg.eval.map_standardization, len(bundle.validation))
     model = build_model(cfg, len(class_names))
+    if cross_fit:
+        require_one_pass(model, cfg)
     if resume is not None:
         if resume.class_names != class_names:
             raise ConfigError(f"{resume.path}: trained on classes {resume.class_names}, but the data now gives "
@@ -206,8 +212,13 @@ def run(
     fitted = fit(cfg, model, bundle.train, class_names, fabric, trainer_state)
     result = RunResult(run_dir, model, bundle, fabric.device, class_names, {}, None, None, fitted.steps, fitted.seconds)
     if fabric.is_global_zero:
-        result.calibration, result.standardizer = calibrate(model, bundle.validation, cfg, fabric.device,
-                                                            class_names)
+        if cross_fit:
+            images = bundle.train.base if isinstance(bundle.train, TiledTrainingSet) else bundle.train
+            result.calibration = cross_fit_calibration(cfg, images.records, class_names, fabric.device,
+                                                       lambda: build_model(cfg, len(class_names)))
+        else:
+            result.calibration, result.standardizer = calibrate(model, bundle.validation, cfg, fabric.device,
+                                                                class_names)
         result.checkpoint = save_checkpoint(run_dir / FINAL, model, cfg, class_names, result.calibration,
                                             step=fitted.steps, standardizer=result.standardizer)
         held_out = bundle.validation

@@ -1,0 +1,79 @@
+"""Cross-fitted calibration: every normal training image calibrates, scored by a model that never saw it.
+
+A hold-out of 10 % calibrates on few images (fewer than 99 cannot promise 1 %) and keeps them
+from the model. For one-pass models (a memory bank, per-position Gaussians, a mean image) a fit
+is one pass over the images, so K folds are affordable: fold k's model is fitted on the other
+folds and scores fold k; the out-of-fold scores of all n images set the thresholds, and the
+model that ships is fitted on all n. Each fold model saw (K − 1)/K of the images; for a memory
+bank that is a little sparser than the shipped one, so its scores run slightly high and the
+thresholds err on the side of fewer false alarms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from defectscope.config import ConfigError, CrossFitCalibration, RunConfig
+from defectscope.data.dataset import AnomalyDataset, Record, dataset_of, training_set
+from defectscope.engine.inference import viewing_of
+from defectscope.engine.predictions import predict_dataset
+from defectscope.models.base import AnomalyModel
+from defectscope.scoring.calibration import Calibration
+
+
+def require_one_pass(model: AnomalyModel, cfg: RunConfig) -> None:
+    """Checked before any work: cross-fitting a trained model would train it once per fold."""
+    trained = [p.name for p in model.phases() if p.kind != "collect"]
+    if trained:
+        raise ConfigError(f"eval.calibration: cross_fit fits the model once per fold, and {cfg.model_name} trains "
+                          f"by gradient steps ({', '.join(trained)}); use {{kind: hold_out}} for it")
+
+
+@torch.no_grad()
+def fit_one_pass(model: AnomalyModel, images: AnomalyDataset, cfg: RunConfig, device: torch.device) -> None:
+    """Every collect phase over `images` (tiles when the run tiles), as training does it."""
+    data = training_set(images, cfg.data)
+    model.to(device).eval()
+    for phase in model.phases():
+        model.start_phase(phase.name)
+        for batch in DataLoader(data, batch_size=cfg.data.batch_size, shuffle=False):
+            model.collect(batch.image.to(device), batch.class_id.to(device), phase.name)
+        model.finish_collection(phase.name)
+
+
+def fold_of(records: Sequence[Record], folds: int, seed: int) -> np.ndarray:
+    """Each record's fold: per class, a shuffle (seeded) dealt round-robin, so every fold holds every class."""
+    assigned = np.zeros(len(records), np.int64)
+    rng = np.random.default_rng(seed)
+    categories = np.array([r.category for r in records])
+    for category in dict.fromkeys(categories):
+        members = np.flatnonzero(categories == category)
+        assigned[rng.permutation(members)] = np.arange(len(members)) % folds
+    return assigned
+
+
+def cross_fit_calibration(cfg: RunConfig, normals: Sequence[Record], class_names: list[str], device: torch.device,
+                          build: Callable[[], AnomalyModel]) -> Calibration:
+    """Thresholds from out-of-fold scores of every normal training image (see the module docstring)."""
+    scheme = cfg.eval.calibration
+    assert isinstance(scheme, CrossFitCalibration)
+    class_ids = {name: i for i, name in enumerate(class_names)}
+    folds = fold_of(normals, min(scheme.folds, len(normals)), cfg.train.seed)
+    scores, pixels, ids = [], [], []
+    for k in np.unique(folds):
+        torch.manual_seed(cfg.train.seed + int(k))  # a coreset's random start, reproducible per fold
+        model = build()
+        fit_one_pass(model, dataset_of([r for r, f in zip(normals, folds, strict=True) if f != k], cfg.data,
+                                       class_ids, training=True), cfg, device)
+        unseen = dataset_of([r for r, f in zip(normals, folds, strict=True) if f == k], cfg.data, class_ids)
+        preds = predict_dataset(model, unseen, cfg.data.eval_batch_size, device, viewing=viewing_of(cfg.data))
+        scores.append(preds.image_scores)
+        pixels.append(preds.pixels()[0])
+        ids.append(preds.class_ids)
+        del model
+    return Calibration.fit(np.concatenate(scores), cfg.eval.false_alarm_rate, np.concatenate(pixels),
+                           cfg.eval.pixel_false_alarm_rate, np.concatenate(ids), class_names)

@@ -1,0 +1,64 @@
+"""Cross-fitted calibration: every normal training image scored by a model that did not see it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from defectscope.config import ConfigError
+from defectscope.data import build_datasets
+from defectscope.data.dataset import build_records, dataset_of
+from defectscope.engine import run
+from defectscope.engine.checkpoint import load_checkpoint
+from defectscope.engine.crossfit import fit_one_pass, fold_of
+from defectscope.engine.predictions import predict_dataset
+from defectscope.engine.run import build_model
+
+CROSS_FIT = ["--eval.calibration", "{kind: cross_fit, folds: 3}", "--data.augment.hflip", "false"]
+
+
+def test_folds_deal_each_class_round_the_folds():
+    from types import SimpleNamespace
+
+    recs = [SimpleNamespace(category="a")] * 7 + [SimpleNamespace(category="b")] * 5
+    folds = fold_of(recs, 3, seed=0)
+    for category, size in (("a", 7), ("b", 5)):
+        counts = np.bincount(folds[[r.category == category for r in recs]], minlength=3)
+        assert counts.sum() == size and counts.max() - counts.min() <= 1
+    assert np.array_equal(folds, fold_of(recs, 3, seed=0))
+
+
+def test_every_normal_training_image_calibrates_out_of_fold(tiny_config):
+    cfg = tiny_config("mean_image", overrides=CROSS_FIT)
+    result = run(cfg, evaluate_test=False)
+    ckpt = load_checkpoint(result.checkpoint)
+    normals = build_records(ckpt.config.data).train
+    assert ckpt.config.data.validation_fraction == 0.0  # none held out: all trained the shipped model
+    held_out = ckpt.calibration.image.held_out.scores
+    assert len(held_out) == len(normals) == ckpt.calibration.image.threshold.n
+    # each score comes from a model fitted without its image: refit fold 0 and score it again
+    folds = fold_of(normals, 3, cfg.train.seed)
+    data, cpu = ckpt.config.data, torch.device("cpu")
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(ckpt.config, 1)
+    seen = [r for r, f in zip(normals, folds, strict=True) if f != 0]
+    fit_one_pass(model, dataset_of(seen, data, {"mtsd": 0}, training=True), ckpt.config, cpu)
+    unseen = [r for r, f in zip(normals, folds, strict=True) if f == 0]
+    unseen = predict_dataset(model, dataset_of(unseen, data, {"mtsd": 0}), 8, cpu)
+    stored = np.asarray(held_out)
+    assert all(np.isclose(stored, score, rtol=1e-6).any() for score in unseen.image_scores)
+    # and they are not the shipped model's own scores on images it was fitted on
+    own = predict_dataset(ckpt.model, build_datasets(ckpt.config.data).train, 8, torch.device("cpu"))
+    assert not np.allclose(np.sort(own.image_scores), np.asarray(held_out))
+
+
+def test_a_trained_model_is_refused_before_training(tiny_config):
+    cfg = tiny_config("ae_ssim", overrides=CROSS_FIT)
+    with pytest.raises(ConfigError, match="eval.calibration: cross_fit fits the model once per fold"):
+        run(cfg, evaluate_test=False)
+
+
+def test_cross_fit_with_a_map_standardiser_is_a_config_error(tiny_config):
+    with pytest.raises(ConfigError, match="eval.calibration"):
+        tiny_config("mean_image", overrides=[*CROSS_FIT, "--eval.map_standardization", "position"])
