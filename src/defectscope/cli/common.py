@@ -6,11 +6,12 @@ an exported model; the engine is imported when a results table is printed.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any
 
-from defectscope.config import RunConfig
+from defectscope.config import ConfigError, RunConfig
 
 
 def with_save_maps(cfg: RunConfig, save_maps: bool) -> RunConfig:
@@ -25,3 +26,16 @@ def print_results(results: dict[str, Any], output_dir: Path) -> None:
     print(f"results: {output_dir / 'results.json'}  table: {output_dir / 'results.md'}")
     if results.get("maps_dir"):
         print(f"anomaly-map pictures: {results['maps_dir']}")
+
+
+def add_false_alarm_rate(parser: argparse.ArgumentParser) -> None:
+    """`--false-alarm-rate R`: thresholds for another stated rate, from the held-out scores the model keeps."""
+    parser.add_argument("--false-alarm-rate", type=float, default=None, metavar="R",
+                        help="flag at most this share of good parts (like the held-out ones): the threshold is set "
+                             "again from the calibration's held-out scores, nothing is re-fitted (default: the "
+                             "calibrated rate)")
+
+
+def check_false_alarm_rate(rate: float | None) -> None:
+    if rate is not None and not 0 < rate < 1:
+        raise ConfigError(f"--false-alarm-rate must lie strictly between 0 and 1, got {rate:g}")

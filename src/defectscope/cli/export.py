@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
+from defectscope.cli.common import add_false_alarm_rate, check_false_alarm_rate
 from defectscope.config import ConfigError
 
 
@@ -21,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="torch.onnx.export's path: dynamo (torch.export + onnxscript, default) or the older "
                         "TorchScript one")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_false_alarm_rate(p)
     p.add_argument("--no-check", action="store_true",
                    help="skip running the graph in onnxruntime against torch after writing it")
     p.set_defaults(run=run)
@@ -36,6 +39,7 @@ def default_output(checkpoint: str) -> Path:
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides:
         raise ConfigError(f"export: unknown arguments {overrides} (it takes a checkpoint and the flags in --help)")
+    check_false_alarm_rate(args.false_alarm_rate)
     output = Path(args.output) if args.output else default_output(args.checkpoint)
     if output.exists() and not args.overwrite:
         raise ConfigError(f"{output} exists; pass --overwrite to replace it, or --output another file")
@@ -52,6 +56,10 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from defectscope.export.onnx_graph import compare_with_torch, export_onnx
 
     checkpoint = load_checkpoint(args.checkpoint)
+    if args.false_alarm_rate is not None:
+        if checkpoint.calibration is None:
+            raise ConfigError(f"--false-alarm-rate: {args.checkpoint} has no calibration to set again")
+        checkpoint = dataclasses.replace(checkpoint, calibration=checkpoint.calibration.at_rate(args.false_alarm_rate))
     try:
         info = export_onnx(checkpoint, output, opset=args.opset, exporter=args.exporter)
         inputs = "images" + (", class_ids" if info.multi_class else "")

@@ -13,8 +13,20 @@ from defectscope.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from defectscope import __version__
-    from defectscope.cli import benchmark, demo, export, predict, report, serve, test, train, tune_mosaic
+    from defectscope.cli import (
+        benchmark,
+        demo,
+        export,
+        fit,
+        predict,
+        report,
+        serve,
+        test,
+        threshold,
+        train,
+        tune_mosaic,
+    )
+    from defectscope.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="defectscope",
@@ -23,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"defectscope {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for module in (train, test, predict, demo, benchmark, report, serve, tune_mosaic, export):
+    for module in (fit, threshold, predict, serve, export, train, test, demo, benchmark, report, tune_mosaic):
         module.add_parser(sub)
     return parser
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from defectscope.cli.common import add_false_alarm_rate, check_false_alarm_rate
 from defectscope.config import ConfigError
 from defectscope.data.limits import PREDICT_MAX_IMAGE_PIXELS
 
@@ -30,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="larger images (width x height, read from the header) get an error row instead of a score "
                         "(default %(default)d)")
     p.add_argument("--no-maps", action="store_true", help="write scores only")
+    add_false_alarm_rate(p)
     p.set_defaults(run=run)
 
 
@@ -40,6 +42,7 @@ def _check_options(args: argparse.Namespace, overrides: list[str]) -> None:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.max_image_pixels < 1:
         raise ConfigError(f"--max-image-pixels must be at least 1, got {args.max_image_pixels}")
+    check_false_alarm_rate(args.false_alarm_rate)
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -49,5 +52,5 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     return run_predict(PredictOptions(
         model=args.checkpoint, inputs=tuple(args.inputs), output=Path(args.output), overwrite=args.overwrite,
         class_name=args.class_name, batch_size=args.batch_size, device=args.device, backend=args.backend,
-        max_image_pixels=args.max_image_pixels, maps=not args.no_maps,
+        max_image_pixels=args.max_image_pixels, maps=not args.no_maps, false_alarm_rate=args.false_alarm_rate,
     ))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from defectscope.cli.common import add_false_alarm_rate, check_false_alarm_rate
 from defectscope.config import ConfigError
 
 MIB = 1024 * 1024
@@ -30,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch-files", type=int, default=d.max_batch_files, help="(default %(default)d)")
     p.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels,
                    help="decoded-pixel cap, read from the header before decoding (default %(default)d = 4096²)")
+    add_false_alarm_rate(p)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's; 'warning' drops the per-request access log")
     p.set_defaults(run=run)
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
 
     if overrides:
         raise ConfigError(f"serve: unknown arguments {overrides} (it takes a checkpoint and the flags in --help)")
+    check_false_alarm_rate(args.false_alarm_rate)
     for flag in ("max_upload_mb", "max_batch_mb", "max_batch_files", "max_image_pixels"):
         if not getattr(args, flag) > 0:
             raise ConfigError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     if detector.threshold is None:
         raise ModelError(f"{args.checkpoint}: no calibrated image_threshold (the run had no held-out normal "
                          "images), so the service could not tell OK from DEFECT")
+    if args.false_alarm_rate is not None:
+        detector.set_false_alarm_rate(args.false_alarm_rate)
     app = create_app(detector, settings)
     print(f"defectscope serve: {detector.info()['model_name']} from {args.checkpoint}; page http://{args.host}:"
           f"{args.port}/  OpenAPI http://{args.host}:{args.port}/openapi.json", file=sys.stderr, flush=True)

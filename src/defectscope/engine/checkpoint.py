@@ -39,6 +39,7 @@ from defectscope.scoring.path import MapStandardizer
 
 FORMAT = "defectscope-checkpoint/2"  # 2: nested backbone and choice configs, StepContext-era models
 WEIGHTS = "model.safetensors"
+RUN_CHECKPOINT = Path("checkpoints") / "final"  # where a run folder keeps the checkpoint that scores
 TRAINER_STATE = "trainer_state.pt"
 TENSORS_DIGEST = "tensors_sha256"  # metadata key: sha256 of every tensor's name, dtype, shape and bytes
 STATE_DIGEST = "trainer_state_sha256"  # metadata key: sha256 of trainer_state.pt's bytes
@@ -179,6 +180,8 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 
 def _weights_path(path: Path) -> Path:
+    if (path / RUN_CHECKPOINT).is_dir() and not (path / WEIGHTS).exists():
+        path = path / RUN_CHECKPOINT  # a run folder stands for its final checkpoint
     if not path.exists() and (_old(path) / WEIGHTS).is_file():
         path = _old(path)  # a save was killed mid-swap: the previous checkpoint is complete here
     if path.is_dir():

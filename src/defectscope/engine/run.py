@@ -21,7 +21,7 @@ from defectscope.data import DataBundle, build_datasets
 from defectscope.data.config import Tiling
 from defectscope.data.dataset import TiledTrainingSet
 from defectscope.engine.calibrate import calibrate
-from defectscope.engine.checkpoint import Checkpoint, load_trainer_state, load_weights, save_checkpoint
+from defectscope.engine.checkpoint import RUN_CHECKPOINT, Checkpoint, load_trainer_state, load_weights, save_checkpoint
 from defectscope.engine.crossfit import cross_fit_calibration, require_one_pass
 from defectscope.engine.environment import git_commit
 from defectscope.engine.evaluate import evaluate
@@ -34,7 +34,7 @@ from defectscope.models import AnomalyModel, create_model
 from defectscope.scoring.calibration import Calibration
 from defectscope.scoring.path import MapStandardizer
 
-FINAL = Path("checkpoints") / "final"
+FINAL = RUN_CHECKPOINT
 LAST = Path("checkpoints") / "last"
 # what a run writes into its folder; --overwrite removes exactly these before a new run, and
 # only from a folder that holds MARKER (so a file of the user's that shares a name is never taken)

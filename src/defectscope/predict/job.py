@@ -53,6 +53,7 @@ class PredictOptions:
     backend: Literal["torch", "onnxruntime"] = "torch"
     max_image_pixels: int = PREDICT_MAX_IMAGE_PIXELS  # larger images get an error row
     maps: bool = True  # write map pictures
+    false_alarm_rate: float | None = None  # thresholds for this stated rate instead of the calibrated one
 
 
 def load_detector(options: PredictOptions, shard: Shard) -> DetectorLike:
@@ -63,7 +64,7 @@ def load_detector(options: PredictOptions, shard: Shard) -> DetectorLike:
         except ModuleNotFoundError as err:
             raise ConfigError(f"--backend onnxruntime: install defectscope[export] / export module missing "
                               f"({err.name} not found)") from err
-        return OnnxDetector(options.model, batch_size=options.batch_size)  # ExportError names a missing file
+        return _at_rate(OnnxDetector(options.model, batch_size=options.batch_size), options)  # ExportError names it
     import torch
 
     from defectscope.engine.detector import Detector
@@ -72,7 +73,16 @@ def load_detector(options: PredictOptions, shard: Shard) -> DetectorLike:
     device = pick_device(options.device)
     if device.type == "cuda" and shard.distributed:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-    return Detector.from_checkpoint(options.model, device=str(device), batch_size=options.batch_size)
+    return _at_rate(Detector.from_checkpoint(options.model, device=str(device), batch_size=options.batch_size), options)
+
+
+def _at_rate(detector: DetectorLike, options: PredictOptions) -> DetectorLike:
+    if options.false_alarm_rate is not None:
+        try:
+            detector.set_false_alarm_rate(options.false_alarm_rate)  # type: ignore[attr-defined]
+        except ValueError as err:
+            raise ConfigError(f"--false-alarm-rate: {options.model}: {err}") from err
+    return detector
 
 
 def check_class_name(detector: DetectorLike, wanted: str | None) -> str | None:
@@ -114,6 +124,7 @@ def score_shard(detector: DetectorLike, images: list[InputImage], shard: Shard, 
     out = options.output
     mine = [(i, image) for i, image in enumerate(images) if shard.owns(i)]
     high = detector.info().get("pixel_threshold")
+    promises = {name: detector.promise(name) for name in detector.class_names}  # type: ignore[attr-defined]
     part = part_path(out, shard.rank)
     made: set[Path] = set()
     bar = tqdm(total=len(mine), unit="img", desc="predict", disable=None if shard.rank == 0 else True,
@@ -131,7 +142,7 @@ def score_shard(detector: DetectorLike, images: list[InputImage], shard: Shard, 
                     arrays.append(read_image(image.path, options.max_image_pixels))
                     read.append((index, image))
                 except (DataError, OSError) as err:
-                    rows[index] = [str(index), str(image.path), "", "", "", "", "", "", str(err)]
+                    rows[index] = [str(index), str(image.path), *[""] * (len(COLUMNS) - 2), str(err)]
             detections = detector.score(arrays, class_name) if arrays else []
             for (index, image), array, det in zip(read, arrays, detections, strict=True):
                 target = ""
@@ -143,8 +154,10 @@ def score_shard(detector: DetectorLike, images: list[InputImage], shard: Shard, 
                         made.add(file.parent)
                     Image.fromarray(map_picture(array, det.anomaly_map, high)).save(file, compress_level=1)
                 verdict = "" if det.defective is None else ("DEFECT" if det.defective else "OK")
+                bound = promises[det.class_name].get("false_alarm_bound")
                 rows[index] = [str(index), str(image.path), target, det.class_name, _fmt(det.score),
-                               _fmt(det.normalized_score), verdict, _fmt(det.defect_area), ""]
+                               _fmt(det.normalized_score), verdict, _fmt(det.threshold), _fmt(bound),
+                               _fmt(det.defect_area), ""]
             writer.writerows(rows[index] for index, _ in batch)
             f.flush()
             bar.update(len(batch))
@@ -163,6 +176,7 @@ def run_predict(options: PredictOptions) -> int:
     detector = load_detector(options, shard)
     class_name = check_class_name(detector, options.class_name)
     info = detector.info()
+    promise = detector.promise(class_name)  # type: ignore[attr-defined]
     if shard.rank == 0:
         prepare_output(out)
         if skipped:
@@ -177,15 +191,20 @@ def run_predict(options: PredictOptions) -> int:
         header = {
             "checkpoint": str(options.model), "backend": info.get("backend", options.backend),
             "model_name": info.get("model_name"), "class_name": class_name,
-            "image_threshold": info.get("image_threshold"), "pixel_threshold": info.get("pixel_threshold"),
-            "false_alarm_rate": info.get("image_false_alarm_rate"),
+            "image_threshold": promise.get("image_threshold"), "pixel_threshold": info.get("pixel_threshold"),
+            # the promise: a good part like the held-out ones is flagged with probability ≤ false_alarm_bound
+            "false_alarm_rate": promise.get("false_alarm_rate"), "false_alarm_bound": promise.get("false_alarm_bound"),
+            "held_out_normals": promise.get("held_out_normals"),
             "normalized_threshold": 0.5, "ground_truth_skipped": skipped, "world_size": shard.world_size,
             **counts,
         }
         write_json(out, header)
-        threshold = info.get("image_threshold")
+        threshold = promise.get("image_threshold")
         verdicts = (f"{counts['defective']} flagged DEFECT (score above the calibrated threshold {threshold:.6g}, "
-                    "normalised score above 0.5)" if threshold is not None else "no calibrated threshold: no verdicts")
+                    f"normalised score above 0.5; it flags at most {100 * promise['false_alarm_bound']:.3g} % of good "
+                    f"parts like the {promise['held_out_normals']} held-out ones, stated rate "
+                    f"{100 * promise['false_alarm_rate']:.3g} %)" if threshold is not None
+                    else "no calibrated threshold: no verdicts")
         failures = (f"; {failed} could not be scored (reason in the error column of {out / SCORES_CSV})"
                     if failed else "")
         print(f"scored {counts['scored']} of {counts['images']} images; {verdicts}{failures}")

@@ -28,7 +28,10 @@ SCORES_JSON = "scores.json"
 PARTS_DIR = ".predict-parts"  # each rank's rows until rank 0 merges them
 # everything predict writes into --output; --overwrite removes exactly these
 OUTPUTS = (SCORES_CSV, SCORES_JSON, MAPS_DIR, PARTS_DIR, f".{SCORES_CSV}.tmp", f".{SCORES_JSON}.tmp")
-COLUMNS = ("path", "map", "class_name", "score", "normalized_score", "verdict", "defect_area", "error")
+# threshold and false_alarm_bound: the threshold the verdict used and what it promises (a good part
+# like the held-out ones is flagged with probability at most the bound)
+COLUMNS = ("path", "map", "class_name", "score", "normalized_score", "verdict", "threshold", "false_alarm_bound",
+           "defect_area", "error")
 MAP_MAX_SIDE = 512  # map pictures are shrunk to fit this, so a 40 Mpx input gives a small PNG
 
 

@@ -122,6 +122,17 @@ class HeldOut:
     def threshold(self, alpha: float, what: str = "image") -> Threshold:
         return conformal_threshold(np.asarray(self.scores), alpha, what)
 
+    def threshold_at(self, value: float) -> Threshold:
+        """A threshold the user names, with the promise the held-out scores give it: k of the n are at or
+        below it, so a new normal score exceeds it with probability at most (n + 1 − k) / (n + 1)."""
+        n = len(self.scores)
+        k = int(np.searchsorted(np.asarray(self.scores), value, side="right"))
+        if k == 0:
+            raise ValueError(f"threshold {value:g} is below every one of the {n} held-out normal scores (lowest "
+                             f"{self.scores[0]:.6g}): it would flag every good part")
+        bound = (n + 1 - k) / (n + 1)
+        return Threshold(value=float(value), false_alarm_rate=bound, bound=bound, n=n, rank=k)
+
 
 @dataclass(frozen=True)
 class ImageCalibration:
@@ -193,6 +204,16 @@ class Calibration:
             return ImageCalibration(part.held_out.threshold(false_alarm_rate), part.held_out)
 
         return Calibration(again(self.image), self.pixel, {k: again(v) for k, v in self.classes.items()})
+
+    def at_score(self, value: float, class_name: str | None = None) -> Calibration:
+        """The image threshold set to `value` (one class's, when named), its promise read off the held-out scores."""
+        if class_name is not None and class_name in self.classes:
+            part = self.classes[class_name]
+            moved = ImageCalibration(part.held_out.threshold_at(value), part.held_out)
+            return Calibration(self.image, self.pixel, {**self.classes, class_name: moved})
+        if self.classes:
+            raise ValueError(f"this model has a threshold per class ({', '.join(self.classes)}); name the one to set")
+        return Calibration(ImageCalibration(self.image.held_out.threshold_at(value), self.image.held_out), self.pixel)
 
     def to_dict(self) -> dict[str, Any]:
         return {"image": self.image.to_dict(), "pixel": None if self.pixel is None else self.pixel.to_dict(),

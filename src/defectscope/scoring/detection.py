@@ -60,6 +60,12 @@ class CalibratedClasses:
         """The pooled image threshold (a per-class calibration applies each class's own in `score`)."""
         return None if self.calibration is None else self.calibration.image.threshold.value
 
+    def set_false_alarm_rate(self, rate: float) -> None:
+        """Thresholds for another stated rate, from the held-out scores the calibration keeps (nothing re-scored)."""
+        if self.calibration is None:
+            raise ValueError("this model has no calibration (no held-out normal images): no threshold to move")
+        self.calibration = self.calibration.at_rate(rate)
+
     def promise(self, class_name: str | None = None) -> dict[str, Any]:
         """The threshold that applies and what it promises, as clients read it (empty when not calibrated)."""
         return {} if self.calibration is None else self.calibration.summary(class_name)

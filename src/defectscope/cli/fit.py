@@ -1,0 +1,71 @@
+"""`defectscope fit GOOD_DIR`: a detector from a folder of good parts, calibrated, with no YAML to write."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from defectscope.cli.common import check_false_alarm_rate
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit", help="fit a detector to a folder of good parts (no YAML); every image is a good part")
+    p.add_argument("good_dir", help="folder of images of good parts (searched one level: the images in it)")
+    p.add_argument("--output", default=None, metavar="RUN", help="run folder (default runs/<model>_<folder name>)")
+    p.add_argument("--model", default=None,
+                   help="patchcore (default: the most accurate here at 1 %% false alarms), padim, mean_image, or a "
+                        "trained model (pvqae, vitae, fader, ae_ssim, vq_e; minutes to hours on a CPU)")
+    p.add_argument("--defects", default=None, metavar="DIR",
+                   help="a few known-bad parts: how many the threshold catches is printed (a validation figure, "
+                        "not a test result: a handful of parts says little)")
+    p.add_argument("--false-alarm-rate", type=float, default=0.01, metavar="R",
+                   help="share of good parts the threshold may flag (default %(default)g); change it later, without "
+                        "fitting again, with `defectscope threshold RUN --false-alarm-rate R`")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output folder")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, overrides: list[str]) -> int:
+    from defectscope.engine import run as run_engine
+    from defectscope.engine.presets import DEFAULT_MODEL, folder_config
+
+    check_false_alarm_rate(args.false_alarm_rate)
+    cfg = folder_config(args.good_dir, args.model or DEFAULT_MODEL, args.output,
+                        ["--eval.false_alarm_rate", str(args.false_alarm_rate), *overrides])
+    result = run_engine(cfg, overwrite=args.overwrite, evaluate_test=False)
+    checkpoint = result.checkpoint
+    from defectscope.engine.detector import Detector
+
+    detector = Detector.from_checkpoint(checkpoint)
+    promise = detector.promise()
+    if promise:
+        print(f"{checkpoint}: {cfg.model_name} fitted to the good parts in {args.good_dir}; its threshold flags at "
+              f"most {100 * promise['false_alarm_bound']:.3g} % of good parts like these "
+              f"(stated {100 * promise['false_alarm_rate']:.3g} %, from {promise['held_out_normals']} good parts "
+              "it was not fitted on)")
+    if args.defects:
+        print(known_bad_line(detector, Path(args.defects)))
+    print(f"next: defectscope predict {checkpoint} NEW_IMAGES/  ·  defectscope serve {checkpoint}  ·  "
+          f"defectscope threshold {cfg.output_dir} --false-alarm-rate 0.05", file=sys.stderr)
+    return 0
+
+
+def known_bad_line(detector: object, folder: Path) -> str:
+    """How many of a folder of known-bad parts the threshold flags, with its exact 95 % interval."""
+    from defectscope.config import ConfigError
+    from defectscope.data.discovery import collect_inputs
+    from defectscope.data.image_io import load_image_array
+    from defectscope.metrics.operating_point import binomial_interval
+
+    if not folder.is_dir():
+        raise ConfigError(f"--defects {folder}: not a folder of images")
+    images, _ = collect_inputs([str(folder)])
+    if not images:
+        raise ConfigError(f"--defects {folder}: no images in it")
+    flagged = sum(bool(d.defective) for start in range(0, len(images), 8)
+                  for d in detector.score([load_image_array(i.path) for i in images[start:start + 8]]))  # type: ignore[attr-defined]
+    low, high = binomial_interval(flagged, len(images))
+    return (f"known-bad parts in {folder}: {flagged} of {len(images)} flagged at the threshold "
+            f"(95 % interval {100 * low:.0f}–{100 * high:.0f} %; a validation figure on the parts you gave, "
+            "not a test result)")

@@ -1,0 +1,45 @@
+"""What `defectscope fit GOOD_DIR` runs when the user writes no YAML: a model's settings for a folder of good parts.
+
+The default detector is PatchCore, the most accurate here at the operating point on MTSD and
+MVTec (docs/results/), on EfficientNet-Lite0 features, whose weights come with the `demo` and
+`test` extras (the four packaged backbones are level within their intervals for PatchCore:
+docs/results/backbones.md). Every image in the folder is a good part: no test split is made; the
+one-pass models calibrate by cross-fitting, so every image both trains the shipped model and
+sets the threshold; a trained model holds 10 % out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from defectscope.config import ConfigError, RunConfig, load_config
+from defectscope.models import MODELS
+
+DEFAULT_MODEL = "patchcore"
+ONE_PASS = ("patchcore", "padim", "mean_image")
+# the shipped configs' settings for these models (configs/<name>/mtsd.yaml), with a packaged backbone;
+# a memory bank or Gaussians hold the good parts as they are, so no flips
+AS_THEY_ARE = ["--data.batch_size", "16", "--data.augment", "{hflip: false, vflip: false}"]
+PRESETS: dict[str, list[str]] = {
+    "patchcore": ["--model.backbone.name", "efficientnet_lite0", *AS_THEY_ARE],
+    "padim": ["--model.backbone.name", "efficientnet_lite0", *AS_THEY_ARE],
+    "mean_image": ["--model.map", "zscore", *AS_THEY_ARE],
+}
+
+
+def folder_config(good_dir: str | Path, model: str = DEFAULT_MODEL, output: str | Path | None = None,
+                  overrides: list[str] | None = None) -> RunConfig:
+    """The resolved config for fitting `model` to every image in `good_dir`; `overrides` (`--a.b VALUE`) last."""
+    if model not in MODELS:
+        raise ConfigError(f"--model: unknown model {model!r} (one of {', '.join(sorted(MODELS))})")
+    root = Path(good_dir)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a folder of good images")
+    source = f"[{{layout: folder, root: '{root.resolve()}', good_dir: '.'}}]"
+    calibration = "{kind: cross_fit, folds: 5}" if model in ONE_PASS else "{kind: hold_out}"
+    args = ["--model.name", model, *PRESETS.get(model, []),
+            "--data.sources", source, "--data.split.test_fraction", "0",
+            "--eval.calibration", calibration,
+            "--output_dir", str(output or Path("runs") / f"{model}_{root.resolve().name}"),
+            *(overrides or [])]
+    return load_config(None, args)

@@ -1,0 +1,120 @@
+"""A new user's first hour: `fit GOOD_DIR` → `threshold` → `predict` → `serve`, as commands, with no YAML.
+
+The model is PaDiM on a randomly initialised backbone (no weights to install) over the demo's good
+tiles: the chain, the promise and the files are what is tested, not the accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from defectscope.cli.main import main
+from defectscope.engine.checkpoint import load_checkpoint
+from defectscope.scoring.calibration import conformal_threshold
+from helpers.serving import REPO_ROOT, free_port, serve_env
+
+DEMO = REPO_ROOT / "demo" / "mtsd_demo"
+RANDOM_BACKBONE = ["--model.backbone.pretrained", "false", "--data.image_size", "64"]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("first_hour")
+    good, bad = root / "good", root / "bad"
+    good.mkdir()
+    bad.mkdir()
+    for path in sorted((DEMO / "MT_Free" / "Imgs").glob("*.jpg"))[:40]:
+        shutil.copy(path, good)
+    for path in sorted((DEMO / "MT_Break" / "Imgs").glob("*.jpg"))[:4]:
+        shutil.copy(path, bad)
+    return root
+
+
+@pytest.fixture(scope="module")
+def fitted(folders):
+    run = folders / "run"
+    assert main(["fit", str(folders / "good"), "--model", "padim", "--output", str(run),
+                 "--defects", str(folders / "bad"), *RANDOM_BACKBONE]) == 0
+    return run
+
+
+def test_fit_calibrates_on_every_good_part_and_writes_the_resolved_config(fitted, folders, capsys):
+    ckpt = load_checkpoint(fitted)  # a run folder stands for its final checkpoint
+    threshold = ckpt.calibration.image.threshold
+    assert threshold.n == 40 and ckpt.config.eval.calibration.kind == "cross_fit"  # no image left out of either
+    assert (fitted / "config.yaml").is_file() and "cross_fit" in (fitted / "config.yaml").read_text()
+    assert not (fitted / "results.json").exists()  # no test split, so no test results
+
+
+def test_fit_refuses_what_it_cannot_use(folders, tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "nowhere")]) == 2
+    assert "not a folder of good images" in capsys.readouterr().err
+    assert main(["fit", str(folders / "good"), "--model", "nope", "--output", str(tmp_path / "r")]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_threshold_moves_without_refitting_and_predict_shows_the_promise(fitted, folders, tmp_path, capsys):
+    target = tmp_path / "moved"
+    assert main(["threshold", str(fitted), "--false-alarm-rate", "0.2", "--output", str(target)]) == 0
+    moved = load_checkpoint(target)
+    stored = moved.calibration.image.held_out.scores
+    assert moved.calibration.image.threshold == conformal_threshold(stored, 0.2)
+    assert moved.config.eval.false_alarm_rate == 0.2
+    assert load_checkpoint(fitted).calibration.image.threshold.false_alarm_rate == 0.01  # the run is untouched
+    out = tmp_path / "predictions"
+    assert main(["predict", str(target), str(folders / "bad"), "--output", str(out), "--no-maps"]) == 0
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert [float(r["threshold"]) for r in rows] == pytest.approx([moved.calibration.image.threshold.value] * 4)
+    assert [float(r["false_alarm_bound"]) for r in rows] == pytest.approx([moved.calibration.image.threshold.bound] * 4)
+    summary = json.loads((out / "scores.json").read_text())
+    assert (summary["false_alarm_rate"], summary["held_out_normals"]) == (0.2, 40)
+    # predict's own --false-alarm-rate moves it for one run, from the same held-out scores
+    again = tmp_path / "again"
+    assert main(["predict", str(fitted), str(folders / "bad"), "--output", str(again), "--no-maps",
+                 "--false-alarm-rate", "0.2"]) == 0
+    assert [r["verdict"] for r in csv.DictReader((again / "scores.csv").open())] == [r["verdict"] for r in rows]
+
+
+def test_a_score_threshold_gets_the_promise_its_rank_gives(fitted, tmp_path):
+    stored = load_checkpoint(fitted).calibration.image.held_out.scores
+    assert main(["threshold", str(fitted), "--score", str(stored[29]), "--output", str(tmp_path / "s")]) == 0
+    threshold = load_checkpoint(tmp_path / "s").calibration.image.threshold
+    assert (threshold.rank, threshold.n) == (30, 40) and threshold.bound == pytest.approx(11 / 41)
+    assert main(["threshold", str(fitted), f"--score={stored[0] - 1}", "--output", str(tmp_path / "t")]) == 2
+
+
+def test_serve_answers_with_the_promise(fitted):
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "defectscope", "serve", str(fitted), "--port", str(port),
+                                "--false-alarm-rate", "0.05", "--log-level", "warning"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=serve_env(), cwd=REPO_ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/model", timeout=2)
+                if info.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not answer within 120 s"
+            time.sleep(0.3)
+        body = info.json()
+        assert (body["false_alarm_rate"], body["held_out_normals"]) == (0.05, 40)
+        image = next((DEMO / "MT_Break" / "Imgs").glob("*.jpg")).read_bytes()
+        answer = httpx.post(f"http://127.0.0.1:{port}/predict", files={"file": ("part.jpg", image, "image/jpeg")},
+                            timeout=60)
+        assert answer.status_code == 200 and answer.json()["verdict"] in ("OK", "DEFECT")
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
