@@ -169,7 +169,11 @@ def _percent(value: Any) -> str:
 
 
 def _counted(entry: dict[str, Any]) -> str:
-    return f"{entry['count']}/{entry['total']} ({_percent(entry['rate'])})" if entry.get("total") else "–"
+    if not entry.get("total"):
+        return "–"
+    interval = entry.get("interval")
+    spread = f", {_percent(interval[0])}–{_percent(interval[1])}" if interval else ""
+    return f"{entry['count']}/{entry['total']} ({_percent(entry['rate'])}{spread})"
 
 
 def thresholds_html(thresholds: dict[str, Any] | None) -> str:
@@ -179,17 +183,26 @@ def thresholds_html(thresholds: dict[str, Any] | None) -> str:
     intro = promise_sentence(thresholds) + (" Below, what the test set measured at that threshold; normal test "
                                             "images that differ from the training ones can exceed the promise.")
     rows = list(thresholds["categories"].items())
-    body = "".join(f"<tr><td>{html.escape(name)}</td><td>{_counted(e['false_alarms'])}</td>"
-                   f"<td>{_counted(e['misses'])}</td></tr>" for name, e in rows)
+
+    def promised(entry: dict[str, Any]) -> str:
+        bound = entry.get("false_alarm_bound", thresholds.get("false_alarm_bound"))
+        return "–" if bound is None else f"≤ {_percent(bound)}"
+
+    def caught(entry: dict[str, Any]) -> str:
+        best = entry.get("roc_catch_at_stated_rate")
+        found = _counted(entry["caught"]) if "caught" in entry else "–"
+        return found + ("" if best is None else f" (the test ROC's best at that rate: {_percent(best)})")
+
+    body = "".join(f"<tr><td>{html.escape(name)}</td><td>{promised(e)}</td><td>{_counted(e['false_alarms'])}</td>"
+                   f"<td>{caught(e)}</td></tr>" for name, e in rows)
     if len(rows) > 1:
-        mean, pooled = thresholds["mean"], thresholds["all"]
-        body += (f"<tr><td>mean</td><td>{_percent(mean['false_alarm_rate'])}</td>"
-                 f"<td>{_percent(mean['miss_rate'])}</td></tr>"
-                 f"<tr><td>all images</td><td>{_counted(pooled['false_alarms'])}</td>"
-                 f"<td>{_counted(pooled['misses'])}</td></tr>")
-    return (f"<p class=note>{html.escape(intro)}</p><div class=scroll><table><thead><tr><th>category</th>"
-            "<th>false alarms (normal test images flagged)</th><th>misses (defective test images passed)</th>"
-            f"</tr></thead><tbody>{body}</tbody></table></div>")
+        pooled = thresholds["all"]
+        body += (f"<tr><td>all images</td><td></td><td>{_counted(pooled['false_alarms'])}</td>"
+                 f"<td>{_counted(pooled['misses'])} missed</td></tr>")
+    return (f"<p class=note>{html.escape(intro)} In brackets: the exact 95 % interval of a count at a threshold "
+            "fixed before the test.</p><div class=scroll><table><thead><tr><th>category</th><th>promised false "
+            "alarms</th><th>false alarms measured (normal test images flagged)</th><th>defects caught at the "
+            f"threshold</th></tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def _scores_by_category(scores: list[dict[str, str]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
