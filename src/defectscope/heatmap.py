@@ -1,4 +1,4 @@
-"""Heatmap colours and the heatmap-over-input picture, with numpy and Pillow only.
+"""Heatmap colours, the heatmap-over-input picture and its colour scale, with numpy and Pillow only.
 
 A leaf module (it imports nothing from defectscope), shared by the gallery (`engine.gallery`), the
 service's overlay (`serve.images`) and `defectscope predict`'s map pictures, so that all three
@@ -8,9 +8,12 @@ colour a map the same way and the last two work on a machine without torch.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["fit_size", "heat_colormap", "heat_overlay"]
+__all__ = ["colour_scale", "fit_size", "heat_colormap", "heat_overlay", "heat_range", "labelled_heat_overlay"]
+
+SCALE_RED_SHARE = 0.15  # of the colour scale's width: values at or above the top of the ramp, all red
+MIN_SCALE_WIDTH = 340  # px: room for the colour scale's words under a small picture
 
 
 def heat_colormap(values: np.ndarray) -> np.ndarray:
@@ -30,6 +33,24 @@ def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def heat_range(anomaly_map: np.ndarray, high: float | None) -> tuple[float, float]:
+    """The map values the colours run between: (the map's median, `high`), `high` None → the map's maximum."""
+    high = float(anomaly_map.max()) if high is None else float(high)
+    return min(float(np.median(anomaly_map)), high), high
+
+
+def _overlay(image: np.ndarray, anomaly_map: np.ndarray, high: float | None, max_side: int,
+             ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    height, width = anomaly_map.shape
+    size = fit_size(width, height, max_side)
+    rgb = np.asarray(Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).resize(size, Image.BILINEAR))
+    amap = np.asarray(Image.fromarray(anomaly_map.astype(np.float32), "F").resize(size, Image.BILINEAR))
+    low, high = heat_range(amap, high)
+    heat = heat_colormap((amap - low) / (high - low) if high > low else (amap >= high).astype(np.float32))
+    blend = (0.5 * rgb.astype(np.float32) + 0.5 * heat).astype(np.uint8)
+    return rgb, blend, (low, high)
+
+
 def heat_overlay(image: np.ndarray, anomaly_map: np.ndarray, high: float | None, max_side: int,
                  ) -> tuple[np.ndarray, np.ndarray]:
     """(input, heatmap over input, half and half), both (h, w, 3) uint8 at the input's size shrunk to fit `max_side`.
@@ -39,12 +60,60 @@ def heat_overlay(image: np.ndarray, anomaly_map: np.ndarray, high: float | None,
     the threshold whatever the model's units: a map that never comes near 0 (PaDiM's Mahalanobis
     distances) still shows its structure instead of one flat colour.
     """
-    height, width = anomaly_map.shape
-    size = fit_size(width, height, max_side)
-    rgb = np.asarray(Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).resize(size, Image.BILINEAR))
-    amap = np.asarray(Image.fromarray(anomaly_map.astype(np.float32), "F").resize(size, Image.BILINEAR))
-    high = float(amap.max()) if high is None else high
-    low = min(float(np.median(amap)), high)
-    heat = heat_colormap((amap - low) / (high - low) if high > low else (amap >= high).astype(np.float32))
-    blend = (0.5 * rgb.astype(np.float32) + 0.5 * heat).astype(np.uint8)
+    rgb, blend, _ = _overlay(image, anomaly_map, high, max_side)
     return rgb, blend
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def colour_scale(width: int, low: float, high: float, threshold: bool) -> np.ndarray:
+    """(h, width, 3) uint8 strip saying what each colour means: the ramp from `low` (left) to `high`, then
+    red for everything above; `threshold` marks `high` as the pixel threshold, else as the map's maximum."""
+    font_size = max(11, round(width / 42))
+    font = _font(font_size)
+    pad, bar = max(4, font_size // 2), max(10, font_size)
+    height = pad + bar + 3 * (font_size + pad // 2) + pad
+    strip = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(strip)
+    left, right = pad, width - pad
+    top = left + round((right - left) * (1 - SCALE_RED_SHARE))  # x of `high`: the ramp's end
+    ramp = heat_colormap(np.linspace(0, 1, max(1, top - left), dtype=np.float32))
+    strip.paste(Image.fromarray(np.repeat(ramp[None], bar, axis=0)), (left, pad))
+    draw.rectangle((top, pad, right, pad + bar - 1), fill=tuple(int(c) for c in heat_colormap(np.ones(1))[0]))
+    draw.rectangle((left - 1, pad - 1, right, pad + bar), outline="black")
+    draw.line((top, pad - pad // 2, top, pad + bar + pad // 2), fill="black", width=max(2, font_size // 6))
+    y = pad + bar + pad // 2
+    draw.text((left, y), f"{low:.4g}", fill="black", font=font)
+    draw.text((top, y), f"{high:.4g}", fill="black", font=font, anchor="ra")
+    y += font_size + pad // 2
+    draw.text((left, y), "this map's median", fill="#444444", font=font)
+    draw.text((right, y), f"black mark: {'pixel threshold' if threshold else 'map maximum'}", fill="black",
+              font=font, anchor="ra")
+    y += font_size + pad // 2
+    note = "red: at or above the pixel threshold" if threshold else "no pixel threshold: red is the map's maximum"
+    draw.text((left, y), note, fill="#444444", font=font)
+    return np.asarray(strip)
+
+
+def labelled_heat_overlay(image: np.ndarray, anomaly_map: np.ndarray, high: float | None, max_side: int,
+                          min_side: int = 0) -> np.ndarray:
+    """[input | heatmap over input] above the colour scale that reads it, (h, w, 3) uint8.
+
+    Pictures whose longer side is under `min_side` are enlarged by a whole factor, nearest pixel, so
+    a 32 px input stays legible and its colour scale fits beneath it.
+    """
+    rgb, blend, (low, high_used) = _overlay(image, anomaly_map, high, max_side)
+    factor = max(1, -(-min_side // max(rgb.shape[:2])))
+    if factor > 1:
+        rgb, blend = (np.repeat(np.repeat(a, factor, axis=0), factor, axis=1) for a in (rgb, blend))
+    pictures = np.concatenate([rgb, np.full((rgb.shape[0], 4, 3), 255, np.uint8), blend], axis=1)
+    scale = colour_scale(max(pictures.shape[1], MIN_SCALE_WIDTH), low, high_used, threshold=high is not None)
+    if scale.shape[1] > pictures.shape[1]:
+        extra = np.full((pictures.shape[0], scale.shape[1] - pictures.shape[1], 3), 255, np.uint8)
+        pictures = np.concatenate([pictures, extra], axis=1)
+    return np.concatenate([pictures, scale], axis=0)

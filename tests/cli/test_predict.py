@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ def test_maps_mirror_relative_paths_so_equal_names_never_share_a_map(checkpoint,
     rows = rows_of(out)
     assert [r["path"] for r in rows] == [str(root / "line1" / "0001.png"), str(root / "line2" / "0001.png"),
                                          str(loose)]
-    assert [r["map"] for r in rows] == ["line1/0001.png.png", "line2/0001.png.png", "0001.png.png"]
+    assert [r["map"] for r in rows] == ["line1/0001.png", "line2/0001.png", "0001.png"]
     pictures = [np.asarray(Image.open(out / "maps" / r["map"])) for r in rows]
     assert not np.array_equal(pictures[0], pictures[1])  # each row's map is its own image's
     assert sorted(p.relative_to(out / "maps").as_posix() for p in (out / "maps").rglob("*.png")) == \
@@ -83,6 +84,10 @@ def test_ground_truth_masks_are_skipped_with_one_line(checkpoint, tmp_path, mtsd
     assert masks and sorted(r["path"] for r in rows) == sorted(map(str, images))
     said = [line for line in capsys.readouterr().out.splitlines() if "ground-truth" in line]
     assert said == [said[0]] and said[0].startswith(f"skipped {len(masks)} ground-truth masks")
+    assert f"listed in {out / 'scores.json'} (ground_truth_skipped_files)" in said[0]
+    data = json.loads((out / "scores.json").read_text())
+    assert data["ground_truth_skipped"] == len(masks) and data["ground_truth_skipped_files_left_out"] == 0
+    assert sorted(data["ground_truth_skipped_files"]) == sorted(map(str, masks))
 
 
 def test_a_non_empty_output_is_refused_and_overwrite_removes_only_what_predict_wrote(checkpoint, tmp_path, capsys):
@@ -94,10 +99,10 @@ def test_a_non_empty_output_is_refused_and_overwrite_removes_only_what_predict_w
     (out / "notes.txt").write_text("mine")
     assert predict(checkpoint, str(second), "--output", str(out)) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert (out / "maps" / "old.png.png").is_file()  # refused: nothing touched
+    assert (out / "maps" / "old.png").is_file()  # refused: nothing touched
     assert predict(checkpoint, str(second), "--output", str(out), "--overwrite") == 0
     assert [r["path"] for r in rows_of(out)] == [str(second / "new.png")]
-    assert sorted(p.name for p in (out / "maps").rglob("*")) == ["new.png.png"]  # the old map is gone
+    assert sorted(p.name for p in (out / "maps").rglob("*")) == ["new.png"]  # the old map is gone
     assert (out / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in out.iterdir()) == ["maps", "notes.txt", "scores.csv", "scores.json"]
 
@@ -132,6 +137,70 @@ def test_unreadable_and_oversized_images_become_rows_and_the_run_goes_on(checkpo
     assert "scored 19 of 21 images" in summary and "2 could not be scored" in summary
     data = json.loads((out / "scores.json").read_text())
     assert data["failed"] == 2 and len(data["images"]) == 21 and data["images"][7]["score"] is None
+
+
+@pytest.fixture
+def no_hang():
+    """Fail instead of waiting forever: opening a FIFO with no writer blocks."""
+    def expire(signum, frame):
+        raise TimeoutError("predict blocked (opened a FIFO?)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(120)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def special_files(root: Path) -> dict[str, str]:
+    """Entries named like images that are not image files, each with a word its row's error must hold."""
+    root.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(root / "fifo.png")
+    (root / "zero.png").symlink_to("/dev/zero")
+    (root / "loop.png").symlink_to(root / "loop.png")
+    (root / "gone.png").symlink_to(root / "nowhere.png")
+    (root / "folder.png").mkdir()
+    return {"fifo.png": "named pipe (FIFO)", "zero.png": "symbolic link to /dev/zero, a character device",
+            "loop.png": "symbolic link loop", "gone.png": "broken link", "folder.png": "a folder named like an image"}
+
+
+def test_special_files_in_a_folder_become_rows_with_their_reason_and_never_block(checkpoint, tmp_path, no_hang,
+                                                                                capsys):
+    root = tmp_path / "in"
+    why = special_files(root)
+    save(root / "good.png", normal_images(1)[0])
+    save(root / "folder.png" / "inner.png", normal_images(1, seed=2)[0])  # a real image inside: scored on its own
+    out = tmp_path / "out"
+    assert predict(checkpoint, str(root), "--output", str(out)) == 1
+    rows = {Path(r["path"]).relative_to(root).as_posix(): r for r in rows_of(out)}
+    assert sorted(rows) == sorted([*why, "good.png", "folder.png/inner.png"])
+    for name, word in why.items():
+        assert word in rows[name]["error"] and rows[name]["score"] == rows[name]["map"] == "", name
+    assert rows["good.png"]["error"] == rows["folder.png/inner.png"]["error"] == ""
+    assert sorted(p.relative_to(out / "maps").as_posix() for p in (out / "maps").rglob("*") if p.is_file()) == \
+        ["folder.png/inner.png", "good.png"]
+    assert f"5 could not be scored (reason in the error column of {out / 'scores.csv'})" in capsys.readouterr().out
+    assert json.loads((out / "scores.json").read_text())["failed"] == 5
+
+
+def test_a_fifo_named_directly_is_a_row_not_a_hang(checkpoint, tmp_path, no_hang):
+    why = special_files(tmp_path / "in")
+    good = save(tmp_path / "good.jpg", normal_images(1)[0])
+    out = tmp_path / "out"
+    assert predict(checkpoint, str(tmp_path / "in" / "fifo.png"), str(good), "--output", str(out)) == 1
+    rows = rows_of(out)
+    assert [r["path"] for r in rows] == [str(tmp_path / "in" / "fifo.png"), str(good)]
+    assert why["fifo.png"] in rows[0]["error"] and rows[1]["map"] == "good.png" and rows[1]["error"] == ""
+
+
+def test_maps_are_named_by_stem_with_the_suffix_kept_where_one_folder_shares_it(checkpoint, tmp_path):
+    root = tmp_path / "in"
+    for name in ("a.tif", "a.jpg", "b.bmp"):  # (a.png beside a.jpg would be MTSD's mask of it)
+        save(root / name, normal_images(1)[0])
+    out = tmp_path / "out"
+    assert predict(checkpoint, str(root), "--output", str(out)) == 0
+    assert [r["map"] for r in rows_of(out)] == ["a_jpg.png", "a_tif.png", "b.png"]
+    assert all((out / "maps" / r["map"]).is_file() for r in rows_of(out))
 
 
 def test_rows_carry_the_detectors_numbers(checkpoint, tmp_path):

@@ -15,7 +15,6 @@ from defectscope.predict.output import (
     PARTS_DIR,
     SCORES_CSV,
     check_map_names,
-    map_path,
     merge_parts,
     part_path,
     prepare_output,
@@ -34,19 +33,53 @@ def write_parts(out: Path, rows: list[list[str]], world_size: int) -> None:
 
 
 def row(i: int, error: str = "") -> list[str]:
+    """index, then COLUMNS: path, map, class_name, score, normalized_score, verdict, threshold,
+    false_alarm_bound, defect_area, error."""
     if error:
-        return [str(i), f"in/{i}.png", "", "", "", "", "", "", error]
+        return [str(i), f"in/{i}.png", *[""] * (len(COLUMNS) - 2), error]
     verdict = "DEFECT" if i % 2 else "OK"
-    return [str(i), f"in/{i}.png", f"{i}.png.png", "widget", f"{i}.5", "0.25", verdict, "0.01", ""]
+    return [str(i), f"in/{i}.png", f"{i}.png", "widget", f"{i}.5", "0.25", verdict, "1.0", "0.02", "0.01", ""]
 
 
-def test_maps_keep_the_inputs_own_name_and_a_shared_map_is_refused_naming_both(tmp_path):
-    assert map_path(Path("line1/0001.jpg")) == Path("line1/0001.jpg.png")
-    check_map_names([InputImage(tmp_path / "a.jpg", Path("a.jpg")), InputImage(tmp_path / "a.png", Path("a.png"))])
-    first, second = InputImage(tmp_path / "x/1.png", Path("1.png")), InputImage(tmp_path / "y/1.png", Path("1.png"))
-    with pytest.raises(DataError, match="would both be written as maps/1.png.png") as err:
-        check_map_names([first, second])
-    assert str(first.path) in str(err.value) and str(second.path) in str(err.value)
+def images(tmp_path: Path, *relatives: str) -> list[InputImage]:
+    return [InputImage(tmp_path / r, Path(r)) for r in relatives]
+
+
+def test_maps_are_named_by_stem_and_keep_the_suffix_only_where_a_stem_is_shared(tmp_path):
+    found = images(tmp_path, "line1/0001.jpg", "a.jpg", "a.PNG", "b.tif", "line1/a.png", "c.JPG", "C.bmp")
+    assert [n.as_posix() for n in check_map_names(found)] == [
+        "line1/0001.png", "a_jpg.png", "a_PNG.png", "b.png", "line1/a.png", "c_JPG.png", "C_bmp.png"]
+    special = InputImage(tmp_path / "fifo.png", Path("fifo.png"), error="a named pipe (FIFO)")
+    assert check_map_names([special, *images(tmp_path, "fifo.jpg")]) == [None, Path("fifo.png")]
+
+
+def test_a_shared_map_is_refused_naming_both(tmp_path):
+    first, second = InputImage(tmp_path / "x/1.png", Path("1.png")), InputImage(tmp_path / "y/1.jpg", Path("1.jpg"))
+    for pair in ([first, first], images(tmp_path, "a.jpg", "a.png", "a_jpg.png")):
+        with pytest.raises(DataError, match="would both be written as maps/"):
+            check_map_names(pair)
+    check_map_names([first, second])  # one folder's stems: 1_png.png, 1_jpg.png
+    clash = [InputImage(tmp_path / "x/1.png", Path("1.png")), InputImage(tmp_path / "y/1.png", Path("1.png"))]
+    with pytest.raises(DataError, match="would both be written as maps/1.png") as err:
+        check_map_names(clash)
+    assert str(clash[0].path) in str(err.value) and str(clash[1].path) in str(err.value)
+
+
+def test_a_map_where_another_needs_a_folder_is_refused(tmp_path):
+    with pytest.raises(DataError, match=r"maps/x.png would stand where .*maps/x.png/a.png needs a folder"):
+        check_map_names(images(tmp_path, "x.jpg", "x.png/a.png"))
+
+
+def test_skipped_masks_are_listed_up_to_a_cap_and_counted_beyond(tmp_path, monkeypatch):
+    import defectscope.predict.output as output
+
+    monkeypatch.setattr(output, "SKIPPED_LISTED", 3)
+    few = output.skipped_fields([Path("gt/1.png")])
+    assert few == {"ground_truth_skipped": 1, "ground_truth_skipped_files": ["gt/1.png"],
+                   "ground_truth_skipped_files_left_out": 0}
+    many = output.skipped_fields([Path(f"gt/{i}.png") for i in range(5)])
+    assert many["ground_truth_skipped"] == 5 and len(many["ground_truth_skipped_files"]) == 3
+    assert many["ground_truth_skipped_files_left_out"] == 2
 
 
 def test_three_ranks_merge_into_input_order_with_counts_and_a_typed_json(tmp_path):
@@ -62,7 +95,7 @@ def test_three_ranks_merge_into_input_order_with_counts_and_a_typed_json(tmp_pat
     write_json(tmp_path, {"world_size": 3, **counts})
     data = json.loads((tmp_path / "scores.json").read_text())
     assert data["world_size"] == 3 and data["failed"] == 1
-    assert data["images"][1] == {"path": "in/1.png", "map": "1.png.png", "class_name": "widget", "score": 1.5,
+    assert data["images"][1] == {"path": "in/1.png", "map": "1.png", "class_name": "widget", "score": 1.5,
                                  "normalized_score": 0.25, "verdict": "DEFECT", "defective": True,
                                  "defect_area": 0.01, "error": None}
     assert data["images"][4]["score"] is None and data["images"][4]["error"] == "truncated"

@@ -2,7 +2,9 @@
 
 Images are streamed a batch at a time: memory does not grow with the number of inputs, and each
 batch's rows and maps are on disk before the next batch is read. An image that cannot be read
-becomes a row with its reason instead of stopping the run. Under torchrun each rank scores every
+becomes a row with its reason instead of stopping the run, and so does an entry named like an
+image that is not a regular file (a FIFO, a link to a device, a link loop, a folder): it is never
+opened, so a FIFO cannot hang the run. Under torchrun each rank scores every
 N-th input and rank 0 merges the rows in input order.
 """
 
@@ -19,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from defectscope.config import ConfigError
-from defectscope.data.discovery import GROUND_TRUTH_RULES, InputImage, collect_inputs
+from defectscope.data.discovery import GROUND_TRUTH_RULES, InputImage, find_inputs, not_a_file
 from defectscope.data.errors import DataError
 from defectscope.data.limits import PREDICT_MAX_IMAGE_PIXELS
 from defectscope.detection import DetectorLike
@@ -27,13 +29,14 @@ from defectscope.predict.output import (
     COLUMNS,
     MAPS_DIR,
     SCORES_CSV,
+    SCORES_JSON,
     check_map_names,
     check_output,
-    map_path,
     map_picture,
     merge_parts,
     part_path,
     prepare_output,
+    skipped_fields,
     write_json,
 )
 from defectscope.predict.shard import Shard, start_shard
@@ -96,9 +99,14 @@ def check_class_name(detector: DetectorLike, wanted: str | None) -> str | None:
 
 
 def read_image(path: Path, max_pixels: int) -> np.ndarray:
-    """(H, W, 3) float32 in [0, 1] by load_image's rules; the pixel count is read from the header first."""
+    """(H, W, 3) float32 in [0, 1] by load_image's rules; the pixel count is read from the header first.
+
+    Anything but a regular file is refused before it is opened (opening a FIFO waits for a writer)."""
     from defectscope.data.image_io import image_size, load_image_array
 
+    reason = not_a_file(path)
+    if reason is not None:
+        raise DataError(reason)
     width, height = image_size(path)
     if width * height > max_pixels:
         raise DataError(f"{width}x{height} = {width * height / 1e6:.1f} Mpx is over the cap of "
@@ -115,9 +123,11 @@ def _batches(items: list[tuple[int, InputImage]], size: int) -> Iterator[list[tu
         yield items[start : start + size]
 
 
-def score_shard(detector: DetectorLike, images: list[InputImage], shard: Shard, options: PredictOptions,
-                class_name: str | None) -> Path:
-    """Score this rank's inputs a batch at a time; each batch's maps and rows are written before the next."""
+def score_shard(detector: DetectorLike, images: list[InputImage], maps: list[Path | None], shard: Shard,
+                options: PredictOptions, class_name: str | None) -> Path:
+    """Score this rank's inputs a batch at a time; each batch's maps and rows are written before the next.
+
+    `maps` holds each input's map path under maps/ (`check_map_names`)."""
     from PIL import Image
     from tqdm import tqdm
 
@@ -139,6 +149,8 @@ def score_shard(detector: DetectorLike, images: list[InputImage], shard: Shard, 
             rows: dict[int, list[str]] = {}
             for index, image in batch:
                 try:
+                    if image.error is not None:
+                        raise DataError(image.error)
                     arrays.append(read_image(image.path, options.max_image_pixels))
                     read.append((index, image))
                 except (DataError, OSError) as err:
@@ -146,8 +158,9 @@ def score_shard(detector: DetectorLike, images: list[InputImage], shard: Shard, 
             detections = detector.score(arrays, class_name) if arrays else []
             for (index, image), array, det in zip(read, arrays, detections, strict=True):
                 target = ""
-                if options.maps:
-                    target = map_path(image.relative).as_posix()
+                name = maps[index]
+                if options.maps and name is not None:
+                    target = name.as_posix()
                     file = out / MAPS_DIR / target
                     if file.parent not in made:
                         file.parent.mkdir(parents=True, exist_ok=True)
@@ -169,8 +182,9 @@ def score_shard(detector: DetectorLike, images: list[InputImage], shard: Shard, 
 def run_predict(options: PredictOptions) -> int:
     """The whole run; returns the exit status: 0, or 1 when some image could not be scored (its row says why)."""
     out = options.output
-    images, skipped = collect_inputs(options.inputs, exclude=out)
-    check_map_names(images)
+    found = find_inputs(options.inputs, exclude=out)
+    images, skipped = found.images, found.skipped
+    maps = check_map_names(images)
     check_output(out, options.overwrite)
     shard = start_shard()
     detector = load_detector(options, shard)
@@ -180,9 +194,10 @@ def run_predict(options: PredictOptions) -> int:
     if shard.rank == 0:
         prepare_output(out)
         if skipped:
-            print(f"skipped {skipped} ground-truth masks ({GROUND_TRUTH_RULES})")
+            print(f"skipped {len(skipped)} ground-truth masks ({GROUND_TRUTH_RULES}); listed in "
+                  f"{out / SCORES_JSON} (ground_truth_skipped_files)")
     shard.barrier()
-    score_shard(detector, images, shard, options, class_name)
+    score_shard(detector, images, maps, shard, options, class_name)
     shard.barrier()
     failed = 0
     if shard.rank == 0:
@@ -195,7 +210,7 @@ def run_predict(options: PredictOptions) -> int:
             # the promise: a good part like the held-out ones is flagged with probability ≤ false_alarm_bound
             "false_alarm_rate": promise.get("false_alarm_rate"), "false_alarm_bound": promise.get("false_alarm_bound"),
             "held_out_normals": promise.get("held_out_normals"),
-            "normalized_threshold": 0.5, "ground_truth_skipped": skipped, "world_size": shard.world_size,
+            "normalized_threshold": 0.5, **skipped_fields(skipped), "world_size": shard.world_size,
             **counts,
         }
         write_json(out, header)

@@ -2,8 +2,11 @@
 
 `scores.csv` and `scores.json` hold one row per input, in input order; `maps/` mirrors each input's
 path relative to the folder it was found in (files given directly go at the top), so two
-`0001.png` in different folders never share a map. Each rank writes its rows to `PARTS_DIR` as it
-goes; rank 0 merges them into the table, under a temporary name renamed into place.
+`0001.png` in different folders never share a map. A map is named after its input's stem
+(`line1/0001.jpg` → `maps/line1/0001.png`); where two inputs of one map folder share a stem, each
+keeps its suffix in the name (`a.jpg`, `a.png` → `a_jpg.png`, `a_png.png`). Each rank writes its
+rows to `PARTS_DIR` as it goes; rank 0 merges them into the table, under a temporary name renamed
+into place.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import csv
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,35 +24,62 @@ import numpy as np
 
 from defectscope.data.discovery import InputImage
 from defectscope.data.errors import DataError
-from defectscope.heatmap import heat_overlay
+from defectscope.heatmap import labelled_heat_overlay
 
 MAPS_DIR = "maps"
 SCORES_CSV = "scores.csv"
 SCORES_JSON = "scores.json"
 PARTS_DIR = ".predict-parts"  # each rank's rows until rank 0 merges them
-# everything predict writes into --output; --overwrite removes exactly these
-OUTPUTS = (SCORES_CSV, SCORES_JSON, MAPS_DIR, PARTS_DIR, f".{SCORES_CSV}.tmp", f".{SCORES_JSON}.tmp")
+REPORT_HTML = "report.html"  # `defectscope report`'s page of this folder, stale once the scores are replaced
+# everything predict writes into --output (and the report of it); --overwrite removes exactly these
+OUTPUTS = (SCORES_CSV, SCORES_JSON, MAPS_DIR, PARTS_DIR, f".{SCORES_CSV}.tmp", f".{SCORES_JSON}.tmp", REPORT_HTML)
 # threshold and false_alarm_bound: the threshold the verdict used and what it promises (a good part
 # like the held-out ones is flagged with probability at most the bound)
 COLUMNS = ("path", "map", "class_name", "score", "normalized_score", "verdict", "threshold", "false_alarm_bound",
            "defect_area", "error")
 MAP_MAX_SIDE = 512  # map pictures are shrunk to fit this, so a 40 Mpx input gives a small PNG
+MAP_MIN_SIDE = 160  # smaller inputs are enlarged (whole factor, nearest pixel) so the picture and its scale read
+SKIPPED_LISTED = 1000  # ground-truth files named in scores.json; beyond that, only counted
 
 
-def map_path(relative: Path) -> Path:
-    """The map's path under maps/: the input's own name plus .png, so `a.jpg` and `a.png` stay apart."""
-    return relative.with_name(relative.name + ".png")
+def map_names(images: Sequence[InputImage]) -> list[Path | None]:
+    """Each input's map path under maps/ (None for an entry that is not a file): its stem plus .png,
+    with its suffix kept (`a_jpg.png`) where another input of the same map folder has the same stem."""
+    def key(relative: Path) -> tuple[Path, str]:
+        return relative.parent, relative.stem.casefold()  # casefold: a.JPG and A.png too
 
-
-def check_map_names(images: Sequence[InputImage]) -> None:
-    """Two files that would share a map are an error naming both, before anything is scored."""
-    owners: dict[Path, Path] = {}  # map path → the file that writes it
+    stems = Counter(key(i.relative) for i in images if i.error is None)
+    names: list[Path | None] = []
     for image in images:
-        target = map_path(image.relative)
+        relative = image.relative
+        if image.error is not None:
+            names.append(None)
+        elif stems[key(relative)] > 1:
+            names.append(relative.with_name(f"{relative.stem}_{relative.suffix[1:]}.png"))
+        else:
+            names.append(relative.with_name(f"{relative.stem}.png"))
+    return names
+
+
+def check_map_names(images: Sequence[InputImage]) -> list[Path | None]:
+    """`map_names`, after checking that no two inputs would share a map (or a map would stand where
+    another needs a folder): that is an error naming both, before anything is scored."""
+    names = map_names(images)
+    hint = "give their common parent folder instead, or run predict once per folder"
+    owners: dict[Path, Path] = {}  # map path → the file that writes it
+    for image, target in zip(images, names, strict=True):
+        if target is None:
+            continue
         if target in owners:
             raise DataError(f"{owners[target]} and {image.path} would both be written as {MAPS_DIR}/{target}; "
-                            "give their common parent folder instead, or run predict once per folder")
+                            f"{hint}")
         owners[target] = image.path
+    for target, path in owners.items():
+        for folder in target.parents:
+            if folder in owners:
+                raise DataError(f"{owners[folder]}'s map {MAPS_DIR}/{folder} would stand where {path}'s map "
+                                f"{MAPS_DIR}/{target} needs a folder; {hint}")
+    return names
 
 
 def check_output(out: Path, overwrite: bool) -> None:
@@ -90,10 +121,17 @@ def part_path(out: Path, rank: int) -> Path:
 
 
 def map_picture(image: np.ndarray, anomaly_map: np.ndarray, high: float | None) -> np.ndarray:
-    """[input | heatmap over input], shrunk to fit MAP_MAX_SIDE; colours from the map's median to `high`
-    (the pixel threshold), so red marks pixels beyond what held-out normal pixels reach."""
-    rgb, blend = heat_overlay(image, anomaly_map, high, MAP_MAX_SIDE)
-    return np.concatenate([rgb, blend], axis=1)
+    """[input | heatmap over input] above its colour scale, shrunk to fit MAP_MAX_SIDE; colours from the
+    map's median to `high` (the pixel threshold), so red marks pixels beyond what held-out normal pixels reach."""
+    return labelled_heat_overlay(image, anomaly_map, high, MAP_MAX_SIDE, MAP_MIN_SIDE)
+
+
+def skipped_fields(skipped: Sequence[Path]) -> dict[str, Any]:
+    """scores.json's account of the ground-truth files left out: how many, the first SKIPPED_LISTED by
+    path, and how many of them the list leaves out."""
+    return {"ground_truth_skipped": len(skipped),
+            "ground_truth_skipped_files": [str(p) for p in skipped[:SKIPPED_LISTED]],
+            "ground_truth_skipped_files_left_out": max(0, len(skipped) - SKIPPED_LISTED)}
 
 
 def merge_parts(out: Path, total: int, world_size: int) -> dict[str, int]:
