@@ -8,7 +8,6 @@ values of the wrong type are errors that name the key and the file.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import types
 import typing
@@ -18,24 +17,24 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
-from defectscope.checks import Above, AtLeast, Check, NonNegativeInt, PositiveInt
+from defectscope.checks import (
+    MAX_COUNT,
+    Check,
+    Epochs,
+    LearningRate,
+    PathText,
+    PositiveSteps,
+    Steps,
+    Text,
+    Weight,
+    Within,
+)
 from defectscope.data.config import DataConfig, Seed
-from defectscope.errors import UserError
+from defectscope.errors import UserError, shown
 
 
 class ConfigError(UserError):
     """A configuration key or value is wrong; the message names it and where it came from."""
-
-
-@dataclass(frozen=True)
-class Finite(Check):
-    """No NaN and no infinity: `lr: .inf` passes `> 0` but trains nothing."""
-
-    def holds(self, value: float) -> bool:
-        return math.isfinite(value)
-
-    def describe(self) -> str:
-        return "a finite number"
 
 
 @dataclass(frozen=True)
@@ -52,29 +51,41 @@ class DeviceSpec(Check):
         return "'auto', a positive device count such as 2, or a comma list of device indices such as '0,1' or '1,'"
 
 
-FiniteAtLeastZero = Annotated[float, AtLeast(0), Finite()]
 # Fabric's own precision names (lightning.fabric.plugins.precision.precision._PRECISION_INPUT_STR)
 Precision = Literal["32-true", "64-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "transformer-engine",
                     "transformer-engine-float16"]
+# the strategy names lightning Fabric accepts: "auto" and its STRATEGY_REGISTRY (lightning 2.6;
+# tests/test_config_ranges.py checks each against the installed registry)
+Strategy = Literal["auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true", "dp",
+                   "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_1_offload",
+                   "deepspeed_stage_2", "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload",
+                   "deepspeed_stage_3_offload_nvme", "xla", "xla_fsdp", "single_xla", "single_tpu"]
+# minutes of wall clock: 10⁶ is about two years
+Minutes = Annotated[float, Within(0, 1_000_000)]
+# a (resamples × test images) float64 matrix: 100 000 × 1000 images is 800 MB, and past 10 000 the
+# interval's ends move less than their own rounding
+Resamples = Annotated[int, Within(0, 100_000)]
+# the longest text a config value may hold (a path's PATH_MAX); longer is a paste gone wrong
+MAX_TEXT = 4096
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: PositiveInt = 10
-    max_steps: NonNegativeInt = 0  # 0: no step limit (epochs decide)
-    max_minutes: FiniteAtLeastZero = 0.0  # 0: no time limit; otherwise stop after this wall-clock budget
-    lr: Annotated[float, Above(0), Finite()] = 2e-4
-    weight_decay: FiniteAtLeastZero = 0.0
-    warmup_steps: NonNegativeInt = 0
+    epochs: Epochs = 10
+    max_steps: Steps = 0  # 0: no step limit (epochs decide)
+    max_minutes: Minutes = 0.0  # 0: no time limit; otherwise stop after this wall-clock budget
+    lr: LearningRate = 2e-4
+    weight_decay: Weight = 0.0
+    warmup_steps: Steps = 0
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    grad_clip: FiniteAtLeastZero = 0.0  # 0: off
+    grad_clip: Weight = 0.0  # 0: off
     seed: Seed = 0  # also fixes the order of the training images in every epoch
     accelerator: Literal["auto", "cpu", "cuda", "gpu", "mps"] = "auto"
     devices: Annotated[str, DeviceSpec()] = "auto"  # "auto", a count ("2") or a list ("0,1")
-    strategy: str = "auto"  # "auto" picks DDP when more than one process runs
+    strategy: Strategy = "auto"  # "auto" picks DDP when more than one process runs
     precision: Precision = "32-true"  # e.g. "bf16-mixed" on a GPU
-    checkpoint_every: NonNegativeInt = 0  # steps between periodic checkpoints; 0: only the final one
-    log_every: PositiveInt = 10  # steps between log lines
+    checkpoint_every: Steps = 0  # steps between periodic checkpoints; 0: only the final one
+    log_every: PositiveSteps = 10  # steps between log lines
     progress: bool = True
 
 
@@ -100,13 +111,13 @@ class CrossFitCalibration:
 @dataclass(frozen=True)
 class EvalConfig:
     save_maps: bool = False  # write anomaly maps (PNG overlays and .npy) into the run dir
-    max_saved_maps: NonNegativeInt = 32
+    max_saved_maps: Annotated[int, Within(0, MAX_COUNT)] = 32
     pixel_metrics: bool = True
     # "position": z-score each map position by its mean and spread on the held-out normal
     # images, per class (engine/standardize.py); "none": the model's own map and score
     map_standardization: Literal["none", "position"] = "none"
     # 95 % intervals of the AUROCs: stratified bootstrap over test images; 0 turns them off
-    bootstrap_resamples: NonNegativeInt = 1000
+    bootstrap_resamples: Resamples = 1000
     # the image threshold is set so that a new normal image scores above it with probability at
     # most this (engine/calibrate.py: the conformal order-statistic rule on held-out normal images)
     false_alarm_rate: Annotated[float, Check(0, 1, low_open=True, high_open=True)] = 0.01
@@ -129,7 +140,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    output_dir: str = "runs/default"
+    output_dir: PathText = "runs/default"
 
     def problems(self) -> list[tuple[str, str]]:
         if self.eval.calibration.kind == "cross_fit" and self.eval.map_standardization != "none":
@@ -139,7 +150,24 @@ class RunConfig:
         if self.eval.map_standardization != "none" and self.data.resize != "stretch":
             return [("eval.map_standardization", f"{self.eval.map_standardization!r} needs every map at one size "
                      f"and place, so data.resize must be 'stretch' (got {self.data.resize!r})")]
-        return []
+        return self._smoothing_problems()
+
+    def _smoothing_problems(self) -> list[tuple[str, str]]:
+        """The smoothing kernel (±4σ, layers/scoring.py) must fit the map it smooths, or padding it fails."""
+        sigma = getattr(self.model, "smoothing_sigma", None)
+        if not isinstance(sigma, float | int) or sigma <= 0:
+            return []
+        size = self.data.model_input_size
+        h, w = (size, size) if isinstance(size, int) else size
+        reference = getattr(self.model, "sigma_reference_size", None)  # σ given at this size, scaled to the map
+        scaled = sigma * max(h, w) / reference if reference else sigma
+        radius = int(4 * scaled + 0.5)
+        if radius < min(h, w):
+            return []
+        at = f" at {reference} px, {scaled:g} px on the map" if reference else " px"
+        return [("model.smoothing_sigma", f"{sigma:g}{at} makes a kernel of ±{radius} px, which does not fit "
+                 f"the {h}×{w} px map the model gives (data.image_size, or data.tiling.tile); at most "
+                 f"{(min(h, w) - 0.5) / 4 * (reference / max(h, w) if reference else 1):.4g}")]
 
 
 # --- conversion ---------------------------------------------------------------------------
@@ -152,14 +180,14 @@ def from_dict(cls: type, data: Any, where: str, source: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: '{where or 'config'}' must be a mapping, got {data!r}")
+        raise ConfigError(f"{source}: '{where or 'config'}' must be a mapping, got {shown(data)}")
     hints = typing.get_type_hints(cls, include_extras=True)
     known = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = _key_names(set(data) - known)
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
         raise ConfigError(
-            f"{source}: unknown key '{key}' (known keys here: {', '.join(sorted(known))})"
+            f"{source}: unknown key {shown(key)} (known keys here: {', '.join(sorted(known))})"
         )
     required = [
         f.name for f in dataclasses.fields(cls)
@@ -182,10 +210,13 @@ def from_dict(cls: type, data: Any, where: str, source: str) -> Any:
 def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
     if typing.get_origin(tp) is typing.Annotated:  # a type with its checks: Annotated[int, AtLeast(1)]
         base, *checks = typing.get_args(tp)
+        for check in checks:
+            if isinstance(check, Text) and (problem := check.problem(value)) is not None:
+                raise ConfigError(f"{source}: '{where}' {problem}, got {shown(value)}")
         value = _coerce(base, value, where, source)
         for check in checks:
             if isinstance(check, Check) and value is not None and not check.holds(value):
-                raise ConfigError(f"{source}: '{where}' must be {check.describe()}, got {value!r}")
+                raise ConfigError(f"{source}: '{where}' must be {check.describe()}, got {shown(value)}")
         return value
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -209,21 +240,21 @@ def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
     if origin is Literal:
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"{source}: '{where}' must be one of {choices}, got {value!r}")
+            raise ConfigError(f"{source}: '{where}' must be one of {choices}, got {shown(value)}")
         return value
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{source}: '{where}' must be a list, got {value!r}")
+            raise ConfigError(f"{source}: '{where}' must be a list, got {shown(value)}")
         if len(args) != 2 or args[1] is not Ellipsis:  # a fixed-length tuple, e.g. [height, width]
             if len(value) != len(args):
-                raise ConfigError(f"{source}: '{where}' must be a list of {len(args)} items, got {value!r}")
+                raise ConfigError(f"{source}: '{where}' must be a list of {len(args)} items, got {shown(value)}")
             pairs = enumerate(zip(args, value, strict=True))
             return tuple(_coerce(t, v, f"{where}[{i}]", source) for i, (t, v) in pairs)
         item_type = args[0]
         return tuple(_coerce(item_type, v, f"{where}[{i}]", source) for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{source}: '{where}' must be a mapping, got {value!r}")
+            raise ConfigError(f"{source}: '{where}' must be a mapping, got {shown(value)}")
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -232,19 +263,21 @@ def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            try:  # a str: YAML 1.1 reads "1e-3" as a string
                 return float(value)
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: an int past 1.8e308
                 pass
     elif tp is str:
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            raise ConfigError(f"{source}: '{where}' is {len(value)} characters long; at most {MAX_TEXT}")
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+            pass  # not text anyone meant: refused below (and str() of 4300+ digits raises)
+        elif isinstance(value, str | int | float) and not isinstance(value, bool):
             return str(value)
     else:
         raise ConfigError(f"{source}: '{where}' has an unsupported type {tp!r}")
-    raise ConfigError(f"{source}: '{where}' must be {tp.__name__}, got {value!r}")
+    raise ConfigError(f"{source}: '{where}' must be {tp.__name__}, got {shown(value)}")
 
 
 def _kind_of(cls: type) -> str | None:
@@ -268,10 +301,10 @@ def _choose_variant(variants: list[type], value: Any, where: str, source: str) -
         value = {"kind": value}
     if not isinstance(value, dict):
         raise ConfigError(f"{source}: '{where}' must be a mapping with a 'kind' "
-                          f"({', '.join(map(repr, kinds))}), got {value!r}")
+                          f"({', '.join(map(repr, kinds))}), got {shown(value)}")
     kind = value.get("kind", next(iter(kinds)))
-    if kind not in kinds:
-        raise ConfigError(f"{source}: '{where}.kind' must be one of {', '.join(map(repr, kinds))}, got {kind!r}")
+    if not isinstance(kind, str) or kind not in kinds:  # a list or mapping is unhashable
+        raise ConfigError(f"{source}: '{where}.kind' must be one of {', '.join(map(repr, kinds))}, got {shown(kind)}")
     chosen = kinds[kind]
     known = {f.name for f in dataclasses.fields(chosen) if f.init}
     stray = _key_names(set(value) - known)
@@ -279,7 +312,7 @@ def _choose_variant(variants: list[type], value: Any, where: str, source: str) -
         owners = [k for k, v in kinds.items() if stray[0] in {f.name for f in dataclasses.fields(v)}]
         belongs = f" (it belongs to kind {', '.join(map(repr, owners))})" if owners else ""
         raise ConfigError(
-            f"{source}: '{where}.{stray[0]}' does not apply with '{where}.kind: {kind}'{belongs}; "
+            f"{source}: '{where}.{shown(stray[0])[1:-1]}' does not apply with '{where}.kind: {kind}'{belongs}; "
             f"keys for {kind!r}: {', '.join(sorted(known))}"
         )
     return from_dict(chosen, {**value, "kind": kind}, where, source)
@@ -299,13 +332,82 @@ def to_dict(obj: Any) -> Any:
 # --- files and overrides ------------------------------------------------------------------
 
 
+# A config is a few hundred values. Anchors and aliases (`a: &a [...]`, `b: [*a, *a]`) are
+# YAML's own way to repeat a part and stay allowed, but each alias stands for a whole copy of
+# what it names, and nested ones multiply: nine levels of nine make 400 million values from 400
+# bytes (a "billion laughs"), which the loader would walk for minutes until memory runs out.
+# So the document is measured as its aliases expand before anything is built from it.
+MAX_YAML_VALUES = 100_000
+# the most text read as one config (a file, or a checkpoint's stored config): far above any real
+# one (the largest here is a few KB), and parsed in well under a second
+MAX_YAML_BYTES = 1 << 20
+
+
+class _YAMLTooLarge(Exception):
+    """A YAML document whose aliases expand past MAX_YAML_VALUES, or refer to themselves."""
+
+
+class YAMLRefused(ConfigError):
+    """YAML text refused unread (too long, or aliases that expand too far): never taken as plain text."""
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document holds with every alias expanded; a node shared by aliases is
+    counted once per use but measured once, so the count takes time linear in the text."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise _YAMLTooLarge("an alias refers to the value that contains it, which has no end")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        open_nodes.discard(key)
+        if total > MAX_YAML_VALUES:
+            raise _YAMLTooLarge(f"with its aliases (*name) expanded it holds more than {MAX_YAML_VALUES} values "
+                                "(nested anchors that repeat each other: a 'billion laughs'); a config needs "
+                                "a few hundred")
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader that measures the composed document before building Python values from it."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        if node is not None:
+            _expanded_size(node)
+        return node
+
+
 def parse_yaml(text: str, source: str) -> Any:
     """YAML text → Python values; anything PyYAML raises (not only YAMLError: a date like
-    2001-13-01 is a ValueError, deep nesting a RecursionError) is a ConfigError naming the source."""
+    2001-13-01 is a ValueError, deep nesting a RecursionError) is a ConfigError naming the source,
+    and so is a document too long, or one whose aliases expand to too many values."""
+    if len(text) > MAX_YAML_BYTES:
+        raise YAMLRefused(f"{source}: {len(text)} characters is too long for a config (at most {MAX_YAML_BYTES})")
+    loader = None
     try:
-        return yaml.safe_load(text)
+        loader = _BoundedLoader(text)  # what yaml.safe_load does, with the measure in between
+        return loader.get_single_data()
+    except _YAMLTooLarge as err:
+        raise YAMLRefused(f"{source}: refused: {err}") from None
     except (yaml.YAMLError, ValueError, TypeError, IndexError, OverflowError, RecursionError) as err:
-        raise ConfigError(f"{source}: not valid YAML ({type(err).__name__}: {err})") from None
+        problem = str(err) if len(str(err)) <= 400 else str(err)[:399] + "…"  # PyYAML quotes the text it read
+        raise ConfigError(f"{source}: not valid YAML ({type(err).__name__}: {problem})") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def _key_names(keys: Any) -> list[str]:
@@ -318,6 +420,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
+        if path.stat().st_size > 4 * MAX_YAML_BYTES:  # not read whole: UTF-8 takes at most 4 bytes a character
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config file "
+                              f"(at most {MAX_YAML_BYTES} characters)")
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a text file in UTF-8 ({err.reason} at byte {err.start})") from None
@@ -338,7 +443,7 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--"):
-            raise ConfigError(f"command line: expected --section.key, got {arg!r}")
+            raise ConfigError(f"command line: expected --section.key, got {shown(arg)}")
         key, eq, raw = arg[2:].partition("=")
         if not eq:
             if i + 1 >= len(args):
@@ -348,6 +453,8 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
         i += 1
         try:
             value = parse_yaml(raw, f"command line --{key}")
+        except YAMLRefused:
+            raise
         except ConfigError:
             value = raw  # not YAML: the text itself
         node = tree
@@ -374,7 +481,7 @@ def _combine(old: Any, new: Any, key: str) -> Any:
     if isinstance(new, str):
         new = {"kind": new}
     if not isinstance(new, dict):
-        raise ConfigError(f"command line: --{key} {new!r} conflicts with the --{key}.* overrides given before it")
+        raise ConfigError(f"command line: --{key} {shown(new)} conflicts with the --{key}.* overrides given before it")
     out = dict(old)
     for name, value in new.items():
         out[name] = _combine(out.get(name), value, f"{key}.{name}")
@@ -409,19 +516,21 @@ def build_config(raw: dict[str, Any], source: str) -> RunConfig:
         model_section = {}
     if not isinstance(model_section, dict):
         raise ConfigError(f"{source}: 'model' must be a mapping with at least 'name' (e.g. model: {{name: vq_e}}), "
-                          f"got {model_section!r}")
+                          f"got {shown(model_section)}")
     model_section = dict(model_section)
     name = model_section.pop("name", RunConfig.model_name)
-    from defectscope.models import model_config_class  # the registry imports torch: only when a config is built
+    from defectscope.models import MODELS, model_config_class  # the registry imports torch: only when a config is built
 
     try:
         config_cls = model_config_class(name)
-    except (KeyError, TypeError) as err:
-        message = err.args[0] if isinstance(err, KeyError) else f"unknown model {name!r}"
-        raise ConfigError(f"{source}: 'model.name': {message}") from None
+    except (KeyError, TypeError):
+        raise ConfigError(f"{source}: 'model.name': unknown model {shown(name)} "
+                          f"(known: {', '.join(sorted(MODELS))})") from None
     model_cfg = from_dict(config_cls, model_section, "model", source)
-    run = from_dict(RunConfig, raw, "", source)
-    return dataclasses.replace(run, model_name=name, model=model_cfg)
+    run = dataclasses.replace(from_dict(RunConfig, raw, "", source), model_name=name, model=model_cfg)
+    for key, problem in run.problems():  # again, now with the model's settings beside the data's
+        raise ConfigError(f"{source}: '{key}' {problem}")
+    return run
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:

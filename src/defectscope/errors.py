@@ -15,3 +15,24 @@ class UserError(ValueError):
 
     The command line prints the message and exits with status 2, without a traceback.
     """
+
+
+SHOWN_LIMIT = 80  # characters of a value an error message repeats
+
+
+def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
+    """A value as an error message repeats it: its repr, cut to `limit` characters with an ellipsis.
+
+    A 10 MB string or a list of a million items from a config must not come back whole in the
+    message; an integer too long for repr (Python refuses past 4300 digits) is described instead.
+    """
+    if isinstance(value, int) and value.bit_length() > 256:
+        text = f"<an integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
+    elif isinstance(value, str) and len(value) > limit:
+        text = repr(value[:limit])  # repr of a slice: never the whole 10 MB
+    else:
+        try:
+            text = repr(value)
+        except (ValueError, RecursionError):  # a huge int inside a list, or nesting past the stack
+            text = f"<a {type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

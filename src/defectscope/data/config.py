@@ -5,16 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from defectscope.checks import Check, Fraction, NonNegativeInt, PositiveInt
+from defectscope.checks import Check, Fraction, PathText, Seed, Side
 
 from .limits import MAX_IMAGE_PIXELS  # the decoded-pixel cap; why 50 M: limits.py
 
 # a share that must leave something on the other side: holding out all the normal images leaves
 # nothing to train on
 Share = Annotated[float, Check(low=0, high=1, high_open=True)]
-# numpy's legacy seeding (under Fabric.seed_everything) takes only [0, 2**32 - 1]; one range for
-# every seed, so a seed that works for the split also works for training
-Seed = Annotated[int, Check(low=0, high=2**32 - 1)]
+# loader processes: each one a Python process with its own copy of the dataset; more than the
+# cores of any one machine only queues them (and 2**31 of them never start)
+MAX_WORKERS = 256
+# Pillow's own decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS): above it every decode warns,
+# at twice it Pillow refuses, so data.max_image_pixels may be raised up to here and no further
+PILLOW_MAX_IMAGE_PIXELS = 89_478_485
+# batches: far above what a GPU holds at any working size
+MAX_BATCH = 65536
+Batch = Annotated[int, Check(low=1, high=MAX_BATCH)]
 
 
 @dataclass(frozen=True)
@@ -26,13 +32,13 @@ class SourceConfig:
     """
 
     layout: Literal["mvtec", "btad", "mtsd", "folder"]
-    root: str
+    root: PathText
     category: str = ""  # mvtec/btad: sub-folder of root; ignored by mtsd; folder: display name
     # folder layout only (paths relative to root unless absolute)
-    good_dir: str = "good"
-    defect_dir: str = ""  # empty: no defective images
-    mask_dir: str = ""  # masks named like their images (any image suffix), optional `_mask` suffix
-    test_good_dir: str = ""  # empty: split good images like MTSD
+    good_dir: PathText = "good"
+    defect_dir: PathText = ""  # empty: no defective images
+    mask_dir: PathText = ""  # masks named like their images (any image suffix), optional `_mask` suffix
+    test_good_dir: PathText = ""  # empty: split good images like MTSD
 
 
 @dataclass(frozen=True)
@@ -73,10 +79,10 @@ class Tiling:
     """
 
     kind: Literal["tiles"] = "tiles"
-    tile: PositiveInt = 256
-    stride: PositiveInt = 192  # 256 − 192 = 64 px of overlap: a defect at a tile's edge is whole in its neighbour
+    tile: Side = 256
+    stride: Side = 192  # 256 − 192 = 64 px of overlap: a defect at a tile's edge is whole in its neighbour
     train: Literal["all", "random"] = "all"
-    per_image: PositiveInt = 1  # train: random only
+    per_image: Annotated[int, Check(low=1, high=1024)] = 1  # train: random only
     merge: Literal["mean", "max"] = "mean"
 
     def problems(self) -> list[tuple[str, str]]:
@@ -91,14 +97,14 @@ class DataConfig:
     sources: tuple[SourceConfig, ...] = ()
     # the working size, one number (a square) or [height, width]; with resize: none, images keep
     # their own size and image_size is unused
-    image_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 256
+    image_size: Side | tuple[Side, Side] = 256
     # stretch: to image_size exactly; keep_aspect: scale to fit inside image_size and centre on a
     # zero border the maps ignore; none: the image's own size (needs tiling, since images differ)
     resize: Literal["stretch", "keep_aspect", "none"] = "stretch"
     tiling: NoTiling | Tiling = field(default_factory=NoTiling)
-    batch_size: PositiveInt = 8
-    eval_batch_size: PositiveInt = 16
-    num_workers: NonNegativeInt = 0
+    batch_size: Batch = 8
+    eval_batch_size: Batch = 16
+    num_workers: Annotated[int, Check(low=0, high=MAX_WORKERS)] = 0
     validation_fraction: Share = 0.1  # normal training images held out to calibrate thresholds
     # which ones: drawn at random (split.seed), or the last by file name, as a line's newest parts
     # would be (names that count up or carry a date); eval.calibration: cross_fit uses them all
@@ -107,7 +113,8 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cache: bool = True  # keep decoded, resized images in memory (uint8)
     skip_bad: bool = False  # warn and skip unreadable files instead of failing
-    max_image_pixels: int = MAX_IMAGE_PIXELS  # larger images are refused before decoding
+    # larger images are refused before decoding
+    max_image_pixels: Annotated[int, Check(low=1, high=PILLOW_MAX_IMAGE_PIXELS)] = MAX_IMAGE_PIXELS
 
     def problems(self) -> list[tuple[str, str]]:
         if self.resize == "none" and isinstance(self.tiling, NoTiling):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import warnings
 from collections import Counter
@@ -14,6 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from defectscope.checks import Text
+from defectscope.errors import shown
 
 from .config import MAX_IMAGE_PIXELS, AugmentConfig, DataConfig, SourceConfig, Tiling
 from .errors import DataError
@@ -359,6 +363,10 @@ def build_records(cfg: DataConfig) -> RecordSplit:
         raise DataError("data.sources is empty: list at least one dataset category")
     seen: dict[tuple, int] = {}
     for i, source in enumerate(cfg.sources):
+        # a DataConfig built in code skips the config loader's checks: `root=5` would become the folder "5"
+        problem = None if isinstance(source.root, os.PathLike) else Text().problem(source.root)
+        if problem is not None:
+            raise DataError(f"data.sources[{i}].root {problem}, got {shown(source.root)}")
         key = _source_key(source)
         if key in seen:
             raise DataError(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from defectscope.checks import NonNegativeInt
+from defectscope.checks import OptionalLayers
 
 BackboneName = Literal[
     "mobilenet_v2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet18", "wide_resnet50_2"
@@ -36,4 +36,4 @@ class BackboneConfig:
     pretrained: bool = True  # False: random weights and nothing read (tests)
     # block (MobileNetV2, EfficientNet-Lite) or layer (ResNet) indices; (): the model's
     # default for this backbone (PatchCore: the last blocks at stride 8 and 16)
-    taps: tuple[NonNegativeInt, ...] = ()
+    taps: tuple[OptionalLayers, ...] = ()

@@ -12,7 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from defectscope.checks import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from defectscope.checks import (
+    Count,
+    Fraction,
+    Layers,
+    OptionalEpochs,
+    OptionalLearningRate,
+    PositiveWeight,
+    Side,
+    Weight,
+    Width,
+)
 
 # sha256 of dinov2_vits14_pretrain.pth as published (../shared/weights/README.md)
 DINOV2_VITS14_SHA256 = "b938bf1bc15cd2ec0feacfe3a1bb553fe8ea9ca46a7e1d8d00217f29aef60cd9"
@@ -27,7 +37,7 @@ class SaliencyMask:
 
     kind: Literal["saliency"] = "saliency"
     ratio: Fraction = 0.1  # share of the patches covered
-    size: PositiveInt = 64  # spectral residual works on a small image (Hou & Zhang: 64 px)
+    size: Side = 64  # spectral residual works on a small image (Hou & Zhang: 64 px)
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,7 @@ class DinoMask:
     ratio: Fraction = 0.1
     weights: str = ""  # local path to DINO(v2) ViT weights; none ship and nothing downloads
     sha256: str = DINOV2_VITS14_SHA256  # checked before loading; "" skips the check
-    image_size: PositiveInt = 224
+    image_size: Side = 224
 
 
 @dataclass(frozen=True)
@@ -92,16 +102,16 @@ class FaderStage:
     # whose plain reconstruction Φ reads and learns the errors of: the decoder being fine-tuned
     # ("live", the paper trains both at once) or a frozen copy of the pretrained one (open)
     target_decoder: Literal["live", "frozen"] = "live"
-    rank_margin: NonNegativeFloat = 1.0  # ξ in Eq. 3 (Learning Loss, Yoo & Kweon 2019: 1.0)
-    rank_pairs: PositiveInt = 4096  # random patch pairs per image for Eq. 3 (all pairs are n²)
+    rank_margin: Weight = 1.0  # ξ in Eq. 3 (Learning Loss, Yoo & Kweon 2019: 1.0)
+    rank_pairs: Count = 4096  # random patch pairs per image for Eq. 3 (all pairs are n²)
     attenuation: SoftAttenuation | HardAttenuation = field(default_factory=SoftAttenuation)
     mask_scaling: Literal["nearest", "bilinear"] = "nearest"  # Θ in Eq. 4, to each skip's size
     at_inference: bool = True  # apply the mask when scoring (False: the same weights, no FADeR)
     # phase "fader" trains Φ with the encoder frozen and the decoder fine-tuned at
     # decoder_lr_scale × lr; epochs 0 = until the run's budget ends, as inpaint_epochs
-    epochs: NonNegativeInt = 0
-    lr: NonNegativeFloat = 0.0  # 0: train.lr
-    decoder_lr_scale: PositiveFloat = 0.1  # §4.1: decoder fine-tuned at 0.1 η
+    epochs: OptionalEpochs = 0
+    lr: OptionalLearningRate = 0.0  # 0: train.lr
+    decoder_lr_scale: PositiveWeight = 0.1  # §4.1: decoder fine-tuned at 0.1 η
 
 
 @dataclass(frozen=True)
@@ -109,7 +119,7 @@ class MLPFader(FaderStage):
     """The paper's Φ: a two-layer MLP over each patch on its own."""
 
     kind: Literal["mlp"] = "mlp"
-    hidden: PositiveInt = 256  # (open)
+    hidden: Width = 256  # (open)
 
 
 @dataclass(frozen=True)
@@ -117,9 +127,9 @@ class ViTFader(FaderStage):
     """Table 3's alternative Φ, small here: patches attend to each other before the head."""
 
     kind: Literal["vit"] = "vit"
-    dim: PositiveInt = 128
-    depth: PositiveInt = 2
-    heads: PositiveInt = 4
+    dim: Width = 128
+    depth: Layers = 2
+    heads: Layers = 4
 
 
 @dataclass(frozen=True)
@@ -133,22 +143,22 @@ class NoFader:
 class FADeRConfig:
     # §4.1 base U-Net (EAR): D = 5 blocks; encoder 3 × (conv → BN → LeakyReLU), stride 2 on
     # the third; decoder 3 × (nearest ×2 on the first → conv → BN → LeakyReLU); skips at 1..D−1.
-    channels: tuple[PositiveInt, ...] = (32, 64, 128, 256, 256)  # per depth; the length is D (open widths)
-    negative_slope: NonNegativeFloat = 0.2  # LeakyReLU (open)
+    channels: tuple[Width, ...] = (32, 64, 128, 256, 256)  # per depth; the length is D (open widths)
+    negative_slope: Weight = 0.2  # LeakyReLU (open)
     # inpainting input (EAR): inside one deterministic binary mask the image becomes its mosaic
-    mosaic_scale: PositiveInt = 8  # m; also FADeR's patch size. Per class: `defectscope tune-mosaic`
+    mosaic_scale: Side = 8  # m; also FADeR's patch size. Per class: `defectscope tune-mosaic`
     mask: SaliencyMask | ReconstructionMask | GridMask | DinoMask | NoBinaryMask = field(
         default_factory=SaliencyMask
     )
     train_random_mask_ratio: Fraction = 0.0  # extra random patches masked in training (ours; 0 = off)
     # reconstruction loss on normal images (RIAD/EAR: L2 + MSGMS; open weights)
-    msgms_weight: NonNegativeFloat = 1.0
+    msgms_weight: Weight = 1.0
     # phase "main" trains the U-Net for this many epochs; 0 = the run's budget (train.epochs /
     # max_steps / max_minutes, where the time budget counts from the start of the run)
-    inpaint_epochs: NonNegativeInt = 0
+    inpaint_epochs: OptionalEpochs = 0
     fader: MLPFader | ViTFader | NoFader = field(default_factory=MLPFader)
     # scoring: MSGMS at `msgms_scales` scales, c = 0.0026, mean filter; image score from the map
-    msgms_scales: PositiveInt = 4
-    mean_filter: PositiveInt = 21
+    msgms_scales: Layers = 4
+    mean_filter: Side = 21
     image_score: Literal["max", "topk_mean"] = "max"
     topk: Fraction = 0.01  # share of pixels averaged for topk_mean

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from defectscope.checks import Check, NonNegativeFloat, NonNegativeInt, PositiveInt
+from defectscope.checks import Check, Count, OptionalCount, Seed, Side, Sigma, Width
 from defectscope.layers.backbones.config import BackboneConfig
 
 
@@ -13,16 +13,16 @@ from defectscope.layers.backbones.config import BackboneConfig
 class PatchCoreConfig:
     # taps (): the two middle stages, the last block at stride 8 and 16 (paper: ResNet layer2, 3)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    neighbourhood: PositiveInt = 3  # local aggregation p (paper: 3)
+    neighbourhood: Side = 3  # local aggregation p (paper: 3)
     # share of patches kept in the bank (paper: 1-25 %, 10 % typical); > 0, or the bank is empty
     coreset_ratio: Annotated[float, Check(low=0, high=1, low_open=True)] = 0.1
-    projection_dim: PositiveInt = 128  # random projection for the coreset distances (paper: 128)
+    projection_dim: Width = 128  # random projection for the coreset distances (paper: 128)
     # greedy runs over blocks of this many patches as they stream in (bounded time and memory,
     # see README); 0: one greedy run over every training patch, as in the paper
-    coreset_chunk: NonNegativeInt = 16384
+    coreset_chunk: OptionalCount = 16384
     # exact nearest-neighbour search: torch matrix products, or faiss's IndexFlatL2 (the
     # optional `faiss-cpu` package: pip install defectscope[faiss]); both give the same neighbours
     search: Literal["torch", "faiss"] = "torch"
-    num_neighbors: PositiveInt = 9  # b of the image-score re-weighting (Eq. 7); 1: plain max
-    smoothing_sigma: NonNegativeFloat = 4.0
-    seed: NonNegativeInt = 0
+    num_neighbors: Count = 9  # b of the image-score re-weighting (Eq. 7); 1: plain max
+    smoothing_sigma: Sigma = 4.0
+    seed: Seed = 0
