@@ -16,7 +16,7 @@ from defectscope.models.mean_image.anomaly_map import pixel_distance
 from defectscope.models.mean_image.config import MeanImageConfig
 
 CHANNELS = 3  # the data readers always give RGB (grey images are replicated)
-REFERENCE_SIZE = 256  # smoothing_sigma is given in pixels at this image size
+REFERENCE_SIZE = MeanImageConfig.sigma_reference_size  # smoothing_sigma is given in pixels at this size
 
 
 class MeanImage(AnomalyModel):
