@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,17 @@ def test_an_image_size_that_does_not_fit_the_weights_is_refused(checkpoint):
 def test_edited_metadata_is_refused(checkpoint, key, value, match):
     rewrite(checkpoint, **{key: value})
     refused(checkpoint, match)
+
+
+def test_a_billion_laughs_in_the_stored_config_is_refused_in_well_under_a_second(checkpoint):
+    """Nine levels of nine aliases, 400 bytes: signed by a forger, so only the YAML measure stops it."""
+    names = "abcdefghi"
+    text = f"a: &a [{', '.join(['x'] * 9)}]\n" + "".join(
+        f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip(names, names[1:], strict=False))
+    rewrite(checkpoint, config=text)
+    started = time.perf_counter()
+    refused(checkpoint, r"stored config cannot be read \(.*\(stored config\): refused: .*billion laughs")
+    assert time.perf_counter() - started < 1.0
 
 
 @pytest.mark.parametrize(("key", "value"), [("calibration", CALIBRATION.replace("0.5", "0.7")),

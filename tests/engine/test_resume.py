@@ -157,3 +157,24 @@ def test_a_two_phase_model_resumes_exactly_from_a_checkpoint_in_either_phase(tin
         resumed = run(cfg, resume=load_checkpoint(Path(cfg.output_dir) / "checkpoints" / "last"), evaluate_test=False)
         for name, value in resumed.model.state_dict().items():
             assert torch.equal(value, expected[name]), f"resumed from copy {i}: {name}"
+
+
+def test_a_run_killed_inside_its_first_save_says_to_start_again_and_that_works(mtsd_root, tmp_path, reference,
+                                                                               capsys):
+    """Nothing to resume from: --resume names the command that starts again, and that command works."""
+    config = write_config(mtsd_root, tmp_path, 1)
+    worker = start_worker(config, "write", 1)
+    _, err = worker.communicate(timeout=300)
+    assert worker.returncode == -signal.SIGKILL, err[-3000:]
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last"
+    assert not last.exists() and leftovers(run_dir)  # only the first save's temporary folder
+    assert main(["train", str(config), "--resume", str(last), "--no-test"]) == 2
+    message = capsys.readouterr().err
+    command = f"defectscope train {run_dir / 'config.yaml'} --overwrite"
+    assert "no complete checkpoint" in message and f"`{command}`" in message and "Traceback" not in message
+    assert main([*command.split()[1:], "--no-test"]) == 0
+    final = load_file(str(run_dir / "checkpoints" / "final" / WEIGHTS))
+    assert [k for k in reference if not torch.equal(final[k], reference[k])] == []
+    assert logged_steps(run_dir) == list(range(1, STEPS + 1))
+    assert leftovers(run_dir) == []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from defectscope.cli.common import add_false_alarm_rate, check_false_alarm_rate
@@ -36,11 +38,30 @@ def default_output(checkpoint: str) -> Path:
     return folder.with_name(folder.name + ".onnx")
 
 
+def check_writable(output: Path) -> None:
+    """The graph's folder exists (or is made) and takes a file: checked before the checkpoint is read."""
+    if output.is_dir():
+        raise ConfigError(f"--output {output}: is a folder; name the .onnx file to write")
+    folder = output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        at = f" at {err.filename}" if err.filename and Path(err.filename) != folder else ""
+        raise ConfigError(f"--output {output}: cannot create the folder {folder} ({err.strerror or err}{at})") from None
+    try:
+        handle, probe = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".write-test", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"--output {output}: cannot write into the folder {folder} ({err.strerror or err})") from None
+
+
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides:
         raise ConfigError(f"export: unknown arguments {overrides} (it takes a checkpoint and the flags in --help)")
     check_false_alarm_rate(args.false_alarm_rate)
     output = Path(args.output) if args.output else default_output(args.checkpoint)
+    check_writable(output)
     if output.exists() and not args.overwrite:
         raise ConfigError(f"{output} exists; pass --overwrite to replace it, or --output another file")
     try:
@@ -71,5 +92,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
                   f"(maps reach {diff['max_abs_map']:.3g}), max |score diff| {diff['max_score_diff']:.2e}")
     except ExportError as err:
         print(f"defectscope export: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the disk filled, or the folder changed, after check_writable
+        print(f"defectscope export: error: --output {output}: cannot write it ({err.strerror or err})",
+              file=sys.stderr)
         return 2
     return 0

@@ -180,6 +180,7 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 
 def _weights_path(path: Path) -> Path:
+    asked = path
     if (path / RUN_CHECKPOINT).is_dir() and not (path / WEIGHTS).exists():
         path = path / RUN_CHECKPOINT  # a run folder stands for its final checkpoint
     if not path.exists() and (_old(path) / WEIGHTS).is_file():
@@ -187,8 +188,36 @@ def _weights_path(path: Path) -> Path:
     if path.is_dir():
         path = path / WEIGHTS
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found (expected a run's checkpoint folder or {WEIGHTS})")
+        raise CheckpointError(_incomplete(asked) or
+                              f"{path}: checkpoint not found (expected a run's checkpoint folder or {WEIGHTS})")
     return path
+
+
+def _incomplete(asked: Path) -> str | None:
+    """Why a run's checkpoint folder holds nothing to load, when a run was there and never finished.
+
+    A save killed before its rename leaves only a temporary folder; a run stopped before its first
+    save (or run with train.checkpoint_every 0) leaves none. Either way nothing can be resumed and the
+    run must start again; its config.yaml, written before training, names the same folder.
+    """
+    folder = asked.parent if asked.name == WEIGHTS else asked
+    parent = folder.parent
+    if not parent.is_dir():
+        return None
+    leftovers = sorted(p.name for p in parent.glob(f".{folder.name}.*.tmp") if p.is_dir())
+    run = parent.parent if parent.name == RUN_CHECKPOINT.parent.name else None
+    started = run is not None and (run / "config.yaml").is_file() and not (run / RUN_CHECKPOINT).exists()
+    if not leftovers and not started:
+        return None
+    config = run / "config.yaml" if run is not None and (run / "config.yaml").is_file() else None
+    again = f"defectscope train {config or 'CONFIG'} --overwrite"
+    if leftovers:
+        cause = f"the run was stopped while it wrote its first one, which it left unfinished in {parent / leftovers[0]}"
+    else:
+        cause = ("the run stopped before it saved one (or ran with train.checkpoint_every 0, which saves only "
+                 "checkpoints/final, at the end)")
+    return (f"{folder}: no complete checkpoint — {cause}. There is nothing to resume from: start the run "
+            f"again with `{again}` (--overwrite deletes what the stopped run wrote)")
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
