@@ -82,19 +82,26 @@ def test_skipped_masks_are_listed_up_to_a_cap_and_counted_beyond(tmp_path, monke
     assert many["ground_truth_skipped_files_left_out"] == 2
 
 
+def no_repeated_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [k for k, _ in pairs]
+    assert len(keys) == len(set(keys)), f"a key twice in one object: {keys}"
+    return dict(pairs)
+
+
 def test_three_ranks_merge_into_input_order_with_counts_and_a_typed_json(tmp_path):
     prepare_output(tmp_path)
     rows = [row(i, error="truncated" if i == 4 else "") for i in range(7)]
     write_parts(tmp_path, rows, 3)
     counts = merge_parts(tmp_path, len(rows), 3)
-    assert counts == {"images": 7, "scored": 6, "failed": 1, "defective": 3}
+    assert counts == {"inputs": 7, "scored": 6, "failed": 1, "defective": 3}
     with (tmp_path / SCORES_CSV).open(newline="") as f:
         merged = list(csv.DictReader(f))
     assert [r["path"] for r in merged] == [f"in/{i}.png" for i in range(7)] and list(merged[0]) == list(COLUMNS)
     assert not (tmp_path / PARTS_DIR).exists()
     write_json(tmp_path, {"world_size": 3, **counts})
     data = json.loads((tmp_path / "scores.json").read_text())
-    assert data["world_size"] == 3 and data["failed"] == 1
+    assert data["world_size"] == 3 and data["failed"] == 1 and data["inputs"] == 7
+    assert json.loads((tmp_path / "scores.json").read_text(), object_pairs_hook=no_repeated_keys)
     assert data["images"][1] == {"path": "in/1.png", "map": "1.png", "class_name": "widget", "score": 1.5,
                                  "normalized_score": 0.25, "verdict": "DEFECT", "defective": True,
                                  "defect_area": 0.01, "error": None}

@@ -49,3 +49,16 @@ def test_the_screenshot_is_not_blank(report, tmp_path):
     assert pixels.shape == (2000, 1280, 3)
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # text, plots and heatmaps, not a flat page
     assert (pixels.min(axis=2) < 200).mean() > 0.05  # a real share of the page is drawn on
+
+
+def test_a_predict_folders_page_renders_every_picture(predicted, tmp_path):
+    page = build_report(predicted, tmp_path / "predictions.html")
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri())
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    count = len(re.findall(r"<img ", page.read_text()))
+    assert count == 7  # 3 flagged and 4 passed parts; the passed ones folded in <details> still load
+    assert 'data-figures-loaded="all"' in body and f'data-figures="{count}/{count}"' in body
+    shot = tmp_path / "shot.png"
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,1600", page.as_uri())
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # pictures and heatmaps, not a flat page

@@ -222,7 +222,7 @@ def run_predict(options: PredictOptions) -> int:
                     else "no calibrated threshold: no verdicts")
         failures = (f"; {failed} could not be scored (reason in the error column of {out / SCORES_CSV})"
                     if failed else "")
-        print(f"scored {counts['scored']} of {counts['images']} images; {verdicts}{failures}")
+        print(f"scored {counts['scored']} of {counts['inputs']} images; {verdicts}{failures}")
         print(f"scores: {out / SCORES_CSV}" + ("" if not options.maps else f"  maps: {out / MAPS_DIR}"))
     failed = shard.total(failed)
     shard.barrier()

@@ -137,7 +137,8 @@ def skipped_fields(skipped: Sequence[Path]) -> dict[str, Any]:
 def merge_parts(out: Path, total: int, world_size: int) -> dict[str, int]:
     """Rank files → scores.csv in input order (row i came from rank i % world_size), written under a
     temporary name and renamed, so a crash never leaves half a table; returns the counts."""
-    counts = {"images": total, "scored": 0, "failed": 0, "defective": 0}
+    # "inputs", not "images": scores.json's rows go under "images", and a key twice in one object loses one
+    counts = {"inputs": total, "scored": 0, "failed": 0, "defective": 0}
     tmp = out / f".{SCORES_CSV}.tmp"
     files = [part_path(out, r).open(newline="") for r in range(world_size)]
     try:

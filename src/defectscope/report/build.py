@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import datetime as dt
 import html
 import json
 import math
@@ -27,6 +26,7 @@ from defectscope.engine.artifacts import CURVES_JSON, SCORES_CSV
 from defectscope.engine.evaluate import METRIC_NAMES, geometry_sentence, promise_sentence
 from defectscope.engine.gallery import GALLERY_DIR, GALLERY_INDEX
 from defectscope.report.errors import ReportError
+from defectscope.report.page import page, write_page
 from defectscope.report.plots import (
     curves_figure,
     figure_png,
@@ -34,6 +34,7 @@ from defectscope.report.plots import (
     histogram_figure,
     loss_figure,
 )
+from defectscope.report.predictions import build_predict_report, is_predict_folder
 from defectscope.scoring.calibration import Calibration, CalibrationError
 
 REPORT_NAME = "report.html"
@@ -309,40 +310,6 @@ def run_sections(run: RunData, prefix: str = "") -> str:
     return "\n".join(parts)
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0 auto;max-width:1180px;padding:16px 24px;
-color:#1d1d1f;background:#fff}
-h1{font-size:1.6em;margin-bottom:0.2em}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:1.6em}
-h3{margin-bottom:6px}table{border-collapse:collapse;font-size:0.9em;margin:6px 0}
-th,td{border:1px solid #d0d0d0;padding:3px 8px;text-align:right}th{background:#f2f2f2}
-td:first-child,th:first-child{text-align:left}.reported{background:#fff6e0}.scroll{overflow-x:auto}
-figure{margin:10px 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption,.note{color:#555;font-size:0.85em}nav a{margin-right:12px}
-section.cell{border-top:3px solid #444;margin-top:28px}code{background:#f4f4f4;padding:0 3px}
-"""
-
-_SCRIPT = """
-window.addEventListener('load', function () {
-  var images = Array.prototype.slice.call(document.images);
-  var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  document.body.setAttribute('data-figures', ok + '/' + images.length);
-  document.body.setAttribute('data-figures-loaded', ok === images.length ? 'all' : 'missing');
-});
-"""
-
-
-def _page(title: str, subtitle: str, nav: list[tuple[str, str]], body: str) -> str:
-    links = "".join(f"<a href='#{a}'>{html.escape(t)}</a>" for a, t in nav)
-    made = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (
-        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style><script>{_SCRIPT}</script></head>"
-        f"<body data-figures-loaded=pending><h1>{html.escape(title)}</h1><p class=note>{html.escape(subtitle)} "
-        f"Report made {made} by defectscope; self-contained, opens offline.</p><nav>{links}</nav>\n{body}\n"
-        "</body></html>\n"
-    )
-
-
 def run_report_html(directory: Path) -> str:
     run = load_run(directory)
     nav = [("summary", "metrics"), ("thresholds", "thresholds"), ("curves", "curves"), ("scores", "histograms"),
@@ -350,7 +317,7 @@ def run_report_html(directory: Path) -> str:
     title = f"defectscope report: {run.results.get('model', '?')} · {directory.name}"
     checkpoint = run.results.get("checkpoint")
     subtitle = f"Run folder {directory.resolve()}" + (f"; checkpoint {checkpoint}." if checkpoint else ".")
-    return _page(title, subtitle, nav, run_sections(run))
+    return page(title, subtitle, nav, run_sections(run))
 
 
 def benchmark_report_html(directory: Path, results: dict[str, Any]) -> str:
@@ -374,24 +341,22 @@ def benchmark_report_html(directory: Path, results: dict[str, Any]) -> str:
         parts.append(f"<section class=cell><h2 id='{anchor}top'>Cell {html.escape(cell_id)}</h2>"
                      f"{run_sections(run, anchor)}</section>")
     title = f"defectscope benchmark report: {results['suite']}"
-    return _page(title, f"Benchmark folder {directory.resolve()}; suite {results['suite_file']}.", nav,
-                 "\n".join(parts))
+    return page(title, f"Benchmark folder {directory.resolve()}; suite {results['suite_file']}.", nav,
+                "\n".join(parts))
 
 
 def build_report(directory: str | Path, output: str | Path | None = None) -> Path:
-    """Write the HTML report of a run or benchmark folder; returns its path."""
+    """Write the HTML report of a run, benchmark or predict folder; returns its path."""
     directory = Path(directory)
+    if is_predict_folder(directory):
+        return build_predict_report(directory, output)
     results_path = directory / "results.json"
     if not results_path.is_file():
-        raise ReportError(f"{directory}: no results.json (expected a run folder or a benchmark output folder)")
+        raise ReportError(f"{directory}: no results.json nor scores.json (expected a run folder, a benchmark "
+                          "output folder or a `defectscope predict` output folder)")
     results = _read_json(results_path)
     if results.get("format") == BENCHMARK_FORMAT:
         text = benchmark_report_html(directory, results)
     else:
         text = run_report_html(directory)
-    output = Path(output) if output else directory / REPORT_NAME
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(output)
-    return output
+    return write_page(Path(output) if output else directory / REPORT_NAME, text)
