@@ -9,12 +9,16 @@ import html
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from PIL import Image
 
 from defectscope.cli.main import main
 from defectscope.report.build import build_report
+from helpers.serving import REPO_ROOT
+from helpers.torch_free import torch_free_env
 
 
 def rows_of(out: Path) -> list[dict[str, str]]:
@@ -102,3 +106,13 @@ def test_max_images_is_refused_for_a_run_folder(tmp_path, capsys):
     (tmp_path / "results.json").write_text("{}")
     assert main(["report", str(tmp_path), "--max-images", "3"]) == 2
     assert "--max-images applies to a predict folder" in capsys.readouterr().err
+
+
+def test_the_page_of_a_predict_folder_needs_no_torch(predicted, tmp_path):
+    """A line PC that predicts with onnxruntime, without torch, can make the page too."""
+    page = tmp_path / "no_torch.html"
+    proc = subprocess.run([sys.executable, "-m", "defectscope", "report", str(predicted), "--output", str(page)],
+                          capture_output=True, text=True, timeout=120, env=torch_free_env(tmp_path / "no_torch"),
+                          cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Flagged DEFECT: 3" in page.read_text()
