@@ -392,13 +392,15 @@ class Checker:
             return [UNREADABLE.strip("<>")]
         if argv and re.fullmatch(r"[A-Z]+", argv[0]):  # `defectscope VERB …` in prose
             return []
+        if argv[-1:] in (["--help"], ["-h"]):  # `defectscope VERB --help`: the verb must exist
+            return [] if argv[0] in build_parser()._subparsers._group_actions[0].choices else [f"no verb {argv[0]!r}"]
         args, overrides = parse(argv)
         if args is None:
             return [f"the CLI refuses it: {overrides}"]
         assert isinstance(overrides, list)
         pairs, stray = override_pairs(overrides)
         problems = [f"{' '.join(stray)}: not a flag of '{args.verb}' nor a --section.key VALUE"] if stray else []
-        if args.verb in ("predict", "export", "serve", "report"):
+        if args.verb not in ("train", "test", "tune-mosaic", "demo", "benchmark"):
             return problems + ([f"'{args.verb}' takes no config overrides: {' '.join(overrides)}"] if overrides else [])
         given = [t for k, v in pairs if not is_placeholder(v) for t in (f"--{k}", v)]
         placeholders = [(k, v) for k, v in pairs if is_placeholder(v)]

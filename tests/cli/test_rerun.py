@@ -38,5 +38,5 @@ def test_a_value_out_of_range_is_a_clean_error(tiny_config_file, capsys):
     config = tiny_config_file()
     assert main(["train", str(config), "--data.batch_size", "0"]) == 2
     err = capsys.readouterr().err
-    assert "'data.batch_size' must be ≥ 1, got 0" in err and "Traceback" not in err
+    assert "'data.batch_size' must be ≥ 1 and ≤ 65536, got 0" in err and "Traceback" not in err
     assert not (config.parent / "run").exists()  # refused before anything was written

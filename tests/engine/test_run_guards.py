@@ -217,7 +217,7 @@ def test_an_empty_normal_test_folder_gives_undefined_image_metrics_with_a_warnin
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert saved["categories"][name]["image_f1_max"] is None and saved["mean"]["image_auroc"] is None
     assert 0 <= saved["categories"][name]["pixel_auroc"] <= 1  # defective images still have normal pixels
-    assert saved["undefined"] == {name: {"image_auroc": "no normal test image",
-                                         "image_f1_max": "no normal test image"}}
+    assert saved["undefined"] == {name: {metric: "no normal test image"
+                                         for metric in ("image_auroc", "image_f1_max", "catch_1pct", "catch_5pct")}}
     table = (tmp_path / "eval" / "results.md").read_text()
     assert f"| {name} | – | " in table and "no normal test image" in table

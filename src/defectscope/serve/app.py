@@ -23,11 +23,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from defectscope import __version__
 from defectscope.detection import Detection, DetectorLike
 from defectscope.serve.images import check_content_type, decode_upload, overlay_png, probe_upload
 from defectscope.serve.settings import ServeSettings
 from defectscope.serve.upload import Part, UploadError, read_multipart
+from defectscope.version import __version__
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 # the page is one file with inline CSS/JS and data: / blob: images; nothing else may load
