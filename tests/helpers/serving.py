@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,14 @@ def make_checkpoint(directory: Path, class_names: list[str], calibrate: bool = T
     return save_checkpoint(directory, model, cfg, class_names, calibration=calibration)
 
 
+def needs_serve_extra() -> None:
+    """Skip the calling test where the `serve` extra (or httpx, the tests' client) is not installed."""
+    import pytest
+
+    for module in ("httpx", "fastapi", "uvicorn", "python_multipart"):
+        pytest.importorskip(module)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,3 +87,48 @@ class Server:
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:]
+
+    def rss_mib(self) -> float:
+        """The server process's resident memory now (Linux: VmRSS in /proc)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS line")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=20)
+
+
+def start_server(checkpoint: Path, log: Path, *flags: str, timeout: float = 120) -> Server:
+    """`python -m defectscope serve CHECKPOINT FLAGS` on a free 127.0.0.1 port, once it answers /health.
+
+    RuntimeError with the server's log when it exits or stays silent for `timeout` seconds.
+    """
+    import httpx
+
+    port = free_port()
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "defectscope", "serve", str(checkpoint), "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "warning", *flags],
+            stdout=sink, stderr=subprocess.STDOUT, env=serve_env(), cwd=REPO_ROOT,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(server.url + "/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"the server did not answer /health within {timeout:g} s:\n{server.log_tail()}")
+        time.sleep(0.2)

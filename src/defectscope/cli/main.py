@@ -14,6 +14,7 @@ from defectscope.errors import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     from defectscope.cli import (
+        accept,
         benchmark,
         demo,
         export,
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"defectscope {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for module in (fit, threshold, predict, serve, export, train, test, demo, benchmark, report, tune_mosaic):
+    for module in (fit, threshold, accept, predict, serve, export, train, test, demo, benchmark, report, tune_mosaic):
         module.add_parser(sub)
     return parser
 

@@ -32,6 +32,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels,
                    help="decoded-pixel cap, read from the header before decoding (default %(default)d = 4096²)")
     add_false_alarm_rate(p)
+    p.add_argument("--max-inflight-images", type=int, default=d.max_inflight_images,
+                   help="images decoded and scored at once over all requests, taken first come, first served "
+                        "(default %(default)d)")
+    p.add_argument("--drift-window", type=int, default=d.drift_window,
+                   help="/health and the page compare the flagged share of the last this-many scored parts "
+                        "(per class) with the promised false-alarm bound (default %(default)d)")
+    p.add_argument("--no-heap-trim", dest="heap_trim", action="store_false",
+                   help="do not hand freed heap back to the system after a burst (glibc malloc_trim)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's; 'warning' drops the per-request access log")
     p.set_defaults(run=run)
@@ -43,13 +51,15 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides:
         raise ConfigError(f"serve: unknown arguments {overrides} (it takes a checkpoint and the flags in --help)")
     check_false_alarm_rate(args.false_alarm_rate)
-    for flag in ("max_upload_mb", "max_batch_mb", "max_batch_files", "max_image_pixels"):
+    for flag in ("max_upload_mb", "max_batch_mb", "max_batch_files", "max_image_pixels", "max_inflight_images",
+                 "drift_window"):
         if not getattr(args, flag) > 0:
             raise ConfigError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     settings = ServeSettings(
         max_upload_bytes=max(1, round(args.max_upload_mb * MIB)),
         max_batch_bytes=max(1, round(args.max_batch_mb * MIB)),
         max_batch_files=args.max_batch_files, max_image_pixels=args.max_image_pixels,
+        max_inflight_images=args.max_inflight_images, drift_window=args.drift_window,
     )
     try:
         import uvicorn
@@ -75,7 +85,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
                          "images), so the service could not tell OK from DEFECT")
     if args.false_alarm_rate is not None:
         detector.set_false_alarm_rate(args.false_alarm_rate)
-    app = create_app(detector, settings)
+    app = create_app(detector, settings, trim_heap=args.heap_trim)
     print(f"defectscope serve: {detector.info()['model_name']} from {args.checkpoint}; page http://{args.host}:"
           f"{args.port}/  OpenAPI http://{args.host}:{args.port}/openapi.json", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

@@ -2,30 +2,36 @@
 
 Uploads are read with limits enforced while they stream in (upload.py), checked from the
 image header before decoding (images.py), then decoded and scored in worker threads so the
-event loop keeps answering `/health` while a model runs. Requests carry image bytes only; no
-request names a file on the server.
+event loop keeps answering `/health` while a model runs; image slots are taken first come,
+first served (slots.py). Requests carry image bytes only; no request names a file on the
+server. Every answer, refusals included, has the shape /openapi.json declares (schema.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from defectscope.detection import Detection, DetectorLike
+from defectscope.serve.drift import DriftWatch
 from defectscope.serve.images import check_content_type, decode_upload, overlay_png, probe_upload
+from defectscope.serve.schema import BatchResult, ErrorBody, Health, ModelInfo, PredictResult
 from defectscope.serve.settings import ServeSettings
+from defectscope.serve.slots import HeapTrim, Slots
 from defectscope.serve.upload import Part, UploadError, read_multipart
 from defectscope.version import __version__
 
@@ -33,57 +39,12 @@ PAGE = Path(__file__).parent / "static" / "index.html"
 # the page is one file with inline CSS/JS and data: / blob: images; nothing else may load
 PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
             "img-src data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'")
-
-
-class ErrorBody(BaseModel):
-    error: str  # short code: empty, too_large, too_many_pixels, not_an_image, wrong_content_type, bad_form, ...
-    detail: str  # for a person: what was wrong and the limit it broke
-
-
-class PredictResult(BaseModel):
-    filename: str | None
-    width: int
-    height: int
-    class_name: str
-    score: float
-    threshold: float | None
-    normalized_score: float | None  # threshold at 0.5; see defectscope.engine.detector.normalized_score
-    defective: bool | None
-    verdict: str | None  # "DEFECT" or "OK"
-    defect_area: float | None  # share of the image's pixels above the pixel threshold
-    pixel_threshold: float | None
-    overlay_png: str | None  # base64 PNG: heatmap over the input; absent with ?overlay=false
-    seconds: float  # server time for this image: decode, score, overlay
-
-
-class BatchResult(BaseModel):
-    results: list[PredictResult]
-    seconds: float
-
-
-class Health(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
-    status: str
-    model_name: str
-    uptime_s: float
-    images_scored: int
-    requests_refused: int
-
-
-class ModelInfo(BaseModel):
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
-    model_name: str
-    class_names: list[str]
-    image_size: int | list[int]  # the working size, one side or [height, width]
-    image_threshold: float | None
-    pixel_threshold: float | None
-    defectscope_version: str
-    limits: dict[str, int]
+PROMISE_KEYS = ("false_alarm_rate", "false_alarm_bound", "held_out_normals")
 
 
 def _form_body(multiple: bool) -> dict[str, Any]:
     """OpenAPI text for the bodies we parse ourselves (FastAPI cannot see them)."""
-    binary = {"type": "string", "format": "binary"}
+    binary = {"type": "string", "format": "binary", "description": "an image file part (it must have a filename)"}
     file_field = {"files": {"type": "array", "items": binary}} if multiple else {"file": binary}
     properties = {**file_field, "class_name": {"type": "string", "description": "needed for multi-class models"}}
     schema = {"type": "object", "required": list(file_field), "properties": properties}
@@ -91,58 +52,106 @@ def _form_body(multiple: bool) -> dict[str, Any]:
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "empty file, malformed form, missing field, unknown class"},
+    400: {"model": ErrorBody, "description": "empty file, malformed form, missing field or filename, unknown class"},
     413: {"model": ErrorBody, "description": "over the byte or decoded-pixel limit, or too many files"},
     415: {"model": ErrorBody, "description": "not multipart/form-data, or a part that is not an image type"},
-    422: {"model": ErrorBody, "description": "not a readable image, or truncated image data"},
+    422: {"model": ErrorBody, "description": "not a readable image, truncated image data, or a query parameter "
+                                             "that is not what it must be (?overlay=maybe)"},
+    500: {"model": ErrorBody, "description": "the model failed on this request"},
 }
+# Starlette's own refusals (unknown path, wrong method), in the same shape
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
-class Slots:
-    """A counting semaphore that takes several slots at once, so batches cannot deadlock each other."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._free = capacity
-        self._cond = threading.Condition()
-
-    @contextlib.contextmanager
-    def take(self, count: int) -> Iterator[None]:
-        count = min(count, self.capacity)
-        with self._cond:
-            self._cond.wait_for(lambda: self._free >= count)
-            self._free -= count
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._free += count
-                self._cond.notify_all()
+def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(ErrorBody(error=code, detail=detail).model_dump(), status_code=status,  # type: ignore[arg-type]
+                        headers=headers)
 
 
-def create_app(detector: DetectorLike, settings: ServeSettings | None = None) -> FastAPI:
-    """A FastAPI app serving `detector`; limits from `settings` (ServeSettings() defaults)."""
+def _validation_detail(err: RequestValidationError) -> str:
+    """FastAPI's error list as one sentence per problem: where, what was sent, what it must be."""
+    problems = []
+    for item in err.errors():
+        loc = [str(x) for x in item.get("loc", ())]
+        where = f"{loc[0]} parameter {loc[-1]!r}" if len(loc) > 1 else "request"
+        sent = f" (got {item['input']!r})" if "input" in item and not isinstance(item["input"], dict) else ""
+        hint = ": send true or false" if item.get("type") == "bool_parsing" else ""
+        problems.append(f"{where}: {item.get('msg', 'invalid')}{sent}{hint}")
+    return "; ".join(problems) or "invalid request"
+
+
+def create_app(detector: DetectorLike, settings: ServeSettings | None = None, trim_heap: bool = True) -> FastAPI:
+    """A FastAPI app serving `detector`; limits from `settings` (ServeSettings() defaults).
+
+    `trim_heap`: after a burst, once idle, give freed heap pages back to the system (glibc only; slots.py).
+    """
     settings = settings or ServeSettings()
     info = detector.info()
-    limits = asdict(settings)
+    model_info = ModelInfo(**info, limits=asdict(settings))  # type: ignore[arg-type]
     page = PAGE.read_text(encoding="utf-8")
     slots = Slots(settings.max_inflight_images)
+    heap = HeapTrim(slots)
+    promise_of = getattr(detector, "promise", None)
+    # what the threshold of each class promises (a per-class calibration gives each its own)
+    promises = {name: {k: (promise_of(name) if promise_of else info).get(k) for k in PROMISE_KEYS}
+                for name in detector.class_names}
+    drift = DriftWatch(settings.drift_window, promises)
     started = time.monotonic()
     counts = {"images_scored": 0, "requests_refused": 0}
     counts_lock = threading.Lock()
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if trim_heap and heap.available:
+            async def trimmer() -> None:
+                while True:
+                    await asyncio.sleep(heap.interval / 2)
+                    await run_in_threadpool(heap.maybe_trim)
+
+            task = asyncio.create_task(trimmer())
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+
     app = FastAPI(
         title="defectscope",
         version=__version__,
+        lifespan=lifespan,
         description=f"Unsupervised defect detection with a {info['model_name']} model: POST an image to "
-                    "/predict, get its anomaly score against the calibrated threshold and a heatmap overlay.",
+                    "/predict, get its anomaly score against the calibrated threshold, what that threshold "
+                    "promises, and a heatmap overlay. Every error answers an ErrorBody.",
     )
+
+    def refuse(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        with counts_lock:
+            counts["requests_refused"] += 1
+        return _error(status, code, detail, headers)
 
     @app.exception_handler(UploadError)
     async def refused(request: Request, err: UploadError) -> JSONResponse:
-        with counts_lock:
-            counts["requests_refused"] += 1
-        return JSONResponse({"error": err.code, "detail": err.message}, status_code=err.status)
+        return refuse(err.status, err.code, err.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        return refuse(422, "bad_parameter", _validation_detail(err))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(err.status_code, "http_error")
+        detail = str(err.detail)
+        if err.status_code == 404:
+            detail = f"no such path {request.url.path!r}: see /openapi.json"
+        elif err.status_code == 405:
+            allow = {k.lower(): v for k, v in (err.headers or {}).items()}.get("allow")
+            detail = f"{request.method} is not allowed on {request.url.path!r}" + (f"; use {allow}" if allow else "")
+        return refuse(err.status_code, code, detail, err.headers)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, err: Exception) -> JSONResponse:
+        return _error(500, "internal", f"the service failed on this request ({type(err).__name__}: {err})"[:500])
 
     def check_class(class_name: str | None) -> str | None:
         names = detector.class_names
@@ -156,7 +165,7 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None) ->
     async def read_files(request: Request, names: tuple[str, ...], max_files: int, max_body: int,
                          ) -> tuple[list[Part], str | None]:
         parts = await read_multipart(request.headers.get("content-type", ""), request.headers.get("content-length"),
-                                     request.stream(), settings.max_upload_bytes, max_files, max_body)
+                                     request.stream(), settings.max_upload_bytes, max_files, max_body, names)
         files = [p for p in parts if p.name in names and p.filename is not None]
         extra = sorted({p.name for p in parts if p.name not in (*names, "class_name")})
         if extra:
@@ -169,8 +178,8 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None) ->
             check_content_type(label, part.content_type)
         return files, check_class(class_fields[-1] if class_fields and class_fields[-1] else None)
 
-    def result(part: Part, width: int, height: int, detection: Detection, image: np.ndarray, overlay: bool,
-               seconds: float) -> PredictResult:
+    def result(filename: str | None, width: int, height: int, detection: Detection, image: np.ndarray,
+               overlay: bool) -> PredictResult:
         pixel_threshold = info.get("pixel_threshold")
         png = None
         if overlay:
@@ -178,10 +187,11 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None) ->
             png = base64.b64encode(overlay_png(image, detection.anomaly_map, high, settings.max_overlay_side)).decode()
         verdict = None if detection.defective is None else ("DEFECT" if detection.defective else "OK")
         return PredictResult(
-            filename=part.filename, width=width, height=height, class_name=detection.class_name,
+            filename=filename, width=width, height=height, class_name=detection.class_name,
             score=detection.score, threshold=detection.threshold, normalized_score=detection.normalized_score,
             defective=detection.defective, verdict=verdict, defect_area=detection.defect_area,
-            pixel_threshold=pixel_threshold, overlay_png=png, seconds=seconds,
+            pixel_threshold=pixel_threshold, overlay_png=png, seconds=0.0,
+            **promises.get(detection.class_name, {k: None for k in PROMISE_KEYS}),
         )
 
     def score_files(files: list[Part], class_name: str | None, overlay: bool) -> list[PredictResult]:
@@ -196,37 +206,49 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None) ->
             with slots.take(len(chunk)):
                 began = time.perf_counter()
                 images = [decode_upload(files[i].data, labels[i], settings.max_image_pixels) for i in chunk]
+                for i in chunk:
+                    files[i].data = bytearray()  # decoded: the upload's bytes are not needed any more
                 detections = detector.score(images, class_name)
                 share = (time.perf_counter() - began) / len(chunk)
                 for i, image, detection in zip(chunk, images, detections, strict=True):
                     t0 = time.perf_counter()
-                    item = result(files[i], *sizes[i], detection, image, overlay, 0.0)
+                    item = result(files[i].filename, *sizes[i], detection, image, overlay)
                     item.seconds = share + time.perf_counter() - t0
                     results.append(item)
+                del images, detections  # the slot bounds decoded images: none may outlive it
+            drift.add((r.class_name, r.defective) for r in results[-len(chunk):])
             with counts_lock:
                 counts["images_scored"] += len(chunk)
+            heap.worked()
         return results
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-store"})
 
-    @app.get("/health", response_model=Health, summary="liveness and counters")
+    @app.get("/health", response_model=Health, operation_id="health",
+             summary="liveness, counters, and the flagged share of recent parts against the promise")
     async def health() -> Health:
         with counts_lock:
-            return Health(status="ok", model_name=info["model_name"], uptime_s=time.monotonic() - started, **counts)
+            snapshot = dict(counts)
+        status = drift.status()
+        warnings = [s["warning"] for s in status if s["warning"]]
+        return Health(status="ok", model_name=info["model_name"], uptime_s=time.monotonic() - started,
+                      drift=status, warning=" ".join(warnings) or None, **snapshot)  # type: ignore[arg-type]
 
-    @app.get("/model", response_model=ModelInfo, summary="the model, its classes, thresholds and the service limits")
+    @app.get("/model", response_model=ModelInfo, operation_id="model_info",
+             summary="the model, its classes, thresholds and what they promise, and the service limits")
     async def model() -> ModelInfo:
-        return ModelInfo(**info, limits=limits)
+        return model_info
 
     @app.post("/predict", response_model=PredictResult, responses=ERRORS, openapi_extra=_form_body(False),
-              summary="score one image (multipart field 'file')")
+              operation_id="predict", summary="score one image (multipart field 'file')")
     async def predict(request: Request, overlay: bool = True) -> PredictResult:
         files, class_name = await read_files(request, ("file",), 1, settings.max_upload_bytes)
         return (await run_in_threadpool(score_files, files, class_name, overlay))[0]
 
     @app.post("/predict/batch", response_model=BatchResult, responses=ERRORS, openapi_extra=_form_body(True),
+              operation_id="predict_batch",
               summary=f"score up to {settings.max_batch_files} images (multipart field 'files', repeated)")
     async def predict_batch(request: Request, overlay: bool = True) -> BatchResult:
         began = time.perf_counter()
@@ -235,4 +257,5 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None) ->
         results = await run_in_threadpool(score_files, files, class_name, overlay)
         return BatchResult(results=results, seconds=time.perf_counter() - began)
 
+    app.state.slots, app.state.heap, app.state.drift = slots, heap, drift
     return app

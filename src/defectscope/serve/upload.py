@@ -44,9 +44,10 @@ def _mib(n: int) -> str:
 class _Collector:
     """python-multipart callbacks that build Parts and raise UploadError past a limit."""
 
-    def __init__(self, max_file_bytes: int, max_files: int) -> None:
+    def __init__(self, max_file_bytes: int, max_files: int, file_fields: tuple[str, ...] = ()) -> None:
         self.max_file_bytes = max_file_bytes
         self.max_files = max_files
+        self.file_fields = file_fields
         self.parts: list[Part] = []
         self.ended = False
         self._headers: dict[bytes, bytes] = {}
@@ -72,6 +73,12 @@ class _Collector:
             raise UploadError(400, "bad_form", "a form part has no name (Content-Disposition: form-data; name=...)")
         name = options[b"name"].decode("utf-8", "replace")
         filename = options[b"filename"].decode("utf-8", "replace")[:255] if b"filename" in options else None
+        if filename is None and name in self.file_fields:
+            # without a filename it would be read as a short text field and refused as too large
+            raise UploadError(400, "no_filename",
+                              f"form field {name!r} is sent as a text field, without a filename: send the image as a "
+                              f'file part (Content-Disposition: form-data; name="{name}"; filename="part.png"), '
+                              f"e.g. curl -F {name}=@part.png")
         ctype = self._headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
         files = sum(p.filename is not None for p in self.parts) + (filename is not None)
         if files > self.max_files:
@@ -95,9 +102,12 @@ class _Collector:
 
 async def read_multipart(
     content_type: str, content_length: str | None, stream: AsyncIterator[bytes],
-    max_file_bytes: int, max_files: int, max_body_bytes: int,
+    max_file_bytes: int, max_files: int, max_body_bytes: int, file_fields: tuple[str, ...] = (),
 ) -> list[Part]:
-    """Parse a multipart/form-data body from `stream`; UploadError as soon as a limit is broken."""
+    """Parse a multipart/form-data body from `stream`; UploadError as soon as a limit is broken.
+
+    A part named in `file_fields` must carry a filename (it is refused as soon as its headers end).
+    """
     mime, params = parse_options_header(content_type)
     if mime != b"multipart/form-data":
         raise UploadError(415, "wrong_content_type",
@@ -108,7 +118,7 @@ async def read_multipart(
     if content_length is not None and content_length.isdigit() and int(content_length) > body_limit:
         raise UploadError(413, "too_large", f"request body of {_mib(int(content_length))} is over the limit of "
                                             f"{_mib(max_body_bytes)}")
-    collector = _Collector(max_file_bytes, max_files)
+    collector = _Collector(max_file_bytes, max_files, file_fields)
     callbacks = {name: getattr(collector, name) for name in (
         "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
         "on_part_data", "on_end")}

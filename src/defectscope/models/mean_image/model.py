@@ -95,6 +95,28 @@ class MeanImage(AnomalyModel):
         return {"classes_fitted": float(len(seen)), "min_images_per_class": float(seen.min()) if len(seen) else 0.0}
 
     @torch.no_grad()
+    def absorb(self, images: Tensor, class_ids: Tensor) -> dict[str, tuple[float, float]]:
+        """Good images the model flagged join their class's mean and spread (`defectscope accept`).
+
+        Exact (the two groups' sums of squares merged, Chan et al. 1979) except where σ sat at
+        std_floor: the variance below the floor was not kept, and the floor stands in for it.
+        """
+        images, class_ids = images.to(self.mean.device), class_ids.to(self.mean.device)
+        self._check(images, class_ids)
+        before = float(self.count.sum())
+        x = images.double()
+        for c in class_ids.unique().tolist():
+            new = x[class_ids == c]
+            n, k = int(self.count[c]), len(new)
+            mean, new_mean = self.mean[c].double(), new.mean(dim=0)
+            delta = new_mean - mean
+            scatter = n * self.std[c].double() ** 2 + ((new - new_mean) ** 2).sum(dim=0) + delta**2 * (n * k / (n + k))
+            self.mean[c] = mean + delta * (k / (n + k))
+            self.std[c] = (scatter / (n + k)).sqrt().clamp_min(self.config.std_floor)  # population σ, as fitted
+            self.count[c] = n + k
+        return {"images": (before, float(self.count.sum()))}
+
+    @torch.no_grad()
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         if class_ids is None:  # one-class models (and callers that know no class) use class 0
             class_ids = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)

@@ -54,6 +54,13 @@ class PaDiM(AnomalyModel):
         return {"gaussian_mib": round((g.mean.numel() + g.inv_cov.numel()) * 4 / 2**20, 2)}
 
     @torch.no_grad()
+    def absorb(self, images: Tensor, class_ids: Tensor) -> dict[str, tuple[float, float]]:
+        """Good images the model flagged join every position's Gaussian (`defectscope accept`): n, μ and Σ updated."""
+        before = int(self.gaussians.samples)
+        self.gaussians.absorb(self.embed(images.to(self.gaussians.mean.device)))
+        return {"samples": (float(before), float(self.gaussians.samples))}
+
+    @torch.no_grad()
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         d = self.gaussians.mahalanobis(self.embed(images)).view(-1, *self.grid)
         maps = upsampled_map(d, images.shape[-2:], self.config.smoothing_sigma)

@@ -51,6 +51,21 @@ class PatchCore(AnomalyModel):
         }
 
     @torch.no_grad()
+    def absorb(self, images: Tensor, class_ids: Tensor) -> dict[str, tuple[float, float]]:
+        """Good images the model flagged join the bank as they are (`defectscope accept`): every patch, no coreset.
+
+        A coreset thins thousands of images' patches; a few accepted parts are kept whole, so each
+        of their patches has distance 0 to the bank and the part itself scores 0.
+        """
+        before = len(self.memory.bank)
+        if before == 0:
+            raise RuntimeError("patchcore: the memory bank is empty; fit the model first (defectscope train)")
+        f = self.embed(images.to(self.memory.bank.device))
+        added = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).to(self.memory.bank.dtype)
+        self.memory.bank = torch.cat([self.memory.bank, added]).contiguous()
+        return {"bank_size": (float(before), float(len(self.memory.bank)))}
+
+    @torch.no_grad()
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         scores, index, flat = patch_scores(self.embed(images), self.memory)
         image = reweighted_image_score(scores, index, flat, self.memory, self.config.num_neighbors)

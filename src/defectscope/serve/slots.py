@@ -1,0 +1,105 @@
+"""Image slots taken first come, first served, and giving freed heap back to the system after a burst."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+
+
+class Slots:
+    """A counting semaphore whose takers are served in arrival order, whatever each asks for.
+
+    A batch that needs four slots at once waits at the head of the line until four are free; a
+    single request that arrives after it waits behind it instead of taking the slot that has just
+    been freed. (A plain "wait until enough are free" lets a stream of single requests starve the
+    batch forever.) Every taker asks for at most `capacity` and none waits while holding slots, so
+    the head of the line always gets its slots once the holders finish.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._free = capacity
+        self._line: deque[object] = deque()
+        self._cond = threading.Condition()
+
+    @property
+    def idle(self) -> bool:
+        """No slot held and nobody waiting."""
+        with self._cond:
+            return self._free == self.capacity and not self._line
+
+    @contextlib.contextmanager
+    def take(self, count: int) -> Iterator[None]:
+        count = max(1, min(count, self.capacity))
+        ticket = object()
+        with self._cond:
+            self._line.append(ticket)
+            try:
+                self._cond.wait_for(lambda: self._line[0] is ticket and self._free >= count)
+            finally:
+                self._line.remove(ticket)  # served, or gave up (an exception while waiting)
+                self._cond.notify_all()  # the next in line may fit in what is left
+            self._free -= count
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += count
+                self._cond.notify_all()
+
+
+def _malloc_trim() -> Callable[[], None] | None:
+    """glibc's malloc_trim(0), or None where the C library has none (musl, macOS, Windows)."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+    if trim is None:
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
+
+
+class HeapTrim:
+    """After a burst, once the service has been idle a moment, hand the heap's free pages back.
+
+    glibc keeps what a worker thread freed in that thread's arena; after a burst of large images
+    the process stays hundreds of MiB above its resting size although nothing is in use.
+    `malloc_trim(0)` returns those pages. It runs only when work happened since the last trim and
+    no image slot is held, at most once per `interval` seconds; elsewhere it does nothing.
+    """
+
+    def __init__(self, slots: Slots, interval: float = 2.0) -> None:
+        self.slots = slots
+        self.interval = interval
+        self.trims = 0
+        self._trim = _malloc_trim()
+        self._dirty = False
+        self._last_work = 0.0
+
+    @property
+    def available(self) -> bool:
+        return self._trim is not None
+
+    def worked(self) -> None:
+        self._dirty = True
+        self._last_work = time.monotonic()
+
+    def maybe_trim(self) -> bool:
+        """Trim if there was work, it ended at least `interval` seconds ago and nothing is in flight now."""
+        if self._trim is None or not self._dirty or time.monotonic() - self._last_work < self.interval:
+            return False
+        if not self.slots.idle:
+            return False
+        self._dirty = False
+        self._trim()
+        self.trims += 1
+        return True
