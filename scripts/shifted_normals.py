@@ -57,7 +57,8 @@ def write_set(images: list[Path], folder: Path, change: Callable[[Image.Image], 
                 folder / f"{i:04d}_{path.stem}.png")
 
 
-def flagged(checkpoint: Path, folder: Path, out: Path, class_name: str | None) -> tuple[int, int]:
+def flagged_rows(checkpoint: Path, folder: Path, out: Path, class_name: str | None) -> dict[str, bool]:
+    """`defectscope predict` on `folder`: each image's file name → flagged DEFECT."""
     command = [sys.executable, "-m", "defectscope", "predict", str(checkpoint), str(folder), "--output", str(out),
                "--overwrite", "--no-maps", "--device", "cpu"]
     if class_name:
@@ -66,7 +67,12 @@ def flagged(checkpoint: Path, folder: Path, out: Path, class_name: str | None) -
     if proc.returncode != 0:
         raise SystemExit(f"predict failed on {folder}:\n{proc.stderr[-2000:]}")
     rows = json.loads((out / "scores.json").read_text())["images"]
-    return sum(r["defective"] is True for r in rows), len(rows)
+    return {Path(r["path"]).name: r["defective"] is True for r in rows}
+
+
+def flagged(checkpoint: Path, folder: Path, out: Path, class_name: str | None) -> tuple[int, int]:
+    rows = flagged_rows(checkpoint, folder, out, class_name)
+    return sum(rows.values()), len(rows)
 
 
 def main() -> None:
