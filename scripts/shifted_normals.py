@@ -36,6 +36,9 @@ SHIFTS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "unchanged": lambda im: im,
     "brighter_15pct": lambda im: ImageEnhance.Brightness(im).enhance(1.15),
     "darker_15pct": lambda im: ImageEnhance.Brightness(im).enhance(0.85),
+    # a new lot or a relit station: stronger than drift between two days
+    "brighter_35pct": lambda im: ImageEnhance.Brightness(im).enhance(1.35),
+    "contrast_70pct": lambda im: ImageEnhance.Contrast(im).enhance(0.7),
     "blur_r1.5": lambda im: im.filter(ImageFilter.GaussianBlur(1.5)),
     "shift_8px": lambda im: ImageChops.offset(im, 8, 8),
     "jpeg_q30": _jpeg_q30,

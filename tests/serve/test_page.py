@@ -75,6 +75,9 @@ def test_a_person_checks_parts_on_the_page(browser, server, tmp_path):
     assert float(text(browser, "threshold")) == pytest.approx(expected["threshold"], rel=1e-3)
     flagged = int(expected["defective"])
     assert (text(browser, "tally-checked"), text(browser, "tally-flagged")) == ("1", str(flagged))
+    bound = f"{100 * expected['false_alarm_bound']:.3g}"
+    assert f"flags at most {bound} % of good parts like the {expected['held_out_normals']} held out" in text(
+        browser, "promise")
     assert browser.find_element(By.ID, "overlay-image").get_attribute("naturalWidth") == str(expected["width"])
 
     # a noisy part is a defect for the tiny model: red verdict, one more flagged
@@ -93,6 +96,12 @@ def test_a_person_checks_parts_on_the_page(browser, server, tmp_path):
     upload_and_wait(browser, notes, 3)
     assert "not a readable image" in text(browser, "error")
     assert text(browser, "tally-checked") == "2"
+    history = browser.find_elements(By.CSS_SELECTOR, "#history li")
+    assert len(history) == 3 and "REFUSED" in history[0].text and "notes.png" in history[0].text
+    assert browser.find_element(By.ID, "download").is_enabled()
+    warning = httpx.get(server.url + "/health").json()["warning"]  # the page's drift line says what /health says
+    assert browser.find_element(By.ID, "drift").is_displayed() == bool(warning)
+    assert text(browser, "drift") == (warning or "")
 
     shot = tmp_path / "page.png"
     browser.save_screenshot(str(shot))
