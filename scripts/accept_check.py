@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--shift", default="brighter_15pct", choices=sorted(SHIFTS))
     parser.add_argument("--accept", type=int, default=5, help="how many flagged good images to accept (k)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/accept_check"))
-    parser.add_argument("--class-name", default=None, help="for a multi-class run: which class's images")
+    parser.add_argument("--class-name", default=None,
+                        help="for a multi-class MVTec run: which class's images (<class>/test/<kind>/<file>)")
     args = parser.parse_args()
     checkpoint = args.run / "checkpoints" / "final"
     goods, defects = normal_test_images(args.run), defect_images(args.run)

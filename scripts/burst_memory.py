@@ -71,10 +71,10 @@ def main() -> None:
             burst(url, images, 10, 1, args.batch)  # warm-up
             report["after_warmup_mib"] = rss_mib(process.pid)["VmRSS"]
             report.update(burst(url, images, args.requests, args.concurrency, args.batch))
-            memory = rss_mib(process.pid)
+            memory, quiet_since = rss_mib(process.pid), time.monotonic()
             report["peak_mib"], report["after_burst_mib"] = memory["VmHWM"], memory["VmRSS"]
             for idle in (5, 20):
-                time.sleep(idle - (5 if idle > 5 else 0))
+                time.sleep(max(0.0, quiet_since + idle - time.monotonic()))
                 report[f"after_{idle}s_idle_mib"] = rss_mib(process.pid)["VmRSS"]
         print(json.dumps({k: round(v) if isinstance(v, float) and k.endswith("mib") else v for k, v in report.items()}))
 

@@ -7,6 +7,7 @@ images score above the threshold and smooth ones below it.
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from defectscope.config import load_config
 from defectscope.engine import save_checkpoint
@@ -27,6 +29,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_UPLOAD_MB = 1
 MAX_IMAGE_PIXELS = 1_000_000
 MAX_BATCH_FILES = 3
+
+
+def encoded_image(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    """An image in [0, 1] as the bytes of a file, as a client uploads it."""
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8)).save(buffer, format=fmt)
+    return buffer.getvalue()
 
 
 def normal_images(count: int, size: int = 32, seed: int = 0) -> np.ndarray:

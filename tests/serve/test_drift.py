@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import pytest
-from PIL import Image
 from scipy.stats import binom
 
 from defectscope.serve.drift import CONFIDENCE, DriftWatch
-from helpers.serving import needs_serve_extra, noisy_image, normal_images, start_server
-
-
-def png(array) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
+from helpers.serving import encoded_image, needs_serve_extra, noisy_image, normal_images, start_server
 
 PROMISE = {"false_alarm_rate": 0.01, "false_alarm_bound": 0.01, "held_out_normals": 99}
 
@@ -57,7 +46,7 @@ def test_health_warns_when_the_line_flags_more_than_promised_and_stops_when_it_c
     needs_serve_extra()
     import httpx
 
-    noisy, smooth = png(noisy_image(40, seed=3)), png(normal_images(1, size=40, seed=11)[0])
+    noisy, smooth = encoded_image(noisy_image(40, seed=3)), encoded_image(normal_images(1, size=40, seed=11)[0])
     server = start_server(tiny_checkpoint, tmp_path / "server.log", "--drift-window", "20")
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:

@@ -7,16 +7,13 @@ finished after 120 s).
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from defectscope.serve.slots import HeapTrim, Slots
-from helpers.serving import needs_serve_extra, normal_images, start_server
+from helpers.serving import encoded_image, needs_serve_extra, normal_images, start_server
 
 
 def wait_until(condition, seconds: float = 10) -> None:
@@ -75,12 +72,6 @@ def test_heap_trim_runs_once_after_work_and_only_when_idle():
     assert not heap.maybe_trim()  # nothing since
 
 
-def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray((array * 255).round().astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 SINGLE_THREADS = 4
 MAX_SINGLES = 600  # all threads together: the stream is bounded even if the batch never finishes (~5 s here)
 BATCH_FILES = 8
@@ -95,7 +86,7 @@ def test_a_batch_finishes_while_single_requests_keep_coming(tiny_checkpoint, tmp
 
     server = start_server(tiny_checkpoint, tmp_path / "server.log", "--max-inflight-images", "2",
                           "--max-batch-files", str(BATCH_FILES))
-    image = png(normal_images(1, size=64, seed=3)[0])
+    image = encoded_image(normal_images(1, size=64, seed=3)[0])
     batch_files = [("files", (f"{i}.png", image, "image/png")) for i in range(BATCH_FILES)]
     stop = threading.Event()
     sent = {"n": 0, "failed": 0}

@@ -10,23 +10,16 @@ import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.serving import MAX_BATCH_FILES, MAX_IMAGE_PIXELS, MAX_UPLOAD_MB, noisy_image, normal_images
+from helpers.serving import MAX_BATCH_FILES, MAX_IMAGE_PIXELS, MAX_UPLOAD_MB, encoded_image, noisy_image, normal_images
 
 httpx = pytest.importorskip("httpx")
 
 
-def png(array: np.ndarray, fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8)).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-NOISY = png(noisy_image(40, seed=3))
-SMOOTH = png(normal_images(1, size=40, seed=11)[0])
+NOISY = encoded_image(noisy_image(40, seed=3))
+SMOOTH = encoded_image(normal_images(1, size=40, seed=11)[0])
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,11 @@ JSON Schema subset (refs, objects, arrays, anyOf, enums, scalar types).
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from helpers.serving import noisy_image
+from helpers.serving import encoded_image, noisy_image
 
 httpx = pytest.importorskip("httpx")
 
@@ -59,12 +56,6 @@ def problems(value: Any, schema: dict, spec: dict, where: str = "$") -> list[str
     return found
 
 
-def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def client(server):
     with httpx.Client(base_url=server.url, timeout=60) as c:
@@ -89,7 +80,7 @@ def test_the_checker_finds_what_breaks_a_client():
 
 def test_every_answer_has_the_declared_shape(client):
     spec = client.get("/openapi.json").json()
-    image = png(noisy_image(40, seed=3))
+    image = encoded_image(noisy_image(40, seed=3))
     answers = [
         ("/health", "get", client.get("/health")),
         ("/model", "get", client.get("/model")),
