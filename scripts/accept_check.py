@@ -49,7 +49,8 @@ def main() -> None:
     if args.class_name:
         goods = [p for p in goods if p.parent.parent.parent.name == args.class_name]
         defects = [p for p in defects if p.parent.parent.parent.name == args.class_name]
-    shutil.rmtree(args.work, ignore_errors=True)
+    shutil.rmtree(args.work / "accepted", ignore_errors=True)  # this script's own earlier output; good/ and defect/
+    # are rewritten by write_set, out/ by predict --overwrite: nothing else under --work is touched
     write_set(goods, args.work / "good", SHIFTS[args.shift])
     write_set(defects, args.work / "defect", SHIFTS["unchanged"])
 
