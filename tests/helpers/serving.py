@@ -69,6 +69,25 @@ def make_checkpoint(directory: Path, class_names: list[str], calibrate: bool = T
     return save_checkpoint(directory, model, cfg, class_names, calibration=calibration)
 
 
+@torch.no_grad()
+def make_patchcore_checkpoint(directory: Path, size: int = 64, extra: tuple[str, ...] = ()) -> Path:
+    """A PatchCore on a randomly initialised MobileNetV2 (no weights to install) with a real bank and calibration:
+    fitted on smooth gradients, calibrated on others, so noise is flagged. A model that can take parts in."""
+    torch.manual_seed(0)
+    cfg = load_config(None, ["--model.name", "patchcore", "--data.image_size", str(size),
+                             "--model.backbone.pretrained", "false", "--model.coreset_ratio", "0.5", *extra])
+    model = create_model(cfg.model_name, cfg.model, cfg.data.image_size, 1)
+    (phase,) = model.phases()
+    train = torch.from_numpy(normal_images(8, size, seed=5)).permute(0, 3, 1, 2)
+    model.collect(train, torch.zeros(8, dtype=torch.long), phase.name)
+    model.finish_collection(phase.name)
+    model.eval()
+    held_out = torch.from_numpy(normal_images(8, size, seed=6)).permute(0, 3, 1, 2)
+    out = model.predict(held_out, torch.zeros(8, dtype=torch.long))
+    calibration = held_out_calibration(out.image_score.numpy(), out.anomaly_map.numpy(), pixel_rate=0.001)
+    return save_checkpoint(directory, model, cfg, ["normal"], calibration=calibration)
+
+
 def needs_serve_extra() -> None:
     """Skip the calling test where the `serve` extra (or httpx, the tests' client) is not installed."""
     import pytest

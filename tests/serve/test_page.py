@@ -107,3 +107,35 @@ def test_a_person_checks_parts_on_the_page(browser, server, tmp_path):
     browser.save_screenshot(str(shot))
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200  # images, colours and text, not a blank page
+
+
+def test_a_false_alarm_marked_good_on_the_page_passes_next_time(browser, tmp_path):
+    """`serve --allow-feedback`: the button shows on a DEFECT only, takes the part in, and the same part then passes."""
+    pytest.importorskip("httpx")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from helpers.serving import make_patchcore_checkpoint, normal_images, start_server
+
+    checkpoint = make_patchcore_checkpoint(tmp_path / "final")
+    server = start_server(checkpoint, tmp_path / "server.log", "--allow-feedback", str(tmp_path / "good"))
+    try:
+        browser.get(server.url + "/")
+        WebDriverWait(browser, 30).until(lambda d: "patchcore" in text(d, "model-info"))
+        smooth, noisy = tmp_path / "smooth.png", tmp_path / "noisy.png"
+        Image.fromarray((normal_images(1, 64, seed=9)[0] * 255).astype(np.uint8)).save(smooth)
+        Image.fromarray((noisy_image(64, seed=3) * 255).astype(np.uint8)).save(noisy)
+        upload_and_wait(browser, smooth, 1)
+        assert text(browser, "verdict") == "OK" and not browser.find_element(By.ID, "mark-good").is_displayed()
+        upload_and_wait(browser, noisy, 2)
+        assert text(browser, "verdict") == "DEFECT"
+        browser.find_element(By.ID, "mark-good").click()
+        WebDriverWait(browser, 60).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-feedback")
+                                         == "1")
+        assert "taken in as good" in text(browser, "feedback-note") and "now OK" in text(browser, "feedback-note")
+        assert "marked good" in browser.find_elements(By.CSS_SELECTOR, "#history li")[0].text
+        assert len(list((tmp_path / "good" / "normal").iterdir())) == 1
+        upload_and_wait(browser, noisy, 3)
+        assert text(browser, "verdict") == "OK"
+    finally:
+        server.stop()

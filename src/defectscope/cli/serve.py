@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
 from defectscope.cli.common import add_false_alarm_rate, check_false_alarm_rate
 from defectscope.config import ConfigError
@@ -38,6 +40,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drift-window", type=int, default=d.drift_window,
                    help="/health and the page compare the flagged share of the last this-many scored parts "
                         "(per class) with the promised false-alarm bound (default %(default)d)")
+    p.add_argument("--allow-feedback", metavar="DIR", default=None,
+                   help="let the page's 'mark as good' button (POST /feedback) take a flagged part into the model "
+                        "(PatchCore, PaDiM, mean image; a checkpoint, not .onnx). Parts are kept in DIR/<class>/ "
+                        "and taken in again on restart; the checkpoint on disk is not changed (defectscope accept "
+                        "does that). Off by default: whoever reaches the service could teach it a defect")
+    p.add_argument("--max-feedback", type=int, default=1000,
+                   help="most parts DIR may hold; more are refused (409) (default %(default)d)")
     p.add_argument("--no-heap-trim", dest="heap_trim", action="store_false",
                    help="do not hand freed heap back to the system after a burst (glibc malloc_trim)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
@@ -52,7 +61,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         raise ConfigError(f"serve: unknown arguments {overrides} (it takes a checkpoint and the flags in --help)")
     check_false_alarm_rate(args.false_alarm_rate)
     for flag in ("max_upload_mb", "max_batch_mb", "max_batch_files", "max_image_pixels", "max_inflight_images",
-                 "drift_window"):
+                 "drift_window", "max_feedback"):
         if not getattr(args, flag) > 0:
             raise ConfigError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     settings = ServeSettings(
@@ -69,6 +78,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"defectscope serve: error: {err.name} is not installed; pip install 'defectscope[serve]'",
               file=sys.stderr)
         return 2
+    if args.allow_feedback is not None and args.checkpoint.endswith(".onnx"):
+        raise ConfigError(f"--allow-feedback: {args.checkpoint} is an exported model, fixed once written; serve the "
+                          "run's checkpoint folder to take parts in, then export again")
     if args.checkpoint.endswith(".onnx"):
         from defectscope.export.metadata import ExportError as ModelError
         from defectscope.export.runtime import OnnxDetector
@@ -85,8 +97,28 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
                          "images), so the service could not tell OK from DEFECT")
     if args.false_alarm_rate is not None:
         detector.set_false_alarm_rate(args.false_alarm_rate)
-    app = create_app(detector, settings, trim_heap=args.heap_trim)
+    feedback = _feedback(detector, args, settings) if args.allow_feedback is not None else None
+    app = create_app(detector, settings, trim_heap=args.heap_trim, feedback=feedback)
     print(f"defectscope serve: {detector.info()['model_name']} from {args.checkpoint}; page http://{args.host}:"
           f"{args.port}/  OpenAPI http://{args.host}:{args.port}/openapi.json", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def _feedback(detector: Any, args: argparse.Namespace, settings: Any) -> Any:
+    """The feedback folder, with the parts an earlier session kept taken in again before the first request."""
+    from defectscope.serve.feedback import Feedback, FeedbackError
+    from defectscope.serve.images import decode_upload
+    from defectscope.serve.upload import UploadError
+
+    if not detector.can_absorb:
+        raise ConfigError(f"--allow-feedback: {args.checkpoint}: {detector.cannot_absorb}")
+    feedback = Feedback(detector, Path(args.allow_feedback), args.max_feedback)
+    try:
+        kept = feedback.restore(lambda data, name: decode_upload(data, name, settings.max_image_pixels))
+    except (FeedbackError, UploadError) as err:
+        raise ConfigError(getattr(err, "message", str(err))) from err
+    if kept:
+        print(f"defectscope serve: took in {kept} part(s) marked good earlier, from {args.allow_feedback}",
+              file=sys.stderr, flush=True)
+    return feedback

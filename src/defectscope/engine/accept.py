@@ -29,11 +29,9 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader
 
 from defectscope.config import ConfigError, HoldOutCalibration
@@ -46,14 +44,8 @@ from defectscope.engine.checkpoint import Checkpoint, load_checkpoint, save_chec
 from defectscope.engine.inference import viewing_of
 from defectscope.engine.predictions import predict_dataset
 from defectscope.engine.rethreshold import checkpoint_folder
+from defectscope.models.base import Absorbing, AnomalyModel
 from defectscope.scoring.calibration import Calibration
-
-
-@runtime_checkable
-class Absorbing(Protocol):
-    """A model that can take more normal images into its fit (PatchCore, PaDiM, the mean image)."""
-
-    def absorb(self, images: Tensor, class_ids: Tensor) -> dict[str, tuple[float, float]]: ...
 
 
 @dataclass(frozen=True)
@@ -82,11 +74,7 @@ def accept(path: str | Path, images: Sequence[str | Path], class_name: str | Non
     checkpoint = load_checkpoint(folder, map_location=device)
     model, cfg = checkpoint.model, checkpoint.config
     if not isinstance(model, Absorbing):
-        trained = ", ".join(p.name for p in model.phases() if p.kind != "collect") or "its weights"
-        raise ConfigError(
-            f"{folder}: {cfg.model_name} is a trained network (trained by gradient steps: {trained}), so its idea "
-            "of normal lives in weights, not in statistics a few images can be added to; put the parts among its "
-            "training images and train it again. Models that accept parts: patchcore, padim, mean_image")
+        raise ConfigError(f"{folder}: {not_absorbing(model, cfg.model_name)}")
     category = _class_of(checkpoint, class_name)
     class_ids = {name: i for i, name in enumerate(checkpoint.class_names)} or {category: 0}
     found, _ = collect_inputs([str(p) for p in images])
@@ -115,6 +103,14 @@ def accept(path: str | Path, images: Sequence[str | Path], class_name: str | Non
     kept = _keep_previous(folder) if output is None else None
     save_checkpoint(target, model, cfg, checkpoint.class_names, new, step=checkpoint.step, standardizer=standardizer)
     return Accepted(paths, changes, before, after, checkpoint.calibration, new, rescore, target, kept)
+
+
+def not_absorbing(model: AnomalyModel, model_name: str) -> str:
+    """Why a trained network cannot take parts in, and what to do instead."""
+    trained = ", ".join(p.name for p in model.phases() if p.kind != "collect") or "its weights"
+    return (f"{model_name} is a trained network (trained by gradient steps: {trained}), so its idea of normal lives "
+            "in weights, not in statistics a few images can be added to; put the parts among its training images "
+            "and train it again. Models that accept parts: patchcore, padim, mean_image")
 
 
 def _keep_previous(folder: Path) -> Path:

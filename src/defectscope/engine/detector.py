@@ -8,17 +8,21 @@ onnxruntime session as its network.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from defectscope.engine.accept import not_absorbing
 from defectscope.engine.checkpoint import Checkpoint, load_checkpoint
 from defectscope.engine.inference import torch_network, viewing_of
-from defectscope.scoring.detection import Detection, DetectorLike, normalized_score
+from defectscope.models.base import Absorbing
+from defectscope.scoring.detection import Detection, DetectorLike, image_array, normalized_score
 from defectscope.scoring.info import detector_info
-from defectscope.scoring.path import ScoringPath
+from defectscope.scoring.path import ScoringPath, canvas_tiles
+from defectscope.scoring.resize import fit_array
 
 __all__ = ["Detection", "Detector", "DetectorLike", "normalized_score"]
 
@@ -40,7 +44,8 @@ class Detector(ScoringPath):
         self.calibration = checkpoint.calibration
         self._class_names = list(checkpoint.class_names)
         checkpoint.model.eval().to(self.device)
-        self._network = torch_network(checkpoint.model, self.device, threading.Lock())
+        self._lock = threading.Lock()  # one network call or absorb at a time: absorb changes what predict reads
+        self._network = torch_network(checkpoint.model, self.device, self._lock)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", batch_size: int = 8) -> Detector:
@@ -49,6 +54,44 @@ class Detector(ScoringPath):
 
     def network(self, images: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._network(images, class_ids)
+
+    @property
+    def can_absorb(self) -> bool:
+        return isinstance(self.checkpoint.model, Absorbing)
+
+    @property
+    def cannot_absorb(self) -> str:
+        """Why this model takes no parts in (a trained network)."""
+        return not_absorbing(self.checkpoint.model, self.checkpoint.config.model_name)
+
+    @torch.no_grad()
+    def absorb(self, images: Sequence[np.ndarray], class_name: str | None = None) -> dict[str, tuple[float, float]]:
+        """Take good parts into the served model as training saw its images (`serve --allow-feedback`).
+
+        Each image is brought to the working size as scoring brings it; a tiled model takes every
+        tile of the inference grid. The calibration stays: see `defectscope.engine.accept`.
+        """
+        model = self.checkpoint.model
+        if not isinstance(model, Absorbing):
+            raise TypeError(self.cannot_absorb)
+        class_id = self.class_id(class_name)
+        viewing = self.viewing
+        canvases = [fit_array(image_array(image, i), viewing.size or image.shape[:2], viewing.resize)[0]
+                    for i, image in enumerate(images)]
+        inputs = [tile for canvas in canvases for tile in canvas_tiles(canvas, viewing.tiling)]
+        changes: dict[str, tuple[float, float]] = {}
+        for start in range(0, len(inputs), self.batch_size):
+            # canvases of a "none" resize differ in size: one at a time then
+            chunk = inputs[start:start + self.batch_size]
+            groups = [chunk] if len({c.shape for c in chunk}) == 1 else [[c] for c in chunk]
+            for group in groups:
+                x = torch.from_numpy(np.stack(group)).to(self.device)
+                ids = torch.full((len(group),), class_id, dtype=torch.int64, device=self.device)
+                with self._lock:
+                    step = model.absorb(x, ids)
+                for name, (was, now) in step.items():
+                    changes[name] = (changes.get(name, (was, now))[0], now)
+        return changes
 
     def info(self) -> dict[str, Any]:
         """What a client needs to read the numbers: model, classes, geometry, the calibration and its promise."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
@@ -76,6 +76,17 @@ class Phase:
     lr: float | None = None  # None: train.lr
     kind: Literal["train", "collect"] = "train"
     frozen: tuple[str, ...] = field(default=())
+
+
+@runtime_checkable
+class Absorbing(Protocol):
+    """A model whose normal is statistics that more good images extend (PatchCore, PaDiM, the mean image).
+
+    `absorb` takes working-size images (or tiles) of good parts into the fit without fitting again
+    and says what changed (name → before, after); `defectscope accept` and `serve --allow-feedback`.
+    """
+
+    def absorb(self, images: Tensor, class_ids: Tensor) -> dict[str, tuple[float, float]]: ...
 
 
 class AnomalyModel(nn.Module):

@@ -27,7 +27,8 @@ from defectscope.geometry import Box, Merge, Resize, as_hw, tile_grid
 from defectscope.scoring.detection import CalibratedClasses, Detection, detection_from, image_array
 from defectscope.scoring.resize import fit_array, resize_map
 
-__all__ = ["MapStandardizer", "Network", "ScoringPath", "TileGrid", "Viewing", "restore_map", "score_canvases"]
+__all__ = ["MapStandardizer", "Network", "ScoringPath", "TileGrid", "Viewing", "canvas_tiles", "restore_map",
+           "score_canvases"]
 
 # (B, 3, h, w) float32 images (or tiles) in [0, 1] and (B,) int64 class ids → (B, h, w) maps, (B,) scores
 Network = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -117,6 +118,23 @@ def _hide_border(anomaly_map: np.ndarray, box: Box) -> np.ndarray:
     return out
 
 
+def _padded_to_tile(image: np.ndarray, tile: int) -> np.ndarray:
+    """(3, H, W) with zeros right and below up to one tile where it is smaller than one."""
+    hw = image.shape[-2:]
+    padded = np.zeros((image.shape[0], max(hw[0], tile), max(hw[1], tile)), np.float32)
+    padded[:, : hw[0], : hw[1]] = image
+    return padded
+
+
+def canvas_tiles(canvas: np.ndarray, grid: TileGrid | None) -> list[np.ndarray]:
+    """What the network sees of a (3, H, W) working-size image: itself, or every tile of its grid."""
+    if grid is None:
+        return [canvas]
+    padded = _padded_to_tile(canvas, grid.tile)
+    return [padded[:, y:y + grid.tile, x:x + grid.tile] for y, x in tile_grid(canvas.shape[-2:], grid.tile,
+                                                                               grid.stride)]
+
+
 def _stitch(network: Network, image: np.ndarray, class_id: int, grid: TileGrid, batch_size: int) -> np.ndarray:
     """(3, H, W) → (H, W) map from its tiles, a batch of tiles at a time (memory: one image and one batch).
 
@@ -126,8 +144,7 @@ def _stitch(network: Network, image: np.ndarray, class_id: int, grid: TileGrid, 
     """
     tile, hw = grid.tile, image.shape[-2:]
     origins = tile_grid(hw, tile, grid.stride)
-    padded = np.zeros((image.shape[0], max(hw[0], tile), max(hw[1], tile)), np.float32)
-    padded[:, : hw[0], : hw[1]] = image
+    padded = _padded_to_tile(image, tile)
     mean = grid.merge == "mean"
     total = np.zeros(padded.shape[1:], np.float64) if mean else np.full(padded.shape[1:], -np.inf, np.float32)
     count = np.zeros(padded.shape[1:], np.float64)

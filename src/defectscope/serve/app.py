@@ -28,8 +28,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from defectscope.detection import Detection, DetectorLike
 from defectscope.serve.drift import DriftWatch
+from defectscope.serve.feedback import Feedback, FeedbackError
 from defectscope.serve.images import check_content_type, decode_upload, overlay_png, probe_upload
-from defectscope.serve.schema import BatchResult, ErrorBody, Health, ModelInfo, PredictResult
+from defectscope.serve.schema import BatchResult, ErrorBody, Health, MarkedGood, ModelInfo, PredictResult
 from defectscope.serve.settings import ServeSettings
 from defectscope.serve.slots import HeapTrim, Slots
 from defectscope.serve.upload import Part, UploadError, read_multipart
@@ -59,6 +60,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
                                              "that is not what it must be (?overlay=maybe)"},
     500: {"model": ErrorBody, "description": "the model failed on this request"},
 }
+FEEDBACK_ERRORS = {**ERRORS, 409: {"model": ErrorBody, "description": "as many parts taken in as --max-feedback "
+                                                                      "allows"}}
 # Starlette's own refusals (unknown path, wrong method), in the same shape
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
@@ -80,14 +83,20 @@ def _validation_detail(err: RequestValidationError) -> str:
     return "; ".join(problems) or "invalid request"
 
 
-def create_app(detector: DetectorLike, settings: ServeSettings | None = None, trim_heap: bool = True) -> FastAPI:
+def _verdict(detection: Detection) -> str | None:
+    return None if detection.defective is None else ("DEFECT" if detection.defective else "OK")
+
+
+def create_app(detector: DetectorLike, settings: ServeSettings | None = None, trim_heap: bool = True,
+               feedback: Feedback | None = None) -> FastAPI:
     """A FastAPI app serving `detector`; limits from `settings` (ServeSettings() defaults).
 
     `trim_heap`: after a burst, once idle, give freed heap pages back to the system (glibc only; slots.py).
+    `feedback`: where parts marked good are kept and taken in (POST /feedback); None leaves the model fixed.
     """
     settings = settings or ServeSettings()
     info = detector.info()
-    model_info = ModelInfo(**info, limits=asdict(settings))  # type: ignore[arg-type]
+    model_info = ModelInfo(**info, limits=asdict(settings), feedback=feedback is not None)  # type: ignore[arg-type]
     page = PAGE.read_text(encoding="utf-8")
     slots = Slots(settings.max_inflight_images)
     heap = HeapTrim(slots)
@@ -132,6 +141,10 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None, tr
 
     @app.exception_handler(UploadError)
     async def refused(request: Request, err: UploadError) -> JSONResponse:
+        return refuse(err.status, err.code, err.message)
+
+    @app.exception_handler(FeedbackError)
+    async def feedback_refused(request: Request, err: FeedbackError) -> JSONResponse:
         return refuse(err.status, err.code, err.message)
 
     @app.exception_handler(RequestValidationError)
@@ -185,7 +198,7 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None, tr
         if overlay:
             high = pixel_threshold if pixel_threshold is not None else float(detection.anomaly_map.max())
             png = base64.b64encode(overlay_png(image, detection.anomaly_map, high, settings.max_overlay_side)).decode()
-        verdict = None if detection.defective is None else ("DEFECT" if detection.defective else "OK")
+        verdict = _verdict(detection)
         return PredictResult(
             filename=filename, width=width, height=height, class_name=detection.class_name,
             score=detection.score, threshold=detection.threshold, normalized_score=detection.normalized_score,
@@ -234,7 +247,8 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None, tr
         status = drift.status()
         warnings = [s["warning"] for s in status if s["warning"]]
         return Health(status="ok", model_name=info["model_name"], uptime_s=time.monotonic() - started,
-                      drift=status, warning=" ".join(warnings) or None, **snapshot)  # type: ignore[arg-type]
+                      drift=status, warning=" ".join(warnings) or None,
+                      parts_marked_good=feedback.parts_kept if feedback else 0, **snapshot)  # type: ignore[arg-type]
 
     @app.get("/model", response_model=ModelInfo, operation_id="model_info",
              summary="the model, its classes, thresholds and what they promise, and the service limits")
@@ -256,6 +270,29 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None, tr
                                              settings.max_batch_bytes)
         results = await run_in_threadpool(score_files, files, class_name, overlay)
         return BatchResult(results=results, seconds=time.perf_counter() - began)
+
+    if feedback is not None:
+        def mark(file: Part, class_name: str | None) -> MarkedGood:
+            began = time.perf_counter()
+            label = f"file {file.filename!r}"
+            probe_upload(file.data, label, settings.max_image_pixels)
+            with slots.take(1):
+                image = decode_upload(file.data, label, settings.max_image_pixels)
+                marked = feedback.mark_good(bytes(file.data), image, class_name)
+            after = marked.detection_after
+            return MarkedGood(
+                filename=file.filename, class_name=marked.class_name, score_before=marked.detection_before.score,
+                score_after=after.score, threshold=after.threshold,
+                verdict_after=_verdict(after),
+                changes={k: list(v) for k, v in marked.changes.items()}, kept_as=marked.kept_as,
+                already_kept=marked.already_kept, parts_kept=marked.parts_kept, seconds=time.perf_counter() - began)
+
+        @app.post("/feedback", response_model=MarkedGood, responses=FEEDBACK_ERRORS, openapi_extra=_form_body(False),
+                  operation_id="mark_good",
+                  summary="take a flagged part into the model as good (multipart field 'file'; the threshold stays)")
+        async def mark_good(request: Request) -> MarkedGood:
+            files, class_name = await read_files(request, ("file",), 1, settings.max_upload_bytes)
+            return await run_in_threadpool(mark, files[0], class_name)
 
     app.state.slots, app.state.heap, app.state.drift = slots, heap, drift
     return app

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 ErrorCode = Literal[
     "empty", "bad_form", "no_filename", "bad_class", "bad_parameter", "too_large", "too_many_pixels",
     "too_many_files", "wrong_content_type", "not_an_image", "not_found", "method_not_allowed", "http_error",
-    "internal",
+    "feedback_full", "internal",
 ]
 
 
@@ -61,6 +61,23 @@ class BatchResult(Model):
     seconds: float
 
 
+class MarkedGood(Model):
+    """A part taken into the served model as good (serve --allow-feedback)."""
+
+    filename: str | None = Field(description="the upload's file name, echoed (up to 255 characters)")
+    class_name: str
+    score_before: float = Field(description="its image score before it was taken in")
+    score_after: float = Field(description="its image score now (PatchCore: 0, every patch is in the bank)")
+    threshold: float | None = Field(description="the threshold, unchanged: it was set on other good parts")
+    verdict_after: Literal["DEFECT", "OK"] | None
+    changes: dict[str, list[float]] = Field(description="what changed in the model: name → [before, after], "
+                                                        "e.g. bank_size, samples")
+    kept_as: str = Field(description="the part's file under the feedback folder, named by its content's digest")
+    already_kept: bool = Field(description="the same file was marked before: nothing changed")
+    parts_kept: int = Field(description="parts in the feedback folder, this session's and earlier ones")
+    seconds: float
+
+
 class DriftStatus(Model):
     """The flagged share of one class's last `window` scored parts against its promise."""
 
@@ -85,6 +102,7 @@ class Health(Model):
     uptime_s: float
     images_scored: int
     requests_refused: int
+    parts_marked_good: int = Field(description="parts taken in through /feedback (0 unless --allow-feedback)")
     drift: list[DriftStatus] = Field(description="one entry per class")
     warning: str | None = Field(description="the drift warnings of all classes, or null")
 
@@ -138,3 +156,5 @@ class ModelInfo(Model):
     exporter: str | None = Field(None, description="ONNX only: dynamo or torchscript")
     opset: int | None = Field(None, description="ONNX only")
     limits: ServeLimits
+    feedback: bool = Field(description="POST /feedback takes a flagged part into the model as good "
+                                       "(serve --allow-feedback)")
