@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import subprocess
 import sys
 import time
@@ -58,6 +59,7 @@ def test_the_command_line_and_the_torch_free_paths_import_without_torch(tmp_path
 
 
 def test_predict_with_onnxruntime_needs_no_torch(exported, tmp_path):
+    """An .onnx model runs in onnxruntime without --backend (auto), and says which runtime and threads."""
     images = {"a/normal.png": normal_images(1, seed=3)[0], "a/noisy.png": noisy_image(32, 5),
               "b/wide.png": normal_images(1, size=48, seed=4)[0][:32]}
     for name, image in images.items():
@@ -65,8 +67,11 @@ def test_predict_with_onnxruntime_needs_no_torch(exported, tmp_path):
         (tmp_path / "in" / name).write_bytes(png(image))
     out = tmp_path / "out"
     proc = run_without_torch(["-m", "defectscope", "predict", str(exported.path), str(tmp_path / "in"),
-                              "--backend", "onnxruntime", "--output", str(out)], tmp_path)
+                              "--threads", "1", "--output", str(out)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "scoring 3 images with onnxruntime (1 threads, batch 8" in proc.stdout
+    header = json.loads((out / "scores.json").read_text())
+    assert (header["backend"], header["threads"]) == ("onnxruntime", 1)
     with (out / "scores.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     paths = [tmp_path / "in" / name for name in sorted(images)]

@@ -48,10 +48,10 @@ def test_serve_picks_the_onnx_runtime_for_an_onnx_file(standardised, monkeypatch
 
     started = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.update(app=app, **kwargs))
-    assert main(["serve", str(standardised.path), "--port", "8123"]) == 0
+    assert main(["serve", str(standardised.path), "--port", "8123", "--threads", "1"]) == 0
     client = testclient.TestClient(started["app"])
     model = client.get("/model").json()
-    assert model["model_name"] == "ae_ssim" and model["backend"] == "onnxruntime"
+    assert model["model_name"] == "ae_ssim" and (model["backend"], model["threads"]) == ("onnxruntime", 1)
     png = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(png, "PNG")
     answer = client.post("/predict", files={"file": ("part.png", png.getvalue(), "image/png")})

@@ -186,3 +186,22 @@ def test_every_geometry_scores_alike_in_both_runtimes(exported, geometry, tmp_pa
             assert o.defective == t.defective
         if not torch_detector.viewing.own_score:  # the working-size map's maximum; bilinear back never exceeds it
             assert t.score >= float(t.anomaly_map.max()) - 1e-6
+
+
+def test_a_patchcore_bank_searched_in_chunks_in_the_graph_finds_the_same_neighbours(tmp_path, monkeypatch):
+    """The graph cuts the bank into blocks (bounded memory); with blocks far smaller than the bank, maps and
+    scores still match torch's whole search, and the graph really holds one matrix product per block."""
+    import onnx
+
+    from defectscope.models.patchcore import memory_bank
+
+    monkeypatch.setattr(memory_bank, "EXPORT_BANK_CHUNK", 7)  # not a divisor of the bank: a short last block
+    chunked = export("patchcore", tmp_path, SIZE, ("widget", "gadget"))
+    bank = len(chunked.checkpoint.model.memory.bank)
+    assert bank > 7 * 3
+    diff = compare_with_torch(chunked.checkpoint, chunked.onnx, batch_sizes=(1, 3))
+    assert close(diff["max_map_diff"], diff["max_abs_map"]) and close(diff["max_score_diff"], diff["max_abs_map"])
+    graph = onnx.load(str(chunked.path))
+    products = [n for n in graph.graph.node if n.op_type in ("Gemm", "MatMul")]
+    products += [n for f in graph.functions for n in f.node if n.op_type in ("Gemm", "MatMul")]
+    assert len(products) >= -(-bank // 7)

@@ -26,7 +26,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--class-name", default=None, help="category of the images (needed for multi-class models)")
     p.add_argument("--batch-size", type=int, default=8, help="images scored and held in memory at once")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (torch backend)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
+                   help="auto (default): onnxruntime for an exported .onnx model, torch for a checkpoint")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads one network call may use (default: torch's default, or onnxruntime with one per "
+                        "available core)")
     p.add_argument("--max-image-pixels", type=int, default=PREDICT_MAX_IMAGE_PIXELS,
                    help="larger images (width x height, read from the header) get an error row instead of a score "
                         "(default %(default)d)")
@@ -38,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _check_options(args: argparse.Namespace, overrides: list[str]) -> None:
     if overrides:
         raise ConfigError(f"predict: unknown arguments {overrides} (the model's settings come from its checkpoint)")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.max_image_pixels < 1:
@@ -53,4 +59,5 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         model=args.checkpoint, inputs=tuple(args.inputs), output=Path(args.output), overwrite=args.overwrite,
         class_name=args.class_name, batch_size=args.batch_size, device=args.device, backend=args.backend,
         max_image_pixels=args.max_image_pixels, maps=not args.no_maps, false_alarm_rate=args.false_alarm_rate,
+        threads=args.threads,
     ))

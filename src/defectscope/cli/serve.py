@@ -26,6 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 opens it to the network")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads one network call may use (default: torch's default, or onnxruntime with one per "
+                        "available core)")
     p.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / MIB,
                    help="largest image file, MiB; enforced while the upload streams in (default %(default)g)")
     p.add_argument("--max-batch-mb", type=float, default=d.max_batch_bytes / MIB,
@@ -61,7 +64,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         raise ConfigError(f"serve: unknown arguments {overrides} (it takes a checkpoint and the flags in --help)")
     check_false_alarm_rate(args.false_alarm_rate)
     for flag in ("max_upload_mb", "max_batch_mb", "max_batch_files", "max_image_pixels", "max_inflight_images",
-                 "drift_window", "max_feedback"):
+                 "drift_window", "max_feedback", "threads"):
+        if flag == "threads" and args.threads is None:
+            continue
         if not getattr(args, flag) > 0:
             raise ConfigError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     settings = ServeSettings(
@@ -85,12 +90,16 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         from defectscope.export.metadata import ExportError as ModelError
         from defectscope.export.runtime import OnnxDetector
 
-        detector = OnnxDetector(args.checkpoint, device=args.device)  # ExportError names the file
+        detector = OnnxDetector(args.checkpoint, device=args.device, threads=args.threads)  # ExportError names it
     else:
         from defectscope.engine.checkpoint import CheckpointError as ModelError
         from defectscope.engine.detector import Detector
         from defectscope.engine.environment import pick_device
 
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
         detector = Detector.from_checkpoint(args.checkpoint, device=str(pick_device(args.device)))
     if detector.threshold is None:
         raise ModelError(f"{args.checkpoint}: no calibrated image_threshold (the run had no held-out normal "
@@ -99,8 +108,10 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         detector.set_false_alarm_rate(args.false_alarm_rate)
     feedback = _feedback(detector, args, settings) if args.allow_feedback is not None else None
     app = create_app(detector, settings, trim_heap=args.heap_trim, feedback=feedback)
-    print(f"defectscope serve: {detector.info()['model_name']} from {args.checkpoint}; page http://{args.host}:"
-          f"{args.port}/  OpenAPI http://{args.host}:{args.port}/openapi.json", file=sys.stderr, flush=True)
+    info = detector.info()
+    print(f"defectscope serve: {info['model_name']} from {args.checkpoint} in {info['backend']} ({info['threads']} "
+          f"threads, {info['device']}); page http://{args.host}:{args.port}/  OpenAPI "
+          f"http://{args.host}:{args.port}/openapi.json", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

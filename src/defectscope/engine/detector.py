@@ -99,4 +99,4 @@ class Detector(ScoringPath):
         return detector_info(
             model_name=self.checkpoint.config.model_name, class_names=self.class_names, image_size=data.image_size,
             viewing=self.viewing, calibration=self.calibration, map_standardization=self.standardizer is not None,
-            step=self.checkpoint.step, device=str(self.device), backend="torch")
+            step=self.checkpoint.step, device=str(self.device), backend="torch", threads=torch.get_num_threads())

@@ -7,6 +7,7 @@ machine that has no torch.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,14 @@ def _providers(device: str, available: list[str]) -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device != "cpu" and cuda else ["CPUExecutionProvider"]
 
 
+def available_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 class OnnxDetector(ScoringPath):
     """An exported graph ready to score; satisfies `DetectorLike` (the service serves it as it serves a Detector).
 
@@ -47,8 +56,9 @@ class OnnxDetector(ScoringPath):
         except ImportError as err:
             raise ExportError(f"{self.path}: onnxruntime is not installed; pip install 'defectscope[export]'") from err
         options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
+        # said, not left to onnxruntime's default (its count of physical cores), so `info` can tell it
+        self.threads = threads if threads is not None else available_cores()
+        options.intra_op_num_threads = self.threads
         providers = _providers(device, ort.get_available_providers())
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
@@ -81,5 +91,6 @@ class OnnxDetector(ScoringPath):
             model_name=meta.model_name, class_names=self.class_names, image_size=meta.image_size,
             viewing=self.viewing, calibration=self.calibration, map_standardization=self.standardizer is not None,
             step=meta.checkpoint_step, device=",".join(self.session.get_providers()), backend="onnxruntime",
+            threads=self.threads,
             exported_by=meta.defectscope_version, checkpoint_format=meta.checkpoint_format, exporter=meta.exporter,
             opset=meta.opset)

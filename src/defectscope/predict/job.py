@@ -53,7 +53,8 @@ class PredictOptions:
     class_name: str | None = None  # needed for multi-class models
     batch_size: int = 8  # images scored and held in memory at once
     device: str = "auto"  # torch backend: auto, cpu or cuda
-    backend: Literal["torch", "onnxruntime"] = "torch"
+    backend: Literal["auto", "torch", "onnxruntime"] = "auto"  # auto: onnxruntime for a .onnx file, else torch
+    threads: int | None = None  # the runtime's intra-op threads; None: torch's default, or one per available core
     max_image_pixels: int = PREDICT_MAX_IMAGE_PIXELS  # larger images get an error row
     maps: bool = True  # write map pictures
     false_alarm_rate: float | None = None  # thresholds for this stated rate instead of the calibrated one
@@ -61,14 +62,18 @@ class PredictOptions:
 
 def load_detector(options: PredictOptions, shard: Shard) -> DetectorLike:
     """The detector that scores: the checkpoint in torch, or an exported model in onnxruntime (no torch)."""
-    if options.backend == "onnxruntime":
+    if backend_of(options) == "onnxruntime":
         try:
             from defectscope.export.runtime import OnnxDetector
         except ModuleNotFoundError as err:
             raise ConfigError(f"--backend onnxruntime: install defectscope[export] / export module missing "
                               f"({err.name} not found)") from err
-        return _at_rate(OnnxDetector(options.model, batch_size=options.batch_size), options)  # ExportError names it
+        return _at_rate(OnnxDetector(options.model, batch_size=options.batch_size, threads=options.threads),
+                        options)  # ExportError names it
     import torch
+
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
 
     from defectscope.engine.detector import Detector
     from defectscope.engine.environment import pick_device
@@ -77,6 +82,13 @@ def load_detector(options: PredictOptions, shard: Shard) -> DetectorLike:
     if device.type == "cuda" and shard.distributed:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     return _at_rate(Detector.from_checkpoint(options.model, device=str(device), batch_size=options.batch_size), options)
+
+
+def backend_of(options: PredictOptions) -> Literal["torch", "onnxruntime"]:
+    """`auto`: an exported model runs in onnxruntime (no torch), a checkpoint in torch."""
+    if options.backend != "auto":
+        return options.backend
+    return "onnxruntime" if str(options.model).lower().endswith(".onnx") else "torch"
 
 
 def _at_rate(detector: DetectorLike, options: PredictOptions) -> DetectorLike:
@@ -193,6 +205,8 @@ def run_predict(options: PredictOptions) -> int:
     promise = detector.promise(class_name)  # type: ignore[attr-defined]
     if shard.rank == 0:
         prepare_output(out)
+        print(f"scoring {len(images)} images with {info.get('backend')} ({info.get('threads')} threads, "
+              f"batch {options.batch_size}, {info.get('device')})", flush=True)
         if skipped:
             print(f"skipped {len(skipped)} ground-truth masks ({GROUND_TRUTH_RULES}); listed in "
                   f"{out / SCORES_JSON} (ground_truth_skipped_files)")
@@ -204,7 +218,7 @@ def run_predict(options: PredictOptions) -> int:
         counts = merge_parts(out, len(images), shard.world_size)
         failed = counts["failed"]
         header = {
-            "checkpoint": str(options.model), "backend": info.get("backend", options.backend),
+            "checkpoint": str(options.model), "backend": info.get("backend"), "threads": info.get("threads"),
             "model_name": info.get("model_name"), "class_name": class_name,
             "image_threshold": promise.get("image_threshold"), "pixel_threshold": info.get("pixel_threshold"),
             # the promise: a good part like the held-out ones is flagged with probability ≤ false_alarm_bound

@@ -11,7 +11,7 @@ from defectscope.version import __version__
 
 def detector_info(*, model_name: str, class_names: list[str], image_size: int | tuple[int, int] | list[int],
                   viewing: Viewing, calibration: Calibration | None, map_standardization: bool, step: int,
-                  device: str, backend: str, **extra: Any) -> dict[str, Any]:
+                  device: str, backend: str, threads: int, **extra: Any) -> dict[str, Any]:
     """Model, classes, geometry, the threshold and what it promises (rate, bound, n), runtime and version.
 
     The threshold fields are the pooled ones; `class_thresholds` gives each class's own when the
@@ -42,6 +42,7 @@ def detector_info(*, model_name: str, class_names: list[str], image_size: int | 
         "step": step,
         "device": device,
         "backend": backend,
+        "threads": threads,
         "defectscope_version": __version__,
         **extra,
     }

@@ -150,6 +150,7 @@ class ModelInfo(Model):
     step: int = Field(description="the training step the weights come from")
     device: str
     backend: Literal["torch", "onnxruntime"]
+    threads: int = Field(description="the runtime's threads for one network call (intra-op)")
     defectscope_version: str
     exported_by: str | None = Field(None, description="ONNX only: the defectscope version that exported it")
     checkpoint_format: str | None = Field(None, description="ONNX only")

@@ -91,8 +91,9 @@ class MemoryBank(nn.Module):
         k = min(k, len(self.bank))
         bank = self.bank
         bank_norms = (bank * bank).sum(dim=1)
-        if torch.onnx.is_in_onnx_export():  # a traced graph has one block of symbolic size and no faiss
-            return _nearest_block(queries, bank, bank_norms, k)
+        if torch.onnx.is_in_onnx_export():  # a traced graph: the batch is symbolic, the bank's size is not; no faiss
+            return _nearest_in_bank_chunks(queries, bank, bank_norms) if k == 1 else _nearest_block(
+                queries, bank, bank_norms, k)
         if self.search == "faiss" and self.bank.device.type == "cpu":
             return self._nearest_faiss(queries, k)
         chunk = max(1, budget // len(self.bank))
@@ -121,3 +122,24 @@ def _nearest_block(queries: Tensor, bank: Tensor, bank_norms: Tensor, k: int) ->
     d2 = torch.addmm(bank_norms[None], queries, bank.T, alpha=-2.0).add_((queries * queries).sum(dim=1, keepdim=True))
     values, where = d2.topk(k, dim=1, largest=False) if k > 1 else d2.min(dim=1, keepdim=True)
     return values.clamp_min_(0).sqrt_(), where
+
+
+# bank rows per distance block in an exported graph: its queries are a whole batch's patches (the
+# batch is symbolic there, so they cannot be cut), so the bank is cut instead; onnxruntime frees
+# each block once reduced, so a batch of 8 at 256 px holds 8 · 1024 · 4096 · 4 B = 128 MiB at once
+# instead of the whole bank's block (2.3 GB for a 70,000-patch bank)
+EXPORT_BANK_CHUNK = 4096
+
+
+def _nearest_in_bank_chunks(queries: Tensor, bank: Tensor, bank_norms: Tensor) -> tuple[Tensor, Tensor]:
+    """The nearest bank row (k = 1) of every query, one block of bank rows at a time."""
+    best, where = [], []
+    for start in range(0, len(bank), EXPORT_BANK_CHUNK):
+        stop = start + EXPORT_BANK_CHUNK
+        d, i = _nearest_block(queries, bank[start:stop], bank_norms[start:stop], 1)
+        best.append(d)
+        where.append(i + start)
+    if len(best) == 1:
+        return best[0], where[0]
+    values, chunk = torch.cat(best, dim=1).min(dim=1, keepdim=True)
+    return values, torch.cat(where, dim=1).gather(1, chunk)

@@ -1,0 +1,141 @@
+"""End to end on a line PC: images/s and peak memory of scoring files from disk, torch against onnxruntime.
+
+    python scripts/line_speed.py runs/benchmarks/speed [--images 120] [--batch 1 8] [--threads 2]
+
+For every finished cell of a benchmark folder (benchmarks/speed.yaml), exports the cell's
+checkpoint once (`model.onnx` in the cell, parity-checked by `defectscope export`) and, each in a
+fresh process so its peak memory is its own, scores the first `--images` test images of the cell
+(from its scores.csv, in that order) the way `predict` and the service do: read and decode the
+file, resize, network, search, map back to the image's size, verdict. Prints a markdown table per
+dataset: images/s after two untimed warm-up images, peak resident memory of the process (VmHWM),
+the largest score difference from the cell's own evaluation, and the cell's accuracy: image AUROC
+and the share of defects caught at 1 % false alarms on the test ROC, with their bootstrap
+intervals. Ratios are to the first PatchCore row run with torch at batch 1 in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def child(args: argparse.Namespace) -> None:
+    """One backend × batch × threads on one cell, in this process; prints one JSON line."""
+    import numpy as np
+
+    from defectscope.data.image_io import load_image
+
+    rows = list(csv.DictReader(open(Path(args.cell) / "scores.csv")))[: args.images]
+    if args.backend == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        from defectscope.engine.detector import Detector
+
+        detector = Detector.from_checkpoint(Path(args.cell) / "checkpoints" / "final", batch_size=args.batch)
+    else:
+        from defectscope.export.runtime import OnnxDetector
+
+        detector = OnnxDetector(Path(args.cell) / "model.onnx", batch_size=args.batch, threads=args.threads)
+
+    def score(chunk: list[dict]) -> list[float]:
+        images = [load_image(r["path"]) for r in chunk]
+        return [d.score for d in detector.score(images, chunk[0]["class"])]
+
+    score(rows[:2])  # warm-up: first-call allocations, lazy initialisation
+    rows.sort(key=lambda r: r["class"])  # stable; one class per call, as predict groups them
+    chunks = [[r for r in rows[start:start + args.batch] if r["class"] == name]
+              for start in range(0, len(rows), args.batch) for name in dict.fromkeys(
+                  r["class"] for r in rows[start:start + args.batch])]
+    began = time.perf_counter()
+    scores = [s for chunk in chunks for s in score(chunk)]
+    seconds = time.perf_counter() - began
+    expected = np.array([float(r["score"]) for chunk in chunks for r in chunk])
+    peak = re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())
+    print(json.dumps({"images": len(rows), "images_per_second": len(rows) / seconds,
+                      "peak_mib": int(peak.group(1)) / 1024 if peak else None,
+                      "max_score_difference": float(np.abs(np.array(scores) - expected).max())}))
+
+
+def export(cell: Path) -> Path:
+    path = cell / "model.onnx"
+    if not path.exists():
+        subprocess.run([sys.executable, "-m", "defectscope", "export", str(cell / "checkpoints" / "final"),
+                        "--output", str(path)], check=True, capture_output=True)
+    return path
+
+
+def measure(cell: Path, backend: str, batch: int, threads: int, images: int) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", str(cell), "--backend", backend, "--batch",
+                           str(batch), "--threads", str(threads), "--images", str(images)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def interval(cell: dict, metric: str) -> str:
+    """The cell's mean metric with its bootstrap interval (one category) or the mean alone (several)."""
+    value = cell["mean"][metric]
+    intervals = [v.get(metric) for v in cell.get("intervals", {}).values()]
+    if len(intervals) == 1 and intervals[0]:
+        low, high = intervals[0]
+        return f"{value:.3f} ({low:.3f}–{high:.3f})"
+    per = ", ".join(f"{k} {v[metric]:.3f}" for k, v in cell["categories"].items())
+    return f"{value:.3f} ({per})"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folder", nargs="?")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--backend", default="torch", help=argparse.SUPPRESS)
+    p.add_argument("--images", type=int, default=120)
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--threads", type=int, nargs="+", default=[2])
+    p.add_argument("--only", default=".*", help="regular expression on cell ids")
+    args = p.parse_args()
+    if args.child:
+        args.cell, args.batch, args.threads = args.child, args.batch[0], args.threads[0]
+        child(args)
+        return
+    cells = [c for c in sorted(Path(args.folder, "cells").glob("*/cell.json")) if re.search(args.only, c.parent.name)]
+    by_dataset: dict[str, list[str]] = {}
+    baseline: dict[str, float] = {}
+    for cell_file in cells:
+        cell = json.loads(cell_file.read_text())
+        folder = cell_file.parent
+        model, dataset = folder.name.split(".")[:2]
+        export(folder)
+        for backend in ("torch", "onnxruntime"):
+            for batch in args.batch:
+                for threads in args.threads:
+                    m = measure(folder, backend, batch, threads, args.images)
+                    if "error" in m:
+                        row = f"| {model} | {backend} | {batch} | {threads} | failed: {m['error']} | | | | | |"
+                    else:
+                        key = dataset
+                        if model.startswith("patchcore") and backend == "torch" and batch == 1 and key not in baseline:
+                            baseline[key] = m["images_per_second"]
+                        ratio = m["images_per_second"] / baseline[key] if key in baseline else float("nan")
+                        row = (f"| {model} | {backend} | {batch} | {threads} | {m['images_per_second']:.1f} "
+                               f"| {ratio:.1f}× | {m['peak_mib']:.0f} | {m['max_score_difference']:.1e} "
+                               f"| {interval(cell, 'image_auroc')} | {interval(cell, 'catch_1pct')} |")
+                    print(row, file=sys.stderr, flush=True)
+                    by_dataset.setdefault(dataset, []).append(row)
+    for dataset, rows in by_dataset.items():
+        print(f"\n### {dataset}: {args.images} test images from disk, end to end\n")
+        print("| model | runtime | batch | threads | images/s | × PatchCore 10 % torch | peak MiB | max score diff "
+              "| image AUROC | caught at 1 % FA (test ROC) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
