@@ -29,23 +29,28 @@ def child(args: argparse.Namespace) -> None:
     """One backend × batch × threads on one cell, in this process; prints one JSON line."""
     import numpy as np
 
-    from defectscope.data.image_io import load_image
+    from defectscope.data.image_io import load_image_array
 
     rows = list(csv.DictReader(open(Path(args.cell) / "scores.csv")))[: args.images]
-    if args.backend == "torch":
+    if args.backend in ("torch", "torch+faiss"):
         import torch
 
         torch.set_num_threads(args.threads)
         from defectscope.engine.detector import Detector
 
         detector = Detector.from_checkpoint(Path(args.cell) / "checkpoints" / "final", batch_size=args.batch)
+        if args.backend == "torch+faiss":
+            import faiss
+
+            faiss.omp_set_num_threads(args.threads)
+            detector.checkpoint.model.memory.search = "faiss"  # the same bank, faiss's exact IndexFlatL2
     else:
         from defectscope.export.runtime import OnnxDetector
 
         detector = OnnxDetector(Path(args.cell) / "model.onnx", batch_size=args.batch, threads=args.threads)
 
     def score(chunk: list[dict]) -> list[float]:
-        images = [load_image(r["path"]) for r in chunk]
+        images = [load_image_array(r["path"]) for r in chunk]
         return [d.score for d in detector.score(images, chunk[0]["class"])]
 
     score(rows[:2])  # warm-up: first-call allocations, lazy initialisation
@@ -100,6 +105,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--only", default=".*", help="regular expression on cell ids")
+    p.add_argument("--faiss", action="store_true", help="PatchCore also with faiss's exact search (faiss-cpu)")
     args = p.parse_args()
     if args.child:
         args.cell, args.batch, args.threads = args.child, args.batch[0], args.threads[0]
@@ -113,7 +119,8 @@ def main() -> None:
         folder = cell_file.parent
         model, dataset = folder.name.split(".")[:2]
         export(folder)
-        for backend in ("torch", "onnxruntime"):
+        backends = ["torch", "onnxruntime"] + (["torch+faiss"] if model.startswith("patchcore") and args.faiss else [])
+        for backend in backends:
             for batch in args.batch:
                 for threads in args.threads:
                     m = measure(folder, backend, batch, threads, args.images)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from defectscope.data.image_io import load_image
-from defectscope.data.transforms import resize_image
+from defectscope.data.transforms import from_uint8, resize_image, to_uint8
 from defectscope.engine import CheckpointError, load_checkpoint
 from defectscope.engine.detector import Detector, DetectorLike, normalized_score
 from helpers.serving import noisy_image, normal_images
@@ -28,13 +28,14 @@ def test_is_a_detector_like(detector):
 
 
 def test_matches_the_checkpoint_on_a_file_decoded_like_predict(detector, tiny_checkpoint, tmp_path):
-    """Same decode (load_image) and resize as `defectscope predict`, so the same score and map."""
+    """Same decode (load_image), resize and 8-bit rounding as the dataset, so the same score and map."""
     path = tmp_path / "part.png"
     Image.fromarray((noisy_image(48, seed=7) * 255).astype(np.uint8)).save(path)
     ckpt = load_checkpoint(tiny_checkpoint)
     ckpt.model.eval()
     with torch.no_grad():
-        ref = ckpt.model.predict(resize_image(load_image(path), 32)[None], torch.zeros(1, dtype=torch.long))
+        image = from_uint8(to_uint8(resize_image(load_image(path), 32)))
+        ref = ckpt.model.predict(image[None], torch.zeros(1, dtype=torch.long))
     det = detector.score([load_image(path).permute(1, 2, 0).numpy()])[0]
     assert det.score == pytest.approx(float(ref.image_score[0]), rel=1e-6)
     assert det.anomaly_map.shape == (48, 48)  # back at the input's own size
@@ -143,3 +144,29 @@ def test_concurrent_calls_give_the_sequential_answers(detector):
 def test_a_missing_checkpoint_names_the_path(tmp_path):
     with pytest.raises(CheckpointError, match="nowhere"):
         Detector.from_checkpoint(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_file_scores_on_the_line_as_evaluation_and_calibration_scored_it(tiny_checkpoint, tmp_path, cache):
+    """The threshold is set on scores of the dataset's images (8 bits at the working size, cached or not); a part
+    on the line must get the same score from the same file, or the promise is about other numbers."""
+    import dataclasses
+
+    from defectscope.data.dataset import dataset_of
+    from defectscope.data.image_io import load_image_array
+    from defectscope.data.sample import Record
+    from defectscope.scoring.resize import fit_array
+
+    path = tmp_path / "part.png"
+    Image.fromarray((noisy_image(61, seed=8)[:45] * 255).astype(np.uint8)).save(path)  # 45 x 61: a real resize
+    ckpt = load_checkpoint(tiny_checkpoint)
+    name = ckpt.class_names[0]
+    data = dataclasses.replace(ckpt.config.data, cache=cache)
+    sample = dataset_of([Record(path, None, 0, name, "good")], data, {name: 0})[0]
+    canvas, _ = fit_array(load_image_array(path), (32, 32), "stretch")  # what the Detector hands the network
+    apart = np.abs(canvas - sample.image.numpy()) > 1e-6
+    # the same 8-bit values; torch's and numpy's resize may round a value sitting on a half step apart
+    assert apart.mean() < 0.01 and np.abs(canvas - sample.image.numpy()).max() <= 1 / 255 + 1e-6
+    with torch.no_grad():
+        expected = float(ckpt.model.eval().predict(sample.image[None], torch.zeros(1, dtype=torch.long)).image_score[0])
+    assert Detector(ckpt).score([load_image_array(path)])[0].score == pytest.approx(expected, rel=1e-4)

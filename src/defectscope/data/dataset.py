@@ -189,7 +189,8 @@ class AnomalyDataset(Dataset):
             canvas, _ = fitted_box((height, width), self.image_size, self.resize)
             mask = torch.zeros(1, *canvas)
         image, box = fit(image, self.image_size, self.resize)
-        return image, mask, box, (height, width)
+        # 8 bits at the working size, cached or not: what every scorer sees (scoring.resize.fit_array)
+        return from_uint8(to_uint8(image)), mask, box, (height, width)
 
     def _generator(self, index: int) -> torch.Generator:
         if self.seed is None:
