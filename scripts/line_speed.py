@@ -8,7 +8,7 @@ fresh process so its peak memory is its own, scores the first `--images` test im
 (from its scores.csv, in that order) the way `predict` and the service do: read and decode the
 file, resize, network, search, map back to the image's size, verdict. Prints a markdown table per
 dataset: images/s after two untimed warm-up images, peak resident memory of the process (VmHWM),
-the largest score difference from the cell's own evaluation, and the cell's accuracy: image AUROC
+the largest score difference from the same cell in torch at batch 1, and the cell's accuracy: image AUROC
 and the share of defects caught at 1 % false alarms on the test ROC, with their bootstrap
 intervals. Ratios are to the first PatchCore row run with torch at batch 1 in the same run.
 """
@@ -24,11 +24,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def child(args: argparse.Namespace) -> None:
     """One backend × batch × threads on one cell, in this process; prints one JSON line."""
-    import numpy as np
-
     from defectscope.data.image_io import load_image_array
 
     rows = list(csv.DictReader(open(Path(args.cell) / "scores.csv")))[: args.images]
@@ -61,11 +61,11 @@ def child(args: argparse.Namespace) -> None:
     began = time.perf_counter()
     scores = [s for chunk in chunks for s in score(chunk)]
     seconds = time.perf_counter() - began
-    expected = np.array([float(r["score"]) for chunk in chunks for r in chunk])
     peak = re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())
+    by_path = dict(zip((r["path"] for chunk in chunks for r in chunk), scores, strict=True))
     print(json.dumps({"images": len(rows), "images_per_second": len(rows) / seconds,
                       "peak_mib": int(peak.group(1)) / 1024 if peak else None,
-                      "max_score_difference": float(np.abs(np.array(scores) - expected).max())}))
+                      "scores": [by_path[r["path"]] for r in sorted(rows, key=lambda r: r["path"])]}))
 
 
 def export(cell: Path) -> Path:
@@ -112,8 +112,7 @@ def main() -> None:
         child(args)
         return
     cells = [c for c in sorted(Path(args.folder, "cells").glob("*/cell.json")) if re.search(args.only, c.parent.name)]
-    by_dataset: dict[str, list[str]] = {}
-    baseline: dict[str, float] = {}
+    measured: list[tuple[str, str, dict, str, int, int, dict]] = []
     for cell_file in cells:
         cell = json.loads(cell_file.read_text())
         folder = cell_file.parent
@@ -124,25 +123,31 @@ def main() -> None:
             for batch in args.batch:
                 for threads in args.threads:
                     m = measure(folder, backend, batch, threads, args.images)
-                    if "error" in m:
-                        row = f"| {model} | {backend} | {batch} | {threads} | failed: {m['error']} | | | | | |"
-                    else:
-                        key = dataset
-                        if model.startswith("patchcore") and backend == "torch" and batch == 1 and key not in baseline:
-                            baseline[key] = m["images_per_second"]
-                        ratio = m["images_per_second"] / baseline[key] if key in baseline else float("nan")
-                        row = (f"| {model} | {backend} | {batch} | {threads} | {m['images_per_second']:.1f} "
-                               f"| {ratio:.1f}× | {m['peak_mib']:.0f} | {m['max_score_difference']:.1e} "
-                               f"| {interval(cell, 'image_auroc')} | {interval(cell, 'catch_1pct')} |")
-                    print(row, file=sys.stderr, flush=True)
-                    by_dataset.setdefault(dataset, []).append(row)
-    for dataset, rows in by_dataset.items():
+                    print(folder.name, backend, batch, threads, {k: v for k, v in m.items() if k != "scores"},
+                          file=sys.stderr, flush=True)
+                    measured.append((model, dataset, cell, backend, batch, threads, m))
+    # the reference of each dataset: PatchCore with its shipped bank (10 %) in torch at batch 1, today's line
+    baseline = {d: m["images_per_second"] for model, d, _, backend, batch, _, m in measured
+                if model == "patchcore_10" and backend == "torch" and batch == 1 and "error" not in m}
+    torch_scores = {(model, d): np.array(m["scores"]) for model, d, _, backend, batch, _, m in measured
+                    if backend == "torch" and batch == 1 and "error" not in m}
+    for dataset in dict.fromkeys(d for _, d, *_ in measured):
         print(f"\n### {dataset}: {args.images} test images from disk, end to end\n")
-        print("| model | runtime | batch | threads | images/s | × PatchCore 10 % torch | peak MiB | max score diff "
-              "| image AUROC | caught at 1 % FA (test ROC) |")
+        print("| model | runtime | batch | threads | images/s | × PatchCore 10 % torch | peak MiB "
+              "| max score diff to torch | image AUROC | caught at 1 % FA (test ROC) |")
         print("|---|---|---|---|---|---|---|---|---|---|")
-        print("\n".join(rows))
-
+        for model, d, cell, backend, batch, threads, m in measured:
+            if d != dataset:
+                continue
+            if "error" in m:
+                print(f"| {model} | {backend} | {batch} | {threads} | failed: {m['error']} | | | | | |")
+                continue
+            ratio = m["images_per_second"] / baseline[d] if d in baseline else float("nan")
+            reference = torch_scores.get((model, d))
+            diff = float(np.abs(np.array(m["scores"]) - reference).max()) if reference is not None else float("nan")
+            print(f"| {model} | {backend} | {batch} | {threads} | {m['images_per_second']:.1f} | {ratio:.1f}× "
+                  f"| {m['peak_mib']:.0f} | {diff:.1e} | {interval(cell, 'image_auroc')} "
+                  f"| {interval(cell, 'catch_1pct')} |")
 
 if __name__ == "__main__":
     main()

@@ -16,8 +16,9 @@ PACKAGE = "defectscope"
 # what models may import besides the standard library and third-party packages
 MODEL_ALLOWED = ("defectscope.models.base", "defectscope.layers", "defectscope.metrics", "defectscope.checks")
 # packages that sit at the bottom and import nothing above them
-BOTTOM = {"metrics": (), "layers": ("metrics", "checks", "errors"), "data": ("checks", "geometry", "errors"),
-          "checks": (), "geometry": (), "errors": (), "heatmap": ()}
+BOTTOM = {"metrics": (), "layers": ("metrics", "checks", "errors"),
+          "data": ("checks", "geometry", "errors", "resampling"),
+          "checks": (), "geometry": (), "errors": (), "heatmap": (), "resampling": ()}
 
 
 def module_name(path: Path, root: Path = SRC) -> str:

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from defectscope.data.transforms import resize_image, resize_mask
+from defectscope.data.transforms import resize_mask
 from defectscope.geometry import Box, Merge, Resize, as_hw, fitted_box, tile_grid, tile_origins
+from defectscope.resampling import resize_chw
 
 __all__ = ["Box", "Merge", "Resize", "Stitcher", "as_hw", "cut_tiles", "fit", "fitted_box", "pad_to_tile", "restore",
            "stitch", "tile_grid", "tile_origins", "valid_mask"]
@@ -31,7 +32,13 @@ def fit(x: Tensor, size_hw: tuple[int, int], resize: Resize, *, nearest: bool = 
     """
     canvas, box = fitted_box(tuple(x.shape[-2:]), size_hw, resize)
     size = (box.height, box.width)
-    inner = resize_mask(x, size) if nearest else resize_image(x, size)
+    # images through the numpy resampling every scorer uses (defectscope.resampling), not torch's:
+    # two implementations would round a value on a half step apart once the image is made 8-bit
+    if nearest:
+        inner = resize_mask(x, size)
+    else:
+        same = tuple(x.shape[-2:]) == size
+        inner = x if same else torch.from_numpy(resize_chw(x.detach().cpu().float().numpy(), size))
     if (box.height, box.width) == canvas:
         return inner, box
     out = x.new_zeros((*x.shape[:-2], *canvas))
