@@ -105,7 +105,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--only", default=".*", help="regular expression on cell ids")
-    p.add_argument("--faiss", action="store_true", help="PatchCore also with faiss's exact search (faiss-cpu)")
+    p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "torch+faiss"],
+                   help="torch+faiss: PatchCore with faiss's exact search over the same bank (faiss-cpu)")
     args = p.parse_args()
     if args.child:
         args.cell, args.batch, args.threads = args.child, args.batch[0], args.threads[0]
@@ -118,7 +119,8 @@ def main() -> None:
         folder = cell_file.parent
         model, dataset = folder.name.split(".")[:2]
         export(folder)
-        backends = ["torch", "onnxruntime"] + (["torch+faiss"] if model.startswith("patchcore") and args.faiss else [])
+        backends = [b for b in ["torch", "onnxruntime"] + (["torch+faiss"] if model.startswith("patchcore") else [])
+                    if b in args.backends]
         for backend in backends:
             for batch in args.batch:
                 for threads in args.threads:

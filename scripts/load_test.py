@@ -127,6 +127,8 @@ def main() -> None:
     args = parser.parse_args()
 
     cases = payloads()
+    if args.mixed < 0 or args.requests < 1:
+        raise SystemExit("--mixed must be 0 or more and --requests at least 1")
     rng = np.random.default_rng(0)
     valid_payloads, _ = cases["valid"]
     valid_jobs = [("valid", valid_payloads[i % len(valid_payloads)], 200) for i in range(args.requests)]
@@ -147,11 +149,13 @@ def main() -> None:
         run_load(url, valid_jobs[:20], 1, 60)  # warm-up: first calls allocate torch's buffers
         report["rss_after_warmup_mib"] = rss_mib(process.pid)
         report["levels"] = [run_load(url, valid_jobs, c, args.max_seconds) for c in args.levels]
-        before = rss_mib(process.pid)
-        mixed = run_load(url, mixed_jobs, 4, args.mixed_max_seconds)
-        after = rss_mib(process.pid)
-        alive = process.poll() is None and httpx.get(url + "/health").status_code == 200
-        report["mixed"] = {**mixed, "rss_before_mib": before, "rss_after_mib": after, "server_alive_after": alive}
+        if mixed_jobs:  # --mixed 0: latency only
+            before = rss_mib(process.pid)
+            mixed = run_load(url, mixed_jobs, 4, args.mixed_max_seconds)
+            after = rss_mib(process.pid)
+            alive = process.poll() is None and httpx.get(url + "/health").status_code == 200
+            report["mixed"] = {**mixed, "rss_before_mib": before, "rss_after_mib": after, "server_alive_after": alive}
+        report["rss_after_levels_mib"] = rss_mib(process.pid)
         report["health_after"] = httpx.get(url + "/health").json()
 
     print(f"model {report['model']} ({args.checkpoint}); {report['machine']}; {report['date_utc']}; "
@@ -160,11 +164,15 @@ def main() -> None:
     for level in report["levels"]:
         print(f"| {level['concurrency']} | {level['requests']} | {level['requests_per_s']} | {level['p50_ms']} "
               f"| {level['p99_ms']} |")
-    m = report["mixed"]
-    print(f"mixed: {m['requests']} requests in {m['seconds']} s at concurrency 4; statuses {m['statuses']}; "
+    m = report.get("mixed")
+    if m is None:
+        print(f"server RSS after the levels: {report['rss_after_levels_mib']['VmRSS']:.0f} MiB "
+              f"(peak {report['rss_after_levels_mib']['VmHWM']:.0f} MiB)")
+    else:
+        print(f"mixed: {m['requests']} requests in {m['seconds']} s at concurrency 4; statuses {m['statuses']}; "
           f"unexpected {m['unexpected'] or 'none'}")
-    print(f"server RSS: {m['rss_before_mib']['VmRSS']:.0f} MiB before, {m['rss_after_mib']['VmRSS']:.0f} MiB "
-          f"after (peak {m['rss_after_mib']['VmHWM']:.0f} MiB); alive after: {m['server_alive_after']}")
+        print(f"server RSS: {m['rss_before_mib']['VmRSS']:.0f} MiB before, {m['rss_after_mib']['VmRSS']:.0f} MiB "
+              f"after (peak {m['rss_after_mib']['VmHWM']:.0f} MiB); alive after: {m['server_alive_after']}")
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2))
 

@@ -133,14 +133,16 @@ EXPORT_BANK_CHUNK = 4096
 
 
 def _nearest_in_bank_chunks(queries: Tensor, bank: Tensor, bank_norms: Tensor) -> tuple[Tensor, Tensor]:
-    """The nearest bank row (k = 1) of every query, one block of bank rows at a time."""
-    best, where = [], []
-    for start in range(0, len(bank), EXPORT_BANK_CHUNK):
+    """The nearest bank row (k = 1) of every query, one block of bank rows at a time.
+
+    A running minimum, so each block's distances are used up before the next block's are made:
+    onnxruntime then frees (and reuses) every block, where blocks joined only at the end would all
+    be held at once.
+    """
+    best, where = _nearest_block(queries, bank[:EXPORT_BANK_CHUNK], bank_norms[:EXPORT_BANK_CHUNK], 1)
+    for start in range(EXPORT_BANK_CHUNK, len(bank), EXPORT_BANK_CHUNK):
         stop = start + EXPORT_BANK_CHUNK
         d, i = _nearest_block(queries, bank[start:stop], bank_norms[start:stop], 1)
-        best.append(d)
-        where.append(i + start)
-    if len(best) == 1:
-        return best[0], where[0]
-    values, chunk = torch.cat(best, dim=1).min(dim=1, keepdim=True)
-    return values, torch.cat(where, dim=1).gather(1, chunk)
+        closer = d < best
+        best, where = torch.where(closer, d, best), torch.where(closer, i + start, where)
+    return best, where
