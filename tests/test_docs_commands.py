@@ -400,13 +400,26 @@ class Checker:
         assert isinstance(overrides, list)
         pairs, stray = override_pairs(overrides)
         problems = [f"{' '.join(stray)}: not a flag of '{args.verb}' nor a --section.key VALUE"] if stray else []
-        if args.verb not in ("train", "test", "tune-mosaic", "demo", "benchmark"):
+        if args.verb not in ("train", "test", "tune-mosaic", "demo", "benchmark", "fit"):
             return problems + ([f"'{args.verb}' takes no config overrides: {' '.join(overrides)}"] if overrides else [])
         given = [t for k, v in pairs if not is_placeholder(v) for t in (f"--{k}", v)]
+        if args.verb == "fit":  # its config is built from the folder, then the overrides
+            return problems + self.fit_problems(args, given)
         placeholders = [(k, v) for k, v in pairs if is_placeholder(v)]
         if args.verb == "test":
             return problems + self.test_problems(args, given, pairs, snippet)
         return problems + self.verb_problems(args, given, placeholders)
+
+    @staticmethod
+    def fit_problems(args: argparse.Namespace, given: list[str]) -> list[str]:
+        """`fit GOOD_DIR --section.key VALUE`: the overrides on the config fit builds, for a folder that exists."""
+        import tempfile
+
+        from defectscope.engine.presets import DEFAULT_MODEL, folder_config
+
+        with tempfile.TemporaryDirectory() as good:
+            error = config_error(lambda: folder_config(good, args.model or DEFAULT_MODEL, None, given))
+        return [error] if error else []
 
     def verb_problems(self, args: argparse.Namespace, given: list[str],
                       placeholders: list[tuple[str, str]]) -> list[str]:
@@ -565,6 +578,8 @@ def test_no_command_in_the_docs_names_a_machine_specific_path():
     (("test", "RUN/checkpoints/final", "--model.nonsense", "1"), "no such key"),
     (("benchmark", "benchmarks/smoke.yaml", "--train.max_stepz", "3"), "unknown key 'train.max_stepz'"),
     (("predict", "model.onnx", "images/", "--model.lr", "1"), "takes no config overrides"),
+    (("fit", "good/", "--model.coreset_ratio", "0.01"), None),
+    (("fit", "good/", "--model.coreset_ratios", "0.01"), "unknown key 'model.coreset_ratios'"),
     (("trian", "configs/vq_e/mtsd.yaml"), "the CLI refuses it"),
 ])
 def test_the_checker_catches_a_bad_command(argv, expected):
