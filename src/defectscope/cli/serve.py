@@ -83,10 +83,11 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"defectscope serve: error: {err.name} is not installed; pip install 'defectscope[serve]'",
               file=sys.stderr)
         return 2
-    if args.allow_feedback is not None and args.checkpoint.endswith(".onnx"):
+    exported = args.checkpoint.lower().endswith(".onnx")
+    if args.allow_feedback is not None and exported:
         raise ConfigError(f"--allow-feedback: {args.checkpoint} is an exported model, fixed once written; serve the "
                           "run's checkpoint folder to take parts in, then export again")
-    if args.checkpoint.endswith(".onnx"):
+    if exported:
         from defectscope.export.metadata import ExportError as ModelError
         from defectscope.export.runtime import OnnxDetector
 

@@ -80,17 +80,21 @@ class Detector(ScoringPath):
                     for i, image in enumerate(images)]
         inputs = [tile for canvas in canvases for tile in canvas_tiles(canvas, viewing.tiling)]
         changes: dict[str, tuple[float, float]] = {}
-        for start in range(0, len(inputs), self.batch_size):
-            # canvases of a "none" resize differ in size: one at a time then
-            chunk = inputs[start:start + self.batch_size]
-            groups = [chunk] if len({c.shape for c in chunk}) == 1 else [[c] for c in chunk]
-            for group in groups:
-                x = torch.from_numpy(np.stack(group)).to(self.device)
-                ids = torch.full((len(group),), class_id, dtype=torch.int64, device=self.device)
-                with self._lock:
-                    step = model.absorb(x, ids)
-                for name, (was, now) in step.items():
-                    changes[name] = (changes.get(name, (was, now))[0], now)
+        with self._lock:  # all of the parts or none: no request scores a half-taken part, a failure undoes it
+            before = {name: value.clone() for name, value in model.state_dict().items()}
+            try:
+                for start in range(0, len(inputs), self.batch_size):
+                    # canvases of a "none" resize differ in size: one at a time then
+                    chunk = inputs[start:start + self.batch_size]
+                    groups = [chunk] if len({c.shape for c in chunk}) == 1 else [[c] for c in chunk]
+                    for group in groups:
+                        x = torch.from_numpy(np.stack(group)).to(self.device)
+                        ids = torch.full((len(group),), class_id, dtype=torch.int64, device=self.device)
+                        for name, (was, now) in model.absorb(x, ids).items():
+                            changes[name] = (changes.get(name, (was, now))[0], now)
+            except BaseException:
+                model.load_state_dict(before)
+                raise
         return changes
 
     def info(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -61,7 +62,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     500: {"model": ErrorBody, "description": "the model failed on this request"},
 }
 FEEDBACK_ERRORS = {**ERRORS, 409: {"model": ErrorBody, "description": "as many parts taken in as --max-feedback "
-                                                                      "allows"}}
+                                                                      "allows"},
+                   403: {"model": ErrorBody, "description": "no X-Defectscope-Feedback: 1 header, or another "
+                                                            "site's page (Origin) sent it"}}
+# a header a form cannot set: a page of another site that posts to /feedback must ask the browser
+# first (CORS preflight), which this service never allows, so it cannot teach the model a defect
+FEEDBACK_HEADER = "X-Defectscope-Feedback"
 # Starlette's own refusals (unknown path, wrong method), in the same shape
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
@@ -291,6 +297,13 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None, tr
                   operation_id="mark_good",
                   summary="take a flagged part into the model as good (multipart field 'file'; the threshold stays)")
         async def mark_good(request: Request) -> MarkedGood:
+            if request.headers.get(FEEDBACK_HEADER) != "1":
+                raise UploadError(403, "forbidden", f"/feedback needs the header {FEEDBACK_HEADER}: 1 (the page "
+                                                    "sends it; a form posted from another site cannot)")
+            origin = request.headers.get("origin")
+            if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+                raise UploadError(403, "forbidden", f"/feedback from the page of {origin[:200]!r}: only this "
+                                                    "service's own page may mark parts good")
             files, class_name = await read_files(request, ("file",), 1, settings.max_upload_bytes)
             return await run_in_threadpool(mark, files[0], class_name)
 

@@ -62,6 +62,17 @@ class Marked:
     parts_kept: int
 
 
+def _sync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # a platform whose folders cannot be opened (Windows): the rename is what it is
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     """An (H, W, 3) float image in [0, 1] as an 8-bit PNG (exact for the 8-bit images those formats carry)."""
     buffer = io.BytesIO()
@@ -90,21 +101,25 @@ class Feedback:
             raise FeedbackError(500, "internal", f"--allow-feedback {self.folder}: exists and is not a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
         known = {folder_name(name): name for name in self.detector.class_names}
+        kept: list[tuple[Path, str]] = []
         for entry in sorted(self.folder.iterdir()):
             if entry.name.startswith("."):
-                continue  # a part a kill interrupted while it was written
+                continue
             if not entry.is_dir() or entry.name not in known:
                 raise FeedbackError(500, "internal", f"--allow-feedback {self.folder}: {entry.name!r} is not a "
                                     f"folder of one of the model's classes {sorted(known)}; this folder belongs "
                                     "to another model, or was edited by hand")
-            files = sorted(p for p in entry.iterdir() if p.is_file() and not p.name.startswith("."))
-            for file in files:
-                image = decode(file.read_bytes(), str(file))
-                self.detector.absorb([image], known[entry.name] if len(known) > 1 else None)
-            self._kept += len(files)
-        if self._kept > self.max_parts:
-            raise FeedbackError(500, "internal", f"--allow-feedback {self.folder}: holds {self._kept} parts, more "
+            for file in sorted(entry.iterdir()):
+                if file.name.startswith(".") and file.name.endswith(".tmp"):
+                    file.unlink(missing_ok=True)  # a part a kill interrupted while it was written: never taken in
+                elif file.is_file() and not file.name.startswith("."):
+                    kept.append((file, known[entry.name]))
+        if len(kept) > self.max_parts:  # counted before any is taken in
+            raise FeedbackError(500, "internal", f"--allow-feedback {self.folder}: holds {len(kept)} parts, more "
                                 f"than --max-feedback {self.max_parts}")
+        for file, name in kept:
+            self.detector.absorb([decode(file.read_bytes(), str(file))], name if len(known) > 1 else None)
+            self._kept += 1
         return self._kept
 
     @property
@@ -140,6 +155,7 @@ class Feedback:
                 partial.unlink(missing_ok=True)
                 raise
             partial.replace(target)
+            _sync_folder(target.parent)  # the rename itself survives a power cut, as the answer says it is kept
             self._kept += 1
             after = self.detector.score([image], class_name)[0]
             return Marked(name, before, after, changes, str(target.relative_to(self.folder)), False, self._kept)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 ErrorCode = Literal[
     "empty", "bad_form", "no_filename", "bad_class", "bad_parameter", "too_large", "too_many_pixels",
     "too_many_files", "wrong_content_type", "not_an_image", "not_found", "method_not_allowed", "http_error",
-    "feedback_full", "internal",
+    "feedback_full", "forbidden", "internal",
 ]
 
 
