@@ -168,3 +168,22 @@ def test_a_file_scores_on_the_line_as_evaluation_and_calibration_scored_it(tiny_
     with torch.no_grad():
         expected = float(ckpt.model.eval().predict(sample.image[None], torch.zeros(1, dtype=torch.long)).image_score[0])
     assert Detector(ckpt).score([load_image_array(path)])[0].score == pytest.approx(expected, rel=1e-6)
+
+
+def test_patchcore_runs_one_image_per_network_call_whatever_the_batch(tmp_path):
+    """Its bank search holds a block of distances per image: batches cost memory and time (docs/results/speed.md)."""
+    from helpers.serving import make_patchcore_checkpoint
+
+    detector = Detector.from_checkpoint(make_patchcore_checkpoint(tmp_path / "final"), batch_size=8)
+    sizes = []
+    network = detector.network
+
+    def counted(images, class_ids):
+        sizes.append(len(images))
+        return network(images, class_ids)
+
+    detector.network = counted
+    images = [noisy_image(64, seed=s) for s in range(5)]
+    scores = [d.score for d in detector.score(images)]
+    assert detector.network_batch == 1 and sizes == [1] * 5
+    assert scores == [d.score for d in Detector.from_checkpoint(tmp_path / "final", batch_size=1).score(images)]

@@ -39,6 +39,7 @@ class Detector(ScoringPath):
         self.checkpoint = checkpoint
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.model_name = checkpoint.config.model_name
         self.viewing = viewing_of(checkpoint.config.data)
         self.standardizer = checkpoint.standardizer
         self.calibration = checkpoint.calibration

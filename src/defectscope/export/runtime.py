@@ -31,12 +31,6 @@ def _providers(device: str, available: list[str]) -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device != "cpu" and cuda else ["CPUExecutionProvider"]
 
 
-# graphs run one image at a time whatever the batch: PatchCore's bank search holds a block of
-# distances per image, so a batch of 8 needs 8 times the memory and was no faster (15.0 against
-# 13.0 images/s on MVTec, docs/results/speed.md)
-ONE_AT_A_TIME = ("patchcore",)
-
-
 def available_cores() -> int:
     """The cores this process may run on (a container's or taskset's share, not the machine's)."""
     try:
@@ -76,6 +70,7 @@ class OnnxDetector(ScoringPath):
             raise ExportError(f"{self.path}: not a readable ONNX model ({err})") from err
         self.export_info = ExportInfo.from_props(self.session.get_modelmeta().custom_metadata_map, str(self.path))
         self.batch_size = batch_size
+        self.model_name = self.export_info.model_name
         self.image_size = self.export_info.image_size
         self.viewing = self.export_info.viewing
         self.calibration = self.export_info.typed_calibration(str(self.path))
@@ -88,9 +83,6 @@ class OnnxDetector(ScoringPath):
 
     def network(self, images: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The graph itself: (B, 3, h, w) float32 in [0, 1] → maps (B, h, w) and the network's scores (B,)."""
-        if self.export_info.model_name in ONE_AT_A_TIME and len(images) > 1:
-            parts = [self.network(images[i:i + 1], class_ids[i:i + 1]) for i in range(len(images))]
-            return np.concatenate([m for m, _ in parts]), np.concatenate([s for _, s in parts])
         feeds = {INPUTS[0]: np.ascontiguousarray(images, dtype=np.float32)}
         if self.export_info.multi_class:
             feeds[INPUTS[1]] = np.ascontiguousarray(class_ids, dtype=np.int64)

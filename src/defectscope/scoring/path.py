@@ -33,6 +33,12 @@ __all__ = ["MapStandardizer", "Network", "ScoringPath", "TileGrid", "Viewing", "
 # (B, 3, h, w) float32 images (or tiles) in [0, 1] and (B,) int64 class ids → (B, h, w) maps, (B,) scores
 Network = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
+# models whose network runs one image (or tile) per call whatever the batch: PatchCore's bank search
+# holds a block of distances per image, so a batch of 8 needs 8 times the memory and is slower in
+# both runtimes (MTSD, 1 % bank: torch 30.5 against 21.6 images/s, onnxruntime no faster and 4x the
+# memory; docs/results/speed.md)
+ONE_IMAGE_PER_CALL = ("patchcore",)
+
 # a position where normal maps hardly vary (a constant border, or an exact zero of a product
 # score) would divide by ~0; the floor is this share of the spread over all positions
 STD_FLOOR = 0.01
@@ -195,13 +201,19 @@ def restore_map(anomaly_map: np.ndarray, box: Box, original_hw: tuple[int, int])
 class ScoringPath(CalibratedClasses):
     """Images of any size in, calibrated detections out, whatever runs the network.
 
-    Subclasses set `viewing`, `standardizer`, `calibration`, `batch_size` and `_class_names`,
+    Subclasses set `viewing`, `standardizer`, `calibration`, `batch_size`, `model_name` and `_class_names`,
     and implement `network`.
     """
 
     viewing: Viewing
     standardizer: MapStandardizer | None
     batch_size: int
+    model_name: str
+
+    @property
+    def network_batch(self) -> int:
+        """Images (or tiles) per network call: `batch_size`, or 1 for the models of ONE_IMAGE_PER_CALL."""
+        return 1 if self.model_name in ONE_IMAGE_PER_CALL else self.batch_size
 
     def network(self, images: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -217,7 +229,7 @@ class ScoringPath(CalibratedClasses):
             arrays = [image_array(image, start + i) for i, image in enumerate(images[start:start + self.batch_size])]
             fitted = [fit_array(a, viewing.size or a.shape[:2], viewing.resize) for a in arrays]
             maps, scores = score_canvases(self.network, [f[0] for f in fitted], [f[1] for f in fitted],
-                                          np.full(len(arrays), class_id, np.int64), viewing, self.batch_size,
+                                          np.full(len(arrays), class_id, np.int64), viewing, self.network_batch,
                                           self.standardizer)
             for array, (_, box), anomaly_map, score in zip(arrays, fitted, maps, scores, strict=True):
                 detections.append(detection_from(float(score), restore_map(anomaly_map, box, array.shape[:2]),
