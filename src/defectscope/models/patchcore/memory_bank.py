@@ -126,9 +126,9 @@ def _nearest_block(queries: Tensor, bank: Tensor, bank_norms: Tensor, k: int) ->
 
 
 # bank rows per distance block in an exported graph: its queries are a whole batch's patches (the
-# batch is symbolic there, so they cannot be cut), so the bank is cut instead; onnxruntime frees
-# each block once reduced, so a batch of 8 at 256 px holds 8 · 1024 · 4096 · 4 B = 128 MiB at once
-# instead of the whole bank's block (2.3 GB for a 70,000-patch bank)
+# batch is symbolic there, so they cannot be cut), so the bank is cut instead; with the running
+# minimum below and onnxruntime's memory pattern off, one image at 256 px holds 1024 · 4096 · 4 B =
+# 16 MiB of distances at a time instead of the whole bank's block (287 MiB for a 70,000-patch bank)
 EXPORT_BANK_CHUNK = 4096
 
 
