@@ -29,7 +29,7 @@ from defectscope.checks import (
     Weight,
     Within,
 )
-from defectscope.data.config import DataConfig, Seed
+from defectscope.data.config import AutoSize, DataConfig, Seed, Tiling
 from defectscope.errors import UserError, shown
 
 
@@ -157,6 +157,8 @@ class RunConfig:
         sigma = getattr(self.model, "smoothing_sigma", None)
         if not isinstance(sigma, float | int) or sigma <= 0:
             return []
+        if isinstance(self.data.image_size, AutoSize) and not isinstance(self.data.tiling, Tiling):
+            return []  # checked again once the run has resolved the size from its images
         size = self.data.model_input_size
         h, w = (size, size) if isinstance(size, int) else size
         reference = getattr(self.model, "sigma_reference_size", None)  # σ given at this size, scaled to the map
@@ -230,6 +232,15 @@ def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
         variants = [a for a in args if a is not type(None)]
         if all(dataclasses.is_dataclass(a) for a in variants) and all(_kind_of(a) for a in variants):
             return _choose_variant(variants, value, where, source)
+        choices = [a for a in variants if dataclasses.is_dataclass(a) and _kind_of(a)]
+        if choices and isinstance(value, str | dict):  # `image_size: auto` beside plain sizes
+            kind = value if isinstance(value, str) else value.get("kind", _kind_of(choices[0]))
+            named = [c for c in choices if _kind_of(c) == kind]
+            if not named:
+                others = ", ".join(_described(a) for a in variants if a not in choices)
+                raise ConfigError(f"{source}: '{where}' must be {others} or one of "
+                                  f"{', '.join(repr(_kind_of(c)) for c in choices)}, got {shown(value)}")
+            return _choose_variant(named, value, where, source)
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
@@ -278,6 +289,14 @@ def _coerce(tp: Any, value: Any, where: str, source: str) -> Any:
     else:
         raise ConfigError(f"{source}: '{where}' has an unsupported type {tp!r}")
     raise ConfigError(f"{source}: '{where}' must be {tp.__name__}, got {shown(value)}")
+
+
+def _described(tp: Any) -> str:
+    """A type as a config's reader knows it: `a number`, `a list`."""
+    base = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Annotated else tp
+    if base in (int, float):
+        return "a number"
+    return "a list" if typing.get_origin(base) is tuple else getattr(base, "__name__", str(base))
 
 
 def _kind_of(cls: type) -> str | None:

@@ -42,6 +42,7 @@ from defectscope.benchmark.suite import (
 )
 from defectscope.benchmark.table import results_markdown
 from defectscope.config import ConfigError, config_from_yaml
+from defectscope.data.config import AutoSize
 from defectscope.engine.environment import git_commit
 from defectscope.engine.files import json_default, write_text_atomic
 
@@ -98,6 +99,7 @@ def run_cell(suite: Suite, cell: Cell, output: Path) -> dict[str, Any]:
     reset_peak_memory()
     fitted = run(cfg, gallery=GalleryPlan(per_end=suite.config.gallery_per_end))
     results, model, device = fitted.results, fitted.model, fitted.device
+    cfg = fitted.config or cfg  # data.image_size: auto resolved
     prof = suite.config.profile
     speeds = {str(b): images_per_second(model, cfg.data.model_input_size, b, device, prof.warmup, prof.iterations)
               for b in prof.batch_sizes}
@@ -201,6 +203,8 @@ def stale_cells(suite: Suite, output: Path, cells: list[Cell]) -> list[str]:
             except ConfigError:
                 stale.append(cell.id)
                 continue
+            if isinstance(now.data.image_size, AutoSize):  # the stored config holds the size it resolved to
+                now = dataclasses.replace(now, data=dataclasses.replace(now.data, image_size=then.data.image_size))
             if dataclasses.replace(then, output_dir=now.output_dir) != now:
                 stale.append(cell.id)
     return stale

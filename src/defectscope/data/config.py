@@ -92,12 +92,31 @@ class Tiling:
         return []
 
 
+# 256²: the working size every shipped model was measured at (docs/results/geometry.md)
+AUTO_PIXELS = 256 * 256
+
+
+@dataclass(frozen=True)
+class AutoSize:
+    """The working size from the training images: their median aspect ratio at about `pixels` pixels.
+
+    A stretched image keeps the shape of a typical part, so a long part is not squeezed along
+    its length; each side is a multiple of `multiple` so the network's strides divide it. Models
+    that need square inputs get the square of the same budget. The run resolves it once, before
+    training, and records the result (`[height, width]`) in its config, checkpoint and results.
+    """
+
+    kind: Literal["auto"] = "auto"
+    pixels: Annotated[int, Check(low=64, high=MAX_IMAGE_PIXELS)] = AUTO_PIXELS
+    multiple: Annotated[int, Check(low=1, high=256)] = 32  # MobileNetV2 and EfficientNet's total stride
+
+
 @dataclass(frozen=True)
 class DataConfig:
     sources: tuple[SourceConfig, ...] = ()
-    # the working size, one number (a square) or [height, width]; with resize: none, images keep
-    # their own size and image_size is unused
-    image_size: Side | tuple[Side, Side] = 256
+    # the working size, one number (a square), [height, width], or `auto` (AutoSize: from the
+    # training images' shape); with resize: none, images keep their own size and image_size is unused
+    image_size: Side | tuple[Side, Side] | AutoSize = 256
     # stretch: to image_size exactly; keep_aspect: scale to fit inside image_size and centre on a
     # zero border the maps ignore; none: the image's own size (needs tiling, since images differ)
     resize: Literal["stretch", "keep_aspect", "none"] = "stretch"
@@ -124,10 +143,13 @@ class DataConfig:
 
     @property
     def model_input_size(self) -> int | tuple[int, int]:
-        """What the model sees: a tile side, or the working size."""
+        """What the model sees: a tile side, or the working size (resolved: never `auto`)."""
         if isinstance(self.tiling, Tiling):
             return self.tiling.tile
         size = self.image_size
+        if isinstance(size, AutoSize):
+            raise ValueError("data.image_size: auto is resolved from the training images before a model is "
+                             "built (engine.working_size.resolve_working_size)")
         if isinstance(size, tuple) and size[0] == size[1]:
             return size[0]
         return size

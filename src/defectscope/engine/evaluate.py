@@ -3,6 +3,7 @@ files a report draws from (scores, curves, gallery)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import resource
@@ -16,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from defectscope.config import RunConfig
+from defectscope.data.working_size import ResolvedSize
 from defectscope.engine.artifacts import CURVES_JSON, SCORES_CSV, category_curves, save_scores
 from defectscope.engine.environment import environment
 from defectscope.engine.files import json_default, write_text_atomic
@@ -216,6 +218,7 @@ def evaluate(
     standardizer: MapStandardizer | None = None,
     gallery: GalleryPlan | None = None,
     health: dict[str, Any] | None = None,
+    working_size: ResolvedSize | None = None,
 ) -> dict[str, Any]:
     """Score the test set with the model as given; write results.json, results.md, scores.csv,
     curves.json and gallery/ (and maps/ when the plan asks for pictures); return the results."""
@@ -246,7 +249,7 @@ def evaluate(
         "model": cfg.model_name,
         "checkpoint": str(checkpoint) if checkpoint else None,
         "image_size": cfg.data.image_size,
-        "geometry": geometry_fields(cfg),
+        "geometry": geometry_fields(cfg, working_size),
         "num_test_images": n,
         "categories": per_category,
         "mean": mean_metrics(per_category),
@@ -279,13 +282,15 @@ def evaluate(
     return results
 
 
-def geometry_fields(cfg: RunConfig) -> dict[str, Any]:
+def geometry_fields(cfg: RunConfig, working_size: ResolvedSize | None = None) -> dict[str, Any]:
     """How images reached the model and at which resolution the pixel metrics were taken."""
     data = cfg.data
     tiling = data.tiling
     return {
         "resize": data.resize,
         "image_size": None if data.resize == "none" else data.image_size,
+        # `auto`: what the size was chosen from
+        "auto": None if working_size is None else dataclasses.asdict(working_size),
         "tiling": None if tiling.kind == "none" else {"tile": tiling.tile, "stride": tiling.stride,
                                                        "merge": tiling.merge, "train": tiling.train},
         "resolution": cfg.eval.resolution,
@@ -298,6 +303,10 @@ def geometry_sentence(geometry: dict[str, Any] | None) -> str:
         return ""
     seen = {"stretch": f"stretched to {geometry['image_size']}", "none": "at their own size",
             "keep_aspect": f"scaled to fit {geometry['image_size']} (aspect kept, border ignored)"}[geometry["resize"]]
+    auto = geometry.get("auto")
+    if auto and geometry["resize"] != "none":
+        seen += (" (a square: the model needs square inputs)" if auto["square"] else
+                 f" (auto: the median height/width {auto['aspect']:.3g} of {auto['images']} training images)")
     tiling = geometry.get("tiling")
     if tiling:
         seen += f", in {tiling['tile']} px tiles {tiling['stride']} px apart (overlaps: {tiling['merge']})"

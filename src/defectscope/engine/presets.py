@@ -38,7 +38,7 @@ def folder_config(good_dir: str | Path, model: str = DEFAULT_MODEL, output: str 
     source = f"[{{layout: folder, root: '{root.resolve()}', good_dir: '.'}}]"
     calibration = "{kind: cross_fit, folds: 5}" if model in ONE_PASS else "{kind: hold_out}"
     args = ["--model.name", model, *PRESETS.get(model, []),
-            "--data.sources", source, "--data.split.test_fraction", "0",
+            "--data.sources", source, "--data.split.test_fraction", "0", "--data.image_size", "auto",
             "--eval.calibration", calibration,
             "--output_dir", str(output or Path("runs") / f"{model}_{root.resolve().name}"),
             *(overrides or [])]

@@ -30,6 +30,7 @@ from defectscope.engine.fit import TRAIN_LOG, fit, make_fabric
 from defectscope.engine.gallery import GALLERY_DIR, MAPS_DIR, GalleryPlan
 from defectscope.engine.health import training_health
 from defectscope.engine.standardize import require_held_out_images
+from defectscope.engine.working_size import resolve_working_size
 from defectscope.models import AnomalyModel, create_model
 from defectscope.scoring.calibration import Calibration
 from defectscope.scoring.path import MapStandardizer
@@ -69,6 +70,7 @@ class RunResult:
     train_seconds: float = 0.0
     results: dict[str, Any] | None = None  # the test-set results, when evaluated
     health: dict[str, Any] | None = None  # engine.health: did training learn anything?
+    config: RunConfig | None = None  # the config as run: data.image_size resolved when it said auto
 
 
 def build_model(cfg: RunConfig, num_classes: int) -> AnomalyModel:
@@ -166,6 +168,9 @@ def run(
     if weights is not None:
         return _score_weights(cfg, weights, evaluate_test, Path(output_dir or cfg.output_dir), gallery, bundle,
                               device or torch.device("cpu"))
+    cfg, working_size = resolve_working_size(cfg)
+    if working_size is not None and _first_process():
+        print(f"defectscope: {working_size.describe()}", file=sys.stderr)
     run_dir = Path(cfg.output_dir)
     trainer_state = None
     if resume is not None:
@@ -210,7 +215,8 @@ def run(
     fabric.barrier()
 
     fitted = fit(cfg, model, bundle.train, class_names, fabric, trainer_state)
-    result = RunResult(run_dir, model, bundle, fabric.device, class_names, {}, None, None, fitted.steps, fitted.seconds)
+    result = RunResult(run_dir, model, bundle, fabric.device, class_names, {}, None, None, fitted.steps, fitted.seconds,
+                       config=cfg)
     if fabric.is_global_zero:
         if cross_fit:
             images = bundle.train.base if isinstance(bundle.train, TiledTrainingSet) else bundle.train
@@ -229,13 +235,14 @@ def run(
         for warning in result.health["warnings"]:
             print(f"defectscope: warning: {warning}", file=sys.stderr)
         summary = {"steps": fitted.steps, "train_seconds": round(fitted.seconds, 2),
+                   "working_size": None if working_size is None else dataclasses.asdict(working_size),
                    "world_size": fabric.world_size, "commit": commit, "health": result.health}
         write_text_atomic(run_dir / "train_summary.json", json.dumps(summary, indent=2))
         if evaluate_test:
             result.results = evaluate(model, bundle.test, class_names, cfg, fabric.device, run_dir,
                                       checkpoint=result.checkpoint, calibration=result.calibration,
                                       standardizer=result.standardizer, gallery=_plan(cfg, gallery),
-                                      health=result.health)
+                                      health=result.health, working_size=working_size)
             result.results["train_seconds"] = round(fitted.seconds, 1)
     fabric.barrier()
     return result
@@ -277,7 +284,8 @@ def _score_weights(
             raise ConfigError(f"{weights.path}: the overrides change the network, not only its scoring ({err})") \
                 from err
         calibration, standardizer = calibrate(model, bundle.validation, cfg, device, bundle.class_names)
-    result = RunResult(output_dir, model, bundle, device, list(bundle.class_names), calibration, standardizer, None)
+    result = RunResult(output_dir, model, bundle, device, list(bundle.class_names), calibration, standardizer, None,
+                       config=cfg)
     if evaluate_test:
         result.results = evaluate(model, bundle.test, result.class_names, cfg, device, output_dir,
                                   checkpoint=weights.path, calibration=calibration, standardizer=standardizer,

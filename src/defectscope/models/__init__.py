@@ -40,6 +40,12 @@ def model_config_class(name: str) -> type:
     return MODELS[name][1]
 
 
+def model_class(name: str) -> type[AnomalyModel]:
+    if name not in MODELS:
+        raise KeyError(f"unknown model '{name}' (known: {', '.join(sorted(MODELS))})")
+    return MODELS[name][0]
+
+
 def create_model(
     name: str, config: Any = None, image_size: int | tuple[int, int] = 256, num_classes: int = 1
 ) -> AnomalyModel:
@@ -48,9 +54,7 @@ def create_model(
     `image_size` is what the model sees: a side, or (height, width) for the models whose class says
     `rectangular = True`. Settings that do not fit together raise ValueError naming the setting.
     """
-    model_cls = MODELS[name][0] if name in MODELS else None
-    if model_cls is None:
-        raise KeyError(f"unknown model '{name}' (known: {', '.join(sorted(MODELS))})")
+    model_cls = model_class(name)
     if isinstance(image_size, tuple | list):
         height, width = image_size
         if height == width:
@@ -66,5 +70,5 @@ def create_model(
 
 __all__ = [
     "MODELS", "AnomalyModel", "LossParts", "ModelOutput", "OptimizerGroup", "Phase", "StepContext", "create_model",
-    "model_config_class",
+    "model_class", "model_config_class",
 ]
