@@ -42,7 +42,8 @@ def parts(tmp_path_factory):
 def _config(tmp_path, root, *extra, size=AUTO):
     return load_config(None, [
         "--model.name=mean_image", "--model.smoothing_sigma=1",
-        f"--data.sources=[{{layout: folder, root: {root}, defect_dir: bad, mask_dir: masks, test_good_dir: test_good}}]",
+        f"--data.sources=[{{layout: folder, root: {root}, defect_dir: bad, mask_dir: masks, "
+        "test_good_dir: test_good}]",
         f"--data.image_size={size}", "--data.batch_size=4", "--data.eval_batch_size=4",
         "--data.validation_fraction=0.2", "--data.augment={hflip: false}", "--train.progress=false",
         "--eval.bootstrap_resamples=20", f"--output_dir={tmp_path / 'run'}", *extra,
