@@ -103,9 +103,13 @@ class CrossFitCalibration:
     memory bank, Gaussians, a mean image): a trained model would train `folds` + 1 times."""
 
     kind: Literal["cross_fit"] = "cross_fit"
-    # more folds: each fold's model sees more images, closer to the shipped one (a memory bank of
-    # 4/5 of the images is sparser than the full one, so its scores run a little high)
+    # more folds: each fold's model sees more images, closer to the shipped one
     folds: Annotated[int, Check(2, 50)] = 5
+    # same_size: a fold's memory bank keeps as many patches as the shipped model's (its coreset share
+    # raised by K/(K−1)), so a fold scores its unseen images against a bank as dense as the one that
+    # ships; same_share: the configured share of fewer images, a sparser bank whose scores run high
+    # and whose threshold flags fewer good parts than it promises. Models without a bank ignore it.
+    fold_bank: Literal["same_size", "same_share"] = "same_size"
 
 
 @dataclass(frozen=True)

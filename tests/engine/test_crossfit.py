@@ -62,3 +62,30 @@ def test_a_trained_model_is_refused_before_training(tiny_config):
 def test_cross_fit_with_a_map_standardiser_is_a_config_error(tiny_config):
     with pytest.raises(ConfigError, match="eval.calibration"):
         tiny_config("mean_image", overrides=[*CROSS_FIT, "--eval.map_standardization", "position"])
+
+
+@pytest.mark.parametrize("fold_bank", ["same_size", "same_share"])
+def test_a_fold_bank_is_as_large_as_the_shipped_one_unless_asked_otherwise(tiny_config, monkeypatch, fold_bank):
+    import sys
+
+    engine_run = sys.modules["defectscope.engine.run"]  # the module: `defectscope.engine.run` names the function
+    scheme = f"{{kind: cross_fit, folds: 3, fold_bank: {fold_bank}}}"
+    cfg = tiny_config("patchcore", overrides=["--eval.calibration", scheme, "--data.augment.hflip", "false",
+                                              "--model.coreset_chunk", "0"])
+    built = []
+    original = engine_run.build_model
+
+    def recording(fold_cfg, num_classes):
+        built.append(model := original(fold_cfg, num_classes))
+        return model
+
+    monkeypatch.setattr(engine_run, "build_model", recording)
+    result = run(cfg, evaluate_test=False)
+    shipped = len(result.model.memory.bank)
+    folds = [len(m.memory.bank) for m in built[1:]]  # built[0] is the shipped model
+    assert len(folds) == 3
+    if fold_bank == "same_size":  # 2/3 of the patches at 3/2 the share: the same rows, to rounding
+        assert all(abs(rows - shipped) <= 2 for rows in folds), (folds, shipped)
+        assert built[1].config.coreset_ratio == pytest.approx(cfg.model.coreset_ratio * 3 / 2)
+    else:
+        assert all(rows <= shipped - 3 for rows in folds), (folds, shipped)  # 5-6 of 8 images' patches

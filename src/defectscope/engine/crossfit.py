@@ -4,13 +4,16 @@ A hold-out of 10 % calibrates on few images (fewer than 99 cannot promise 1 %) a
 from the model. For one-pass models (a memory bank, per-position Gaussians, a mean image) a fit
 is one pass over the images, so K folds are affordable: fold k's model is fitted on the other
 folds and scores fold k; the out-of-fold scores of all n images set the thresholds, and the
-model that ships is fitted on all n. Each fold model saw (K − 1)/K of the images; for a memory
-bank that is a little sparser than the shipped one, so its scores run slightly high and the
-thresholds err on the side of fewer false alarms.
+model that ships is fitted on all n. Each fold model saw (K − 1)/K of the images; a memory bank
+of the same coreset share would be sparser than the shipped one, so its scores would run high and
+the thresholds flag fewer good parts than promised (and catch fewer defects). So by default a
+fold's bank keeps as many patches as the shipped one (`fold_bank: same_size`, through the model
+config's `fitted_on_share`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -56,17 +59,27 @@ def fold_of(records: Sequence[Record], folds: int, seed: int) -> np.ndarray:
     return assigned
 
 
+def fold_config(cfg: RunConfig, folds: int) -> RunConfig:
+    """The config a fold's model is built from: the run's, its bank matched to the shipped one's size."""
+    scheme = cfg.eval.calibration
+    matched = getattr(cfg.model, "fitted_on_share", None)
+    if not isinstance(scheme, CrossFitCalibration) or scheme.fold_bank != "same_size" or matched is None:
+        return cfg
+    return dataclasses.replace(cfg, model=matched((folds - 1) / folds))
+
+
 def cross_fit_calibration(cfg: RunConfig, normals: Sequence[Record], class_names: list[str], device: torch.device,
-                          build: Callable[[], AnomalyModel]) -> Calibration:
+                          build: Callable[[RunConfig], AnomalyModel]) -> Calibration:
     """Thresholds from out-of-fold scores of every normal training image (see the module docstring)."""
     scheme = cfg.eval.calibration
     assert isinstance(scheme, CrossFitCalibration)
     class_ids = {name: i for i, name in enumerate(class_names)}
     folds = fold_of(normals, min(scheme.folds, len(normals)), cfg.train.seed)
+    per_fold = fold_config(cfg, len(np.unique(folds)))
     scores, pixels, ids = [], [], []
     for k in np.unique(folds):
         torch.manual_seed(cfg.train.seed + int(k))  # a coreset's random start, reproducible per fold
-        model = build()
+        model = build(per_fold)
         fit_one_pass(model, dataset_of([r for r, f in zip(normals, folds, strict=True) if f != k], cfg.data,
                                        class_ids, training=True), cfg, device)
         unseen = dataset_of([r for r, f in zip(normals, folds, strict=True) if f == k], cfg.data, class_ids)

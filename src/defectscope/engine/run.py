@@ -221,7 +221,7 @@ def run(
         if cross_fit:
             images = bundle.train.base if isinstance(bundle.train, TiledTrainingSet) else bundle.train
             result.calibration = cross_fit_calibration(cfg, images.records, class_names, fabric.device,
-                                                       lambda: build_model(cfg, len(class_names)))
+                                                       lambda fold_cfg: build_model(fold_cfg, len(class_names)))
         else:
             result.calibration, result.standardizer = calibrate(model, bundle.validation, cfg, fabric.device,
                                                                 class_names)

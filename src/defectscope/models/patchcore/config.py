@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -26,3 +27,8 @@ class PatchCoreConfig:
     num_neighbors: Count = 9  # b of the image-score re-weighting (Eq. 7); 1: plain max
     smoothing_sigma: Sigma = 4.0
     seed: Seed = 0
+
+    def fitted_on_share(self, share: float) -> PatchCoreConfig:
+        """The settings for a bank fitted on `share` of the images that holds as many patches as this
+        one fitted on all of them (cross-fitting's fold models: engine/crossfit.py)."""
+        return dataclasses.replace(self, coreset_ratio=min(1.0, self.coreset_ratio / share))
