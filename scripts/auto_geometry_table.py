@@ -47,14 +47,15 @@ def main() -> None:
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for dataset, data_label in DATASETS.items():
         for model, label in MODELS.items():
-            for mode in ("stretch", "auto"):
+            for mode in ("stretch", "auto", "auto2x"):
                 if (dataset, model, mode) not in found:
                     continue
                 cell, results = found[(dataset, model, mode)]
                 category = next(iter(cell["categories"]))
                 metrics, intervals = cell["categories"][category], (cell.get("intervals") or {}).get(category, {})
                 size = results["geometry"]["image_size"]
-                shown = f"auto → {size[0]} × {size[1]}" if mode == "auto" else "stretch 256 × 256"
+                shown = "stretch 256 × 256" if mode == "stretch" else \
+                    f"auto{' at 2 × 256² px' if mode == 'auto2x' else ''} → {size[0]} × {size[1]}"
                 t = results["thresholds"]["categories"][category]
                 row = [data_label, label, shown, _ci(metrics["image_auroc"], intervals.get("image_auroc")),
                        _ci(metrics["catch_1pct"], intervals.get("catch_1pct"), percent=True),

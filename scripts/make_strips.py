@@ -5,8 +5,8 @@ are near square. This script stitches `--parts` images of one category side by s
 strip, with their masks, so a model can be measured on elongated images whose defects are
 real. A derived set, stated as such wherever it is used (docs/results/geometry.md):
 
-* training strips: good training images only, `--train-strips` of them (each image appears in
-  about train_strips × parts / n strips, beside different neighbours);
+* training strips: good training images only, each in exactly one strip (a shuffled partition),
+  so the strips held out to calibrate share no part with the ones the model learns from;
 * good test strips: good test images only (MVTec's test/good; MTSD's held-out free tiles);
 * defective test strips: every defective test image once, at a random slot, beside good test
   images; its mask in its slot, zeros elsewhere.
@@ -55,12 +55,16 @@ def _save(array: np.ndarray, path: Path) -> None:
 
 
 def write_category(out: Path, train: list[Path], test_good: list[Path], defects: list[tuple[Path, Path]],
-                   parts: int, train_strips: int, height: int, seed: int) -> None:
+                   parts: int, height: int, seed: int) -> None:
     rng = random.Random(seed)
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out}: exists and is not empty; remove it first (a derived set is never overwritten)")
+    # a partition, not draws with replacement: a part seen in training and again in a held-out strip
+    # would make the held-out scores low and the threshold promise more than it keeps
+    shuffled = rng.sample(train, len(train))
+    train_strips = len(train) // parts
     for i in range(train_strips):
-        chosen = rng.sample(train, parts)
+        chosen = shuffled[i * parts:(i + 1) * parts]
         _save(_strip([_load(p, height, "RGB") for p in chosen]), out / "train" / "good" / f"{i:04d}.png")
     for i, first in enumerate(test_good):
         others = rng.sample([p for p in test_good if p != first], parts - 1)
@@ -105,9 +109,9 @@ def main() -> None:
     args = parser.parse_args()
     # pill: 4 parts of 256 px → 256 × 1024 (aspect 1:4); MTSD: 3 tiles at 192 px high → about 1:3
     train, good, bad = mvtec(args.data, "pill")
-    write_category(args.output / "pill", train, good, bad, parts=4, train_strips=200, height=256, seed=args.seed)
+    write_category(args.output / "pill", train, good, bad, parts=4, height=256, seed=args.seed)
     train, good, bad = mtsd(args.data, args.seed)
-    write_category(args.output / "mtsd", train, good, bad, parts=3, train_strips=400, height=192, seed=args.seed)
+    write_category(args.output / "mtsd", train, good, bad, parts=3, height=192, seed=args.seed)
 
 
 if __name__ == "__main__":

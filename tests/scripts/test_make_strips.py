@@ -25,7 +25,7 @@ def _part(path: Path, value: int, size=(40, 32)) -> Path:
 
 
 def test_strips_keep_each_defect_under_its_mask(tmp_path, make_strips):
-    train = [_part(tmp_path / "in" / "train" / f"{i}.png", 100) for i in range(6)]
+    train = [_part(tmp_path / "in" / "train" / f"{i}.png", 10 + i) for i in range(6)]
     good = [_part(tmp_path / "in" / "good" / f"{i}.png", 100) for i in range(4)]
     defects = []
     for i in range(3):
@@ -35,8 +35,10 @@ def test_strips_keep_each_defect_under_its_mask(tmp_path, make_strips):
         Image.new("L", (40, 32), 255).save(mask)
         defects.append((image, mask))
     out = tmp_path / "strips"
-    make_strips.write_category(out, train, good, defects, parts=3, train_strips=5, height=16, seed=0)
-    assert len(list((out / "train" / "good").iterdir())) == 5
+    make_strips.write_category(out, train, good, defects, parts=3, height=16, seed=0)
+    strips = [np.asarray(Image.open(f))[..., 0] for f in sorted((out / "train" / "good").iterdir())]
+    assert len(strips) == 2  # 6 training parts, 3 a strip: each part in exactly one
+    assert sorted(int(v) for s in strips for v in s[0, ::20]) == [10, 11, 12, 13, 14, 15]
     assert len(list((out / "test" / "good").iterdir())) == 4
     for i in range(3):
         strip = np.asarray(Image.open(out / "test" / "defect" / f"{i:04d}.png"))[..., 0]
@@ -44,4 +46,4 @@ def test_strips_keep_each_defect_under_its_mask(tmp_path, make_strips):
         assert strip.shape == mask.shape == (16, 60)  # 3 parts of 20 × 16 (40 × 32 at half the height)
         assert (strip[mask > 0] == 200).all() and (strip[mask == 0] == 100).all() and (mask > 0).sum() == 16 * 20
     with pytest.raises(SystemExit, match="not empty"):  # a derived set is never overwritten
-        make_strips.write_category(out, train, good, defects, parts=3, train_strips=5, height=16, seed=0)
+        make_strips.write_category(out, train, good, defects, parts=3, height=16, seed=0)
