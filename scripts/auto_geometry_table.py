@@ -9,9 +9,7 @@ alarms and catches, pixel AUROC and AU-PRO; 95 % bootstrap intervals where the c
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
+from geometry_table import cells_from_command_line  # scripts/ is on the path when a script runs
 
 MODELS = {"mean_image": "Mean image (no training)", "padim": "PaDiM", "patchcore": "PatchCore"}
 DATASETS = {"mtsd": "MTSD", "pill_strips": "pill strips (4 pills, 1:4)", "mtsd_strips": "MTSD strips (3 tiles, ~1:2.7)"}
@@ -33,15 +31,7 @@ def _count(entry: dict | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
-    args = parser.parse_args()
-    found = {}
-    for path in sorted(args.folder.glob("cells/*/cell.json")):
-        cell = json.loads(path.read_text())
-        results = json.loads((path.parent / "results.json").read_text())
-        model, mode = cell["cell"]["model"].rsplit("_", 1)
-        found[(cell["cell"]["dataset"], model, mode)] = (cell, results)
+    found = cells_from_command_line(__doc__.splitlines()[0], lambda key: tuple(key.rsplit("_", 1)))
     head = ["data", "model", "images as", "image AUROC", "caught at ≤ 1 % FA, test ROC (%)",
             "false alarms at the threshold (promised ≤)", "caught at the threshold (%)", "pixel AUROC", "AU-PRO"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 MODES = {"stretch": "stretch 256", "keep_aspect": "keep aspect 256", "tiled": "own size, tiles 256/192",
@@ -25,17 +26,26 @@ def _rate(entry: dict) -> str:
     return f"{entry['count']}/{entry['total']}" if entry and entry.get("total") else "–"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def cells_from_command_line(description: str, split: Callable[[str], tuple[str, str]]) -> dict:
+    """{(dataset, model, mode): (cell.json, results.json)} of the finished cells of the folder named on
+    the command line; `split` turns a cell's model key into (model, mode)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("folder", type=Path)
-    args = parser.parse_args()
+    folder = parser.parse_args().folder
     found = {}
-    for path in sorted(args.folder.glob("cells/*/cell.json")):
+    for path in sorted(folder.glob("cells/*/cell.json")):
         cell = json.loads(path.read_text())
-        results = json.loads((path.parent / "results.json").read_text())
-        model, mode = cell["cell"]["model"].split("_", 1) if not cell["cell"]["model"].startswith("mean_image") \
-            else ("mean_image", cell["cell"]["model"][len("mean_image_"):])
-        found[(cell["cell"]["dataset"], model, mode)] = (cell, results)
+        found[(cell["cell"]["dataset"], *split(cell["cell"]["model"]))] = \
+            (cell, json.loads((path.parent / "results.json").read_text()))
+    return found
+
+
+def _model_and_mode(key: str) -> tuple[str, str]:
+    return ("mean_image", key[len("mean_image_"):]) if key.startswith("mean_image") else tuple(key.split("_", 1))
+
+
+def main() -> None:
+    found = cells_from_command_line(__doc__.splitlines()[0], _model_and_mode)
     for dataset in ("mtsd", "mvtec"):
         rows = [(m, mode) for m in MODELS for mode in MODES if (dataset, m, mode) in found]
         if not rows:
