@@ -91,7 +91,7 @@ def main() -> None:
         images = [p for p in images if args.class_name in p.parts]
     images = images[: args.limit] if args.limit else images
     results = json.loads((args.run / "results.json").read_text())
-    promised = results["calibration"].get("image_false_alarm_bound")
+    promised = (results.get("thresholds") or {}).get("false_alarm_bound")  # what the image threshold promises
     print(f"{args.run}: {len(images)} normal test images; promised false-alarm rate ≤ {promised}")
     for name, change in SHIFTS.items():
         folder = args.work / "images" / name
