@@ -95,6 +95,8 @@ def test_auto_in_a_config_and_its_mistakes():
         load_config(None, ["--data.image_size", "{kind: auto, pixel: 3}"])
     with pytest.raises(ConfigError, match="'data.image_size.pixels' must be"):
         load_config(None, ["--data.image_size", "{kind: auto, pixels: 0}"])
+    with pytest.raises(ConfigError, match="'data.image_size' auto spreads the pixel budget over whole images"):
+        load_config(None, ["--data.image_size", "auto", "--data.tiling", "{kind: tiles, tile: 256, stride: 192}"])
 
 
 def test_an_unresolved_size_cannot_build_a_model():

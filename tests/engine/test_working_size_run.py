@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from defectscope.config import ConfigError, config_from_yaml, load_config
+from defectscope.config import ConfigError, config_from_yaml, config_to_yaml, load_config
 from defectscope.data.config import AutoSize
 from defectscope.engine import run
 from defectscope.engine.checkpoint import load_checkpoint
@@ -96,3 +97,42 @@ def test_the_folder_workflow_defaults_to_auto(tmp_path, parts):
     assert cfg.data.image_size == AutoSize()
     assert folder_config(parts / "good", "padim", tmp_path / "run",
                          ["--data.image_size", "128"]).data.image_size == 128
+
+
+def test_a_resume_keeps_the_checkpoints_size_when_the_images_changed(tmp_path, parts, monkeypatch):
+    import sys
+
+    from defectscope.engine.checkpoint import Checkpoint
+
+    engine_run = sys.modules["defectscope.engine.run"]  # the module: `defectscope.engine.run` names the function
+    cfg = _config(tmp_path, parts)
+    saved = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=(48, 112)))
+    resume = Checkpoint(model=None, config=saved, class_names=[])
+    seen = {}
+
+    def stop(cfg, *args, **kwargs):  # what the run would go on with, before any work
+        seen["size"] = cfg.data.image_size
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(engine_run, "resume_differences", stop)
+    with pytest.raises(RuntimeError, match="stop here"):
+        run(cfg, resume=resume)
+    assert seen["size"] == (48, 112)  # not the [40, 128] the images call for now
+
+
+def test_a_benchmark_cell_is_stale_when_the_auto_budget_changes(tmp_path, parts, monkeypatch):
+    import sys
+
+    import defectscope.benchmark.runner  # noqa: F401 - loads the module
+
+    runner = sys.modules["defectscope.benchmark.runner"]
+    done = tmp_path / "cells" / "cell"
+    done.mkdir(parents=True)
+    resolved, _ = resolve_working_size(_config(tmp_path, parts))  # the cell ran at [40, 128]
+    (done / "config.yaml").write_text(config_to_yaml(resolved))
+    (done / "cell.json").write_text("{}")
+    cell = type("Cell", (), {"id": "cell"})()
+    for size, stale in ((AUTO, []), ("{kind: auto, pixels: 9600, multiple: 8}", ["cell"]), ("[40, 128]", [])):
+        monkeypatch.setattr(runner, "cell_config", lambda suite, cell, output, size=size: dataclasses.replace(
+            _config(tmp_path, parts, size=size), output_dir=str(output)))
+        assert runner.stale_cells(None, tmp_path, [cell]) == stale, size

@@ -45,6 +45,7 @@ from defectscope.config import ConfigError, config_from_yaml
 from defectscope.data.config import AutoSize
 from defectscope.engine.environment import git_commit
 from defectscope.engine.files import json_default, write_text_atomic
+from defectscope.errors import UserError
 
 CELL_FORMAT = "defectscope-benchmark-cell/1"
 RESULTS_FORMAT = "defectscope-benchmark/1"
@@ -204,7 +205,13 @@ def stale_cells(suite: Suite, output: Path, cells: list[Cell]) -> list[str]:
                 stale.append(cell.id)
                 continue
             if isinstance(now.data.image_size, AutoSize):  # the stored config holds the size it resolved to
-                now = dataclasses.replace(now, data=dataclasses.replace(now.data, image_size=then.data.image_size))
+                from defectscope.engine.working_size import resolve_working_size  # torch: only when needed
+
+                try:
+                    now = resolve_working_size(now)[0]
+                except UserError:  # its images are gone or unreadable: the cell cannot be checked, nor rerun as it was
+                    stale.append(cell.id)
+                    continue
             if dataclasses.replace(then, output_dir=now.output_dir) != now:
                 stale.append(cell.id)
     return stale

@@ -136,6 +136,11 @@ class DataConfig:
     max_image_pixels: Annotated[int, Check(low=1, high=PILLOW_MAX_IMAGE_PIXELS)] = MAX_IMAGE_PIXELS
 
     def problems(self) -> list[tuple[str, str]]:
+        if isinstance(self.image_size, AutoSize) and isinstance(self.tiling, Tiling):
+            return [("image_size", "auto spreads the pixel budget over whole images, so a long part's short side "
+                                   "would fall below the tile and every tile be padded; with data.tiling give the "
+                                   "working size ([height, width]), or resize: none to tile each image at its "
+                                   "own size")]
         if self.resize == "none" and isinstance(self.tiling, NoTiling):
             return [("resize", "'none' keeps every image at its own size, so the model needs tiles of one size: "
                                "set data.tiling (e.g. {kind: tiles, tile: 256, stride: 192})")]

@@ -35,8 +35,9 @@ class ResolvedSize:
 def working_shape(aspect: float, pixels: int, multiple: int) -> tuple[int, int]:
     """(height, width) near `pixels` pixels with height / width near `aspect`, each a multiple of `multiple`.
 
-    Each side is rounded to its nearest multiple (never below one), so the result keeps the
-    aspect ratio to within half a multiple per side and the budget to within a few percent.
+    Each side is rounded to its nearest multiple (never below one), so each side is within half
+    a multiple of the exact shape; at extreme aspect ratios the short side's rounding moves the
+    pixel count by up to a quarter.
     """
     if not (aspect > 0 and math.isfinite(aspect)):
         raise ValueError(f"aspect ratio must be positive and finite, got {aspect}")

@@ -18,7 +18,7 @@ from lightning.fabric import Fabric
 
 from defectscope.config import ConfigError, RunConfig, config_to_raw, config_to_yaml
 from defectscope.data import DataBundle, build_datasets
-from defectscope.data.config import Tiling
+from defectscope.data.config import AutoSize, Tiling
 from defectscope.data.dataset import TiledTrainingSet
 from defectscope.engine.calibrate import calibrate
 from defectscope.engine.checkpoint import RUN_CHECKPOINT, Checkpoint, load_trainer_state, load_weights, save_checkpoint
@@ -168,6 +168,9 @@ def run(
     if weights is not None:
         return _score_weights(cfg, weights, evaluate_test, Path(output_dir or cfg.output_dir), gallery, bundle,
                               device or torch.device("cpu"))
+    if resume is not None and isinstance(cfg.data.image_size, AutoSize):
+        # the checkpoint's network has its size: images added since must not move it
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=resume.config.data.image_size))
     cfg, working_size = resolve_working_size(cfg)
     if working_size is not None and _first_process():
         print(f"defectscope: {working_size.describe()}", file=sys.stderr)
