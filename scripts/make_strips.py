@@ -40,9 +40,7 @@ def _strip(images: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(images, axis=1)
 
 
-def _mask_of(image_path: Path, mask_path: Path | None, height: int) -> np.ndarray:
-    if mask_path is None:
-        return np.zeros_like(_load(image_path, height, "L"))
+def _mask_of(mask_path: Path, height: int) -> np.ndarray:
     mask = Image.open(mask_path).convert("L")
     width = max(1, round(mask.width * height / mask.height))
     mask = mask.resize((width, height), Image.NEAREST) if mask.height != height else mask
@@ -75,8 +73,10 @@ def write_category(out: Path, train: list[Path], test_good: list[Path], defects:
         slot = rng.randrange(parts)
         goods = rng.sample(test_good, parts - 1)
         row = [*goods[:slot], image, *goods[slot:]]
-        masks = [_mask_of(p, mask if p == image else None, height) for p in row]
-        _save(_strip([_load(p, height, "RGB") for p in row]), out / "test" / "defect" / f"{i:04d}.png")
+        pictures = [_load(p, height, "RGB") for p in row]
+        masks = [_mask_of(mask, height) if p == image else np.zeros(picture.shape[:2], np.uint8)
+                 for p, picture in zip(row, pictures, strict=True)]
+        _save(_strip(pictures), out / "test" / "defect" / f"{i:04d}.png")
         _save(_strip(masks), out / "ground_truth" / "defect" / f"{i:04d}_mask.png")
     print(f"{out}: {train_strips} training strips, {len(test_good)} good and {len(defects)} defective test strips "
           f"of {parts} parts, {height} px high")

@@ -29,7 +29,7 @@ from defectscope.checks import (
     Weight,
     Within,
 )
-from defectscope.data.config import AutoSize, DataConfig, Seed, Tiling
+from defectscope.data.config import AutoSize, DataConfig, Seed
 from defectscope.errors import UserError, shown
 
 
@@ -161,7 +161,7 @@ class RunConfig:
         sigma = getattr(self.model, "smoothing_sigma", None)
         if not isinstance(sigma, float | int) or sigma <= 0:
             return []
-        if isinstance(self.data.image_size, AutoSize) and not isinstance(self.data.tiling, Tiling):
+        if isinstance(self.data.image_size, AutoSize):  # never with tiling (DataConfig.problems)
             return []  # checked again once the run has resolved the size from its images
         size = self.data.model_input_size
         h, w = (size, size) if isinstance(size, int) else size

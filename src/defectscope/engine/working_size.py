@@ -6,7 +6,7 @@ import dataclasses
 
 from defectscope.config import RunConfig, build_config, config_to_raw
 from defectscope.data import build_records
-from defectscope.data.config import AutoSize, Tiling
+from defectscope.data.config import AutoSize
 from defectscope.data.working_size import ResolvedSize, resolve_auto
 from defectscope.models import model_class
 
@@ -23,7 +23,7 @@ def resolve_working_size(cfg: RunConfig) -> tuple[RunConfig, ResolvedSize | None
     if not isinstance(auto, AutoSize):
         return cfg, None
     split = build_records(cfg.data)
-    square = not model_class(cfg.model_name).rectangular and not isinstance(cfg.data.tiling, Tiling)
+    square = not model_class(cfg.model_name).rectangular  # auto never comes with tiles (DataConfig.problems)
     resolved = resolve_auto(auto, [*split.train, *split.validation], square=square, skip_bad=cfg.data.skip_bad)
     size = resolved.height if resolved.height == resolved.width else (resolved.height, resolved.width)
     raw = config_to_raw(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=size)))

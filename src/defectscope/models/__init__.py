@@ -34,16 +34,18 @@ MODELS: dict[str, tuple[type[AnomalyModel], type]] = {
 }
 
 
-def model_config_class(name: str) -> type:
+def _registered(name: str) -> tuple[type[AnomalyModel], type]:
     if name not in MODELS:
         raise KeyError(f"unknown model '{name}' (known: {', '.join(sorted(MODELS))})")
-    return MODELS[name][1]
+    return MODELS[name]
+
+
+def model_config_class(name: str) -> type:
+    return _registered(name)[1]
 
 
 def model_class(name: str) -> type[AnomalyModel]:
-    if name not in MODELS:
-        raise KeyError(f"unknown model '{name}' (known: {', '.join(sorted(MODELS))})")
-    return MODELS[name][0]
+    return _registered(name)[0]
 
 
 def create_model(
