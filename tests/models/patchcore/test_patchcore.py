@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from defectscope.config import ConfigError, build_config, config_from_yaml, config_to_yaml
 from defectscope.layers.backbones import BackboneConfig, BackboneWeightsError
-from defectscope.models.patchcore.anomaly_map import reweighted_image_score
-from defectscope.models.patchcore.config import PatchCoreConfig
+from defectscope.models.patchcore.anomaly_map import patch_scores, reweighted_image_score
+from defectscope.models.patchcore.config import FaissSearch, HnswSearch, PatchCoreConfig, TorchSearch
 from defectscope.models.patchcore.coreset import chunked_coreset, greedy_coreset, random_projection
-from defectscope.models.patchcore.memory_bank import MemoryBank
+from defectscope.models.patchcore.memory_bank import MemoryBank, exact_search
 from defectscope.models.patchcore.model import PatchCore
 
 
@@ -72,7 +73,7 @@ def test_nearest_neighbours_match_brute_force_in_small_chunks():
 def test_faiss_search_finds_the_same_neighbours_as_torch():
     pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
     g = torch.Generator().manual_seed(5)
-    exact, fast = MemoryBank(8, ratio=1.0), MemoryBank(8, ratio=1.0, search="faiss")
+    exact, fast = MemoryBank(8, ratio=1.0), MemoryBank(8, ratio=1.0, search=FaissSearch())
     exact.bank = fast.bank = torch.randn(300, 8, generator=g)
     queries = torch.randn(40, 8, generator=g)
     for k in (1, 9):
@@ -80,6 +81,65 @@ def test_faiss_search_finds_the_same_neighbours_as_torch():
         assert torch.equal(i, i_ref) and torch.allclose(d, d_ref, atol=1e-4)
     fast.bank = torch.randn(300, 8, generator=g)  # a new bank of the same size is a new index
     assert torch.equal(fast.nearest(queries)[1], torch.cdist(queries, fast.bank).argmin(dim=1, keepdim=True))
+
+
+def clustered(n, dim, generator, centres=40):
+    """Points around a few dozen centres: a graph search with few links misses some neighbours."""
+    middle = torch.randn(centres, dim, generator=generator) * 3
+    return middle[torch.randint(centres, (n,), generator=generator)] + 0.3 * torch.randn(n, dim, generator=generator)
+
+
+def test_hnsw_keeps_each_images_farthest_patch_exact():
+    pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
+    g = torch.Generator().manual_seed(6)
+    exact = MemoryBank(16, ratio=1.0)
+    # a deliberately poor graph (2 links, 1 candidate), so its raw distances are often too far
+    rough = MemoryBank(16, ratio=1.0, search=HnswSearch(links=2, candidates=1, build_candidates=2))
+    exact.bank = rough.bank = clustered(2000, 16, g)
+    features = clustered(6 * 64, 16, g).view(6, 8, 8, 16).permute(0, 3, 1, 2)
+    features[:3, :, 2, 5] += 4.0  # a far patch in half the images
+    raw, _ = rough.nearest_patches(features.permute(0, 2, 3, 1).reshape(-1, 16))
+    ref_d, ref_i, _ = patch_scores(features, exact)
+    got_d, got_i, _ = patch_scores(features, rough)
+    assert (raw > ref_d.flatten() + 1e-4).sum() > 20  # the graph alone misses neighbours ...
+    assert (raw.view(6, -1).amax(1) > ref_d.view(6, -1).amax(1) + 1e-4).any()  # ... including a farthest one
+    assert (got_d >= ref_d - 1e-5).all()  # never nearer than the nearest
+    flat_ref, flat_got = ref_d.view(6, -1), got_d.view(6, -1)
+    assert torch.allclose(flat_got.amax(1), flat_ref.amax(1), atol=1e-5)
+    worst = flat_got.argmax(1)
+    assert torch.equal(got_i.view(6, -1)[torch.arange(6), worst], ref_i.view(6, -1)[torch.arange(6), worst])
+    with exact_search():  # what an exported graph computes: the exact search whatever the config
+        assert not rough.approximate
+        assert torch.allclose(patch_scores(features, rough)[0], ref_d, atol=1e-5)
+    assert rough.approximate
+
+
+def test_hnsw_builds_the_same_graph_every_time():
+    pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
+    g = torch.Generator().manual_seed(7)
+    rows, queries = clustered(3000, 16, g), clustered(500, 16, g)
+    found = []
+    for _ in range(2):
+        bank = MemoryBank(16, ratio=1.0, search=HnswSearch(links=4, candidates=2))
+        bank.bank = rows.clone()
+        found.append(bank.nearest_patches(queries))
+    assert torch.equal(found[0][1], found[1][1]) and torch.equal(found[0][0], found[1][0])
+
+
+def test_an_approximate_search_without_faiss_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "faiss", None)
+    bank = MemoryBank(4, ratio=1.0, search=HnswSearch())
+    bank.bank = torch.randn(10, 4)
+    with pytest.raises(RuntimeError, match=r"search 'hnsw' needs the faiss-cpu package.*defectscope\[faiss\]"):
+        bank.nearest_patches(torch.randn(3, 4))
+
+
+def test_the_bank_norms_follow_the_bank():
+    bank = MemoryBank(3, ratio=1.0)
+    bank.bank = torch.ones(4, 3)
+    assert torch.equal(bank.bank_norms(), torch.full((4,), 3.0))
+    bank.bank = torch.cat([bank.bank, 2 * torch.ones(1, 3)])  # absorb: a new, longer bank
+    assert torch.equal(bank.bank_norms(), torch.tensor([3.0, 3, 3, 3, 12]))
 
 
 def test_reweighting_follows_equation_7():
@@ -143,6 +203,20 @@ def test_a_smaller_coreset_scores_training_images_higher_but_still_below_defects
     assert small.predict(defect).image_score > small.predict(train[:1]).image_score
 
 
+def test_hnsw_patchcore_scores_images_as_the_exact_search_does():
+    pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
+    torch.manual_seed(0)
+    exact, fast = tiny(coreset_ratio=0.5), tiny(coreset_ratio=0.5, search=HnswSearch(links=2, candidates=1))
+    train = textured(8, 2)
+    fit(exact, train)
+    fast.load_state_dict(exact.state_dict())
+    test = textured(4, 3)
+    test[:2, :, 10:30, 30:50] = 0.9
+    ref, got = exact.predict(test), fast.predict(test)
+    assert torch.allclose(got.image_score, ref.image_score, atol=1e-5)
+    assert (got.anomaly_map >= ref.anomaly_map - 1e-4).all()  # a missed neighbour only reads farther
+
+
 def test_refitting_starts_a_new_bank():
     model = tiny(coreset_ratio=1.0)
     fit(model, textured(2, 0))
@@ -160,3 +234,22 @@ def test_collecting_without_the_weights_file_names_it(tmp_path):
     model = PatchCore(PatchCoreConfig(backbone=backbone), image_size=64)
     with pytest.raises(BackboneWeightsError, match=r"nothing\.safetensors.*model\.backbone\.path"):
         model.collect(torch.rand(2, 3, 64, 64), torch.zeros(2, dtype=torch.long), "memory_bank")
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("torch", TorchSearch()), ("faiss", FaissSearch()),  # the strings older configs and checkpoints hold
+    ("hnsw", HnswSearch(links=16, candidates=16, build_candidates=40)),
+    ({"kind": "hnsw", "candidates": 32}, HnswSearch(links=16, candidates=32, build_candidates=40)),
+])
+def test_the_search_is_one_choice_in_a_config(given, expected):
+    cfg = build_config({"model": {"name": "patchcore", "search": given}}, "run.yaml")
+    assert cfg.model.search == expected
+    again = config_from_yaml(config_to_yaml(cfg), "again.yaml")  # the checkpoint's copy reads back the same
+    assert again.model.search == cfg.model.search
+
+
+def test_a_search_key_of_another_kind_is_named():
+    with pytest.raises(ConfigError, match=r"model.search.links' does not apply with 'model.search.kind: faiss'"):
+        build_config({"model": {"name": "patchcore", "search": {"kind": "faiss", "links": 8}}}, "run.yaml")
+    with pytest.raises(ConfigError, match=r"model.search.candidates"):
+        build_config({"model": {"name": "patchcore", "search": {"kind": "hnsw", "candidates": 0}}}, "run.yaml")

@@ -12,10 +12,16 @@ from defectscope.models.patchcore.memory_bank import MemoryBank
 
 def patch_scores(features: Tensor, bank: MemoryBank) -> tuple[Tensor, Tensor, Tensor]:
     """(B, C, h, w) → per-patch distance to the nearest bank patch (B, h, w), its bank index
-    (B, h, w), and the flattened features (B, h·w, C)."""
+    (B, h, w), and the flattened features (B, h·w, C).
+
+    With an approximate search each image's farthest patch is still the exact one (the image
+    score reads only it); other patches may read a little far.
+    """
     b, c, h, w = features.shape
     flat = features.permute(0, 2, 3, 1).reshape(b, h * w, c)
-    dist, index = bank.nearest(flat.reshape(-1, c), k=1)
+    dist, index = bank.nearest_patches(flat.reshape(-1, c))
+    dist, index = dist.view(b, h * w), index.view(b, h * w)
+    bank.refine_maxima(dist, index, flat)
     return dist.view(b, h, w), index.view(b, h, w), flat
 
 

@@ -11,6 +11,38 @@ from defectscope.layers.backbones.config import BackboneConfig
 
 
 @dataclass(frozen=True)
+class TorchSearch:
+    """Exact: every bank patch compared by torch matrix products; no extra package, and what an
+    exported graph does whatever the search."""
+
+    kind: Literal["torch"] = "torch"
+
+
+@dataclass(frozen=True)
+class FaissSearch:
+    """Exact, with faiss's IndexFlatL2 (`pip install "defectscope[faiss]"`): the same neighbours."""
+
+    kind: Literal["faiss"] = "faiss"
+
+
+@dataclass(frozen=True)
+class HnswSearch:
+    """faiss's HNSW graph (`pip install "defectscope[faiss]"`) finds each patch's neighbour
+    approximately; each image's farthest patches are then searched exactly until no other can be
+    farther, so the image score is the exact search's and only the map may differ (a patch whose
+    neighbour the graph missed reads a little farther). The graph is built from the bank when
+    first searched, on one thread so every build is the same."""
+
+    kind: Literal["hnsw"] = "hnsw"
+    links: Count = 16  # neighbours per graph node (faiss M): more, better recall, slower build and search
+    candidates: Count = 16  # candidates kept while searching (faiss efSearch): the recall / speed knob
+    build_candidates: Count = 40  # candidates while building (faiss efConstruction; faiss's default)
+
+
+Search = TorchSearch | FaissSearch | HnswSearch
+
+
+@dataclass(frozen=True)
 class PatchCoreConfig:
     # taps (): the two middle stages, the last block at stride 8 and 16 (paper: ResNet layer2, 3)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -21,9 +53,9 @@ class PatchCoreConfig:
     # greedy runs over blocks of this many patches as they stream in (bounded time and memory,
     # see README); 0: one greedy run over every training patch, as in the paper
     coreset_chunk: OptionalCount = 16384
-    # exact nearest-neighbour search: torch matrix products, or faiss's IndexFlatL2 (the
-    # optional `faiss-cpu` package: pip install defectscope[faiss]); both give the same neighbours
-    search: Literal["torch", "faiss"] = "torch"
+    # nearest-neighbour search: `torch` or `faiss` (exact), `hnsw` (approximate, exact image
+    # scores; 10x faster on a 70,000-patch bank: docs/results/speed.md)
+    search: Search = field(default_factory=TorchSearch)
     num_neighbors: Count = 9  # b of the image-score re-weighting (Eq. 7); 1: plain max
     smoothing_sigma: Sigma = 4.0
     seed: Seed = 0

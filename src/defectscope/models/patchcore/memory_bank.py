@@ -1,4 +1,5 @@
-"""The memory bank: coreset patch features, searched by exact nearest neighbour in chunks.
+"""The memory bank: coreset patch features, searched by nearest neighbour (exact in chunks, or
+faiss's exact or HNSW index).
 
 Its size is known only after fitting, so the bank buffer takes the shape of whatever a
 checkpoint holds when loaded. While collecting, features stream in per batch and are
@@ -8,25 +9,42 @@ the bank instead of every training patch.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from defectscope.models.patchcore.config import HnswSearch, Search, TorchSearch
 from defectscope.models.patchcore.coreset import greedy_coreset
+
+# set by `exact_search()`: a scoped request, like torch.no_grad, not a setting of the model
+_EXACT = contextvars.ContextVar("patchcore_exact_search", default=False)
+
+
+@contextlib.contextmanager
+def exact_search() -> Iterator[None]:
+    """Search every bank exactly inside this block, whatever its config says: what an exported
+    graph computes, so its parity is checked against the same search."""
+    token = _EXACT.set(True)
+    try:
+        yield
+    finally:
+        _EXACT.reset(token)
 
 
 class MemoryBank(nn.Module):
     def __init__(self, dim: int, ratio: float = 0.1, chunk: int = 16384, projection_dim: int = 128,
-                 seed: int = 0, search: str = "torch") -> None:
+                 seed: int = 0, search: Search | None = None) -> None:
         super().__init__()
         if not 0 < ratio <= 1:
             raise ValueError(f"patchcore: coreset_ratio must be in (0, 1], got {ratio}")
-        if search not in ("torch", "faiss"):
-            raise ValueError(f"patchcore: search must be 'torch' or 'faiss', got {search!r}")
-        self.search = search
+        self.search = TorchSearch() if search is None else search
         self._faiss_index = None  # (bank identity, index): built on first search from the current bank
+        self._bank_norms: tuple[tuple[int, tuple[int, ...]], Tensor] | None = None  # ‖m‖² per row, same key
         self.dim, self.ratio, self.chunk, self.projection_dim, self.seed = dim, ratio, chunk, projection_dim, seed
         self.register_buffer("bank", torch.zeros(0, dim))
         self._pending: list[Tensor] = []
@@ -40,7 +58,7 @@ class MemoryBank(nn.Module):
         key = prefix + "bank"
         if key in state_dict:  # take the stored bank's size
             self.bank = torch.empty_like(state_dict[key], device=self.bank.device, dtype=self.bank.dtype)
-        self._faiss_index = None
+        self._faiss_index = self._bank_norms = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # --- building -------------------------------------------------------------------------
@@ -81,39 +99,107 @@ class MemoryBank(nn.Module):
 
     # --- searching ------------------------------------------------------------------------
 
+    @property
+    def approximate(self) -> bool:
+        """Whether `nearest_patches` may return a farther bank patch than the nearest (HNSW)."""
+        return isinstance(self.search, HnswSearch) and not _EXACT.get() and not torch.onnx.is_in_onnx_export()
+
+    def _identity(self) -> tuple[int, tuple[int, ...]]:
+        return self.bank.data_ptr(), tuple(self.bank.shape)
+
+    def bank_norms(self) -> Tensor:
+        """‖m‖² of every bank row, kept until the bank changes (recomputing it cost a pass over the
+        bank per search)."""
+        if torch.onnx.is_in_onnx_export():  # a traced graph computes it from the bank it holds
+            return (self.bank * self.bank).sum(dim=1)
+        if self._bank_norms is None or self._bank_norms[0] != self._identity():
+            self._bank_norms = (self._identity(), (self.bank * self.bank).sum(dim=1))
+        return self._bank_norms[1]
+
     def nearest(self, queries: Tensor, k: int = 1, budget: int = 1 << 24) -> tuple[Tensor, Tensor]:
-        """Euclidean distances (n, k) and bank indices (n, k) of the k nearest bank patches.
+        """Exact Euclidean distances (n, k) and bank indices (n, k) of the k nearest bank patches.
 
         Queries go in chunks whose distance block holds at most `budget` values (64 MiB).
         """
-        if len(self.bank) == 0:
-            raise RuntimeError("patchcore: the memory bank is empty; fit the model first (defectscope train)")
+        self._check_filled()
         k = min(k, len(self.bank))
         bank = self.bank
-        bank_norms = (bank * bank).sum(dim=1)
+        bank_norms = self.bank_norms()
         if torch.onnx.is_in_onnx_export():  # a traced graph: the batch is symbolic, the bank's size is not; no faiss
             return _nearest_in_bank_chunks(queries, bank, bank_norms) if k == 1 else _nearest_block(
                 queries, bank, bank_norms, k)
-        if self.search == "faiss" and self.bank.device.type == "cpu":
-            return self._nearest_faiss(queries, k)
+        if self.search.kind == "faiss" and self.bank.device.type == "cpu":
+            return self._faiss_search(queries, k)
         chunk = max(1, budget // len(self.bank))
         blocks = [_nearest_block(queries[start : start + chunk], bank, bank_norms, k)
                   for start in range(0, len(queries), chunk)]
         return torch.cat([d for d, _ in blocks]), torch.cat([i for _, i in blocks])
 
-    def _nearest_faiss(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    def nearest_patches(self, queries: Tensor) -> tuple[Tensor, Tensor]:
+        """Distance (n,) and index (n,) of a near bank patch for every query: the nearest with an
+        exact search; with HNSW a bank patch at least as far as the nearest (see `refine_maxima`)."""
+        if self.approximate and self.bank.device.type == "cpu":
+            self._check_filled()
+            d, i = self._faiss_search(queries, 1)
+        else:
+            d, i = self.nearest(queries, k=1)
+        return d[:, 0], i[:, 0]
+
+    def refine_maxima(self, distances: Tensor, indices: Tensor, queries: Tensor, block: int = 8) -> None:
+        """Make each row's largest distance exact, in place: (B, P) approximate distances and
+        indices of (B, P, C) queries.
+
+        An approximate distance is never below the exact one (it is the distance to a real bank
+        patch). So the patches are searched exactly from the farthest down, a block at a time,
+        until the next one's approximate distance is at most the largest exact one found: no
+        patch left can be farther. That patch, its distance and its bank index are then exactly
+        the exact search's.
+        """
+        if not self.approximate:
+            return
+        for row in range(distances.shape[0]):
+            order = torch.argsort(distances[row], descending=True)
+            best, done = -1.0, 0
+            while done < len(order) and float(distances[row, order[done]]) > best:
+                chosen = order[done : done + block]
+                exact, where = self.nearest(queries[row, chosen], k=1)
+                distances[row, chosen], indices[row, chosen] = exact[:, 0], where[:, 0]
+                best, done = max(best, float(exact.max())), done + len(chosen)
+
+    def _check_filled(self) -> None:
+        if len(self.bank) == 0:
+            raise RuntimeError("patchcore: the memory bank is empty; fit the model first (defectscope train)")
+
+    def _faiss_search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
         try:
             import faiss
         except ImportError as err:
-            raise RuntimeError("patchcore: search 'faiss' needs the faiss-cpu package "
-                               "(pip install faiss-cpu), or use --model.search torch") from err
-        identity = (self.bank.data_ptr(), tuple(self.bank.shape))
-        if self._faiss_index is None or self._faiss_index[0] != identity:
-            index = faiss.IndexFlatL2(self.bank.shape[1])
-            index.add(self.bank.detach().float().contiguous().numpy())
-            self._faiss_index = (identity, index)
+            raise RuntimeError(f"patchcore: search '{self.search.kind}' needs the faiss-cpu package "
+                               '(pip install "defectscope[faiss]"), or use --model.search torch') from err
+        if self._faiss_index is None or self._faiss_index[0] != self._identity():
+            self._faiss_index = (self._identity(), _build_index(faiss, self.search, self.bank))
         d2, where = self._faiss_index[1].search(queries.detach().float().cpu().contiguous().numpy(), k)
         return torch.from_numpy(d2).clamp_min_(0).sqrt_().to(queries.dtype), torch.from_numpy(where)
+
+
+def _build_index(faiss: Any, search: Search, bank: Tensor) -> Any:
+    """faiss's index over the bank: exact (IndexFlatL2) or HNSW, the graph built on one thread (a
+    parallel build links nodes in a different order each time, so two builds would differ)."""
+    rows = bank.detach().float().cpu().contiguous().numpy()
+    if not isinstance(search, HnswSearch):
+        index = faiss.IndexFlatL2(rows.shape[1])
+        index.add(rows)
+        return index
+    index = faiss.IndexHNSWFlat(rows.shape[1], search.links)
+    index.hnsw.efConstruction = search.build_candidates
+    index.hnsw.efSearch = search.candidates
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        index.add(rows)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return index
 
 
 def _nearest_block(queries: Tensor, bank: Tensor, bank_norms: Tensor, k: int) -> tuple[Tensor, Tensor]:
