@@ -9,7 +9,7 @@ from defectscope.layers.backbones import BackboneConfig, BackboneWeightsError
 from defectscope.models.patchcore.anomaly_map import patch_scores, reweighted_image_score
 from defectscope.models.patchcore.config import FaissSearch, HnswSearch, PatchCoreConfig, TorchSearch
 from defectscope.models.patchcore.coreset import chunked_coreset, greedy_coreset, random_projection
-from defectscope.models.patchcore.memory_bank import MemoryBank, exact_search
+from defectscope.models.patchcore.memory_bank import MemoryBank, SearchUnavailable, exact_search
 from defectscope.models.patchcore.model import PatchCore
 
 
@@ -128,10 +128,11 @@ def test_hnsw_builds_the_same_graph_every_time():
 
 def test_an_approximate_search_without_faiss_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "faiss", None)
-    bank = MemoryBank(4, ratio=1.0, search=HnswSearch())
-    bank.bank = torch.randn(10, 4)
-    with pytest.raises(RuntimeError, match=r"search 'hnsw' needs the faiss-cpu package.*defectscope\[faiss\]"):
-        bank.nearest_patches(torch.randn(3, 4))
+    with pytest.raises(SearchUnavailable, match=r"search 'hnsw' needs the faiss-cpu package.*defectscope\[faiss\]"):
+        MemoryBank(4, ratio=1.0, search=HnswSearch())  # when the model is built, before any work
+    with pytest.raises(SearchUnavailable, match=r"search 'faiss'"):
+        tiny(search=FaissSearch())
+    assert len(MemoryBank(4, ratio=1.0).bank) == 0  # the torch search needs nothing more
 
 
 def test_the_bank_norms_follow_the_bank():

@@ -18,8 +18,24 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from defectscope.errors import UserError
 from defectscope.models.patchcore.config import HnswSearch, Search, TorchSearch
 from defectscope.models.patchcore.coreset import greedy_coreset
+
+
+class SearchUnavailable(UserError):
+    """The configured search needs a package this machine lacks."""
+
+
+def _faiss(search: Search) -> Any:
+    try:
+        import faiss
+    except ImportError as err:
+        raise SearchUnavailable(
+            f"patchcore: model.search '{search.kind}' needs the faiss-cpu package: pip install \"defectscope[faiss]\" "
+            "(or fit with model.search torch, the exact search in torch: the same image scores, slower)") from err
+    return faiss
+
 
 # set by `exact_search()`: a scoped request, like torch.no_grad, not a setting of the model
 _EXACT = contextvars.ContextVar("patchcore_exact_search", default=False)
@@ -43,6 +59,8 @@ class MemoryBank(nn.Module):
         if not 0 < ratio <= 1:
             raise ValueError(f"patchcore: coreset_ratio must be in (0, 1], got {ratio}")
         self.search = TorchSearch() if search is None else search
+        if self.search.kind != "torch":
+            _faiss(self.search)  # missing, say so now: before a bank is collected, or when a checkpoint loads
         self._faiss_index = None  # (bank identity, index): built on first search from the current bank
         self._bank_norms: tuple[tuple[int, tuple[int, ...]], Tensor] | None = None  # ‖m‖² per row, same key
         self.dim, self.ratio, self.chunk, self.projection_dim, self.seed = dim, ratio, chunk, projection_dim, seed
@@ -101,8 +119,10 @@ class MemoryBank(nn.Module):
 
     @property
     def approximate(self) -> bool:
-        """Whether `nearest_patches` may return a farther bank patch than the nearest (HNSW)."""
-        return isinstance(self.search, HnswSearch) and not _EXACT.get() and not torch.onnx.is_in_onnx_export()
+        """Whether `nearest_patches` may return a farther bank patch than the nearest: HNSW, on a
+        CPU (faiss-cpu; a bank on a GPU is searched exactly there)."""
+        return (isinstance(self.search, HnswSearch) and self.bank.device.type == "cpu" and not _EXACT.get()
+                and not torch.onnx.is_in_onnx_export())
 
     def _identity(self) -> tuple[int, tuple[int, ...]]:
         return self.bank.data_ptr(), tuple(self.bank.shape)
@@ -138,7 +158,7 @@ class MemoryBank(nn.Module):
     def nearest_patches(self, queries: Tensor) -> tuple[Tensor, Tensor]:
         """Distance (n,) and index (n,) of a near bank patch for every query: the nearest with an
         exact search; with HNSW a bank patch at least as far as the nearest (see `refine_maxima`)."""
-        if self.approximate and self.bank.device.type == "cpu":
+        if self.approximate:
             self._check_filled()
             d, i = self._faiss_search(queries, 1)
         else:
@@ -171,11 +191,7 @@ class MemoryBank(nn.Module):
             raise RuntimeError("patchcore: the memory bank is empty; fit the model first (defectscope train)")
 
     def _faiss_search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        try:
-            import faiss
-        except ImportError as err:
-            raise RuntimeError(f"patchcore: search '{self.search.kind}' needs the faiss-cpu package "
-                               '(pip install "defectscope[faiss]"), or use --model.search torch') from err
+        faiss = _faiss(self.search)
         if self._faiss_index is None or self._faiss_index[0] != self._identity():
             self._faiss_index = (self._identity(), _build_index(faiss, self.search, self.bank))
         d2, where = self._faiss_index[1].search(queries.detach().float().cpu().contiguous().numpy(), k)
