@@ -26,26 +26,30 @@ from pathlib import Path
 
 import numpy as np
 
+from defectscope.models.patchcore.config import FaissSearch, HnswSearch
+
+# PatchCore's bank searched by faiss: exact (IndexFlatL2), HNSW with exact image scores, HNSW alone
+SEARCHES = {"torch+faiss": FaissSearch(), "torch+hnsw": HnswSearch(),
+            "torch+hnsw-graph": HnswSearch(exact_image_score=False)}
+
 
 def child(args: argparse.Namespace) -> None:
     """One backend × batch × threads on one cell, in this process; prints one JSON line."""
     from defectscope.data.image_io import load_image_array
 
     rows = list(csv.DictReader(open(Path(args.cell) / "scores.csv")))[: args.images]
-    if args.backend in ("torch", "torch+faiss", "torch+hnsw"):
+    if args.backend in ("torch", *SEARCHES):
         import torch
 
         torch.set_num_threads(args.threads)
         from defectscope.engine.detector import Detector
 
         detector = Detector.from_checkpoint(Path(args.cell) / "checkpoints" / "final", batch_size=args.batch)
-        if args.backend in ("torch+faiss", "torch+hnsw"):  # the same bank, searched by faiss
+        if args.backend in SEARCHES:  # the same bank, searched by faiss
             import faiss
 
-            from defectscope.models.patchcore.config import FaissSearch, HnswSearch
-
             faiss.omp_set_num_threads(args.threads)
-            detector.checkpoint.model.memory.search = FaissSearch() if args.backend == "torch+faiss" else HnswSearch()
+            detector.checkpoint.model.memory.search = SEARCHES[args.backend]
     else:
         from defectscope.export.runtime import OnnxDetector
 
@@ -109,9 +113,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--only", default=".*", help="regular expression on cell ids")
-    p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "torch+faiss", "torch+hnsw"],
-                   help="torch+faiss / torch+hnsw: PatchCore with faiss's exact / HNSW search (exact image "
-                        "scores) over the same bank (faiss-cpu)")
+    p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", *SEARCHES],
+                   help="torch+faiss / torch+hnsw / torch+hnsw-graph: PatchCore with faiss's exact search, HNSW "
+                        "with exact image scores, HNSW alone, over the same bank (faiss-cpu)")
     args = p.parse_args()
     if args.child:
         args.cell, args.batch, args.threads = args.child, args.batch[0], args.threads[0]
@@ -124,7 +128,7 @@ def main() -> None:
         folder = cell_file.parent
         model, dataset = folder.name.split(".")[:2]
         export(folder)
-        searches = ["torch+faiss", "torch+hnsw"] if model.startswith("patchcore") else []
+        searches = list(SEARCHES) if model.startswith("patchcore") else []
         backends = [b for b in ["torch", "onnxruntime", *searches] if b in args.backends]
         for backend in backends:
             for batch in args.batch:

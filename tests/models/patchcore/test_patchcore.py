@@ -108,6 +108,10 @@ def test_hnsw_keeps_each_images_farthest_patch_exact():
     assert torch.allclose(flat_got.amax(1), flat_ref.amax(1), atol=1e-5)
     worst = flat_got.argmax(1)
     assert torch.equal(got_i.view(6, -1)[torch.arange(6), worst], ref_i.view(6, -1)[torch.arange(6), worst])
+    quick = MemoryBank(16, ratio=1.0, search=HnswSearch(links=2, candidates=1, build_candidates=2,
+                                                        exact_image_score=False))
+    quick.bank = exact.bank
+    assert torch.equal(patch_scores(features, quick)[0].flatten(), raw)  # the graph's answer, as it is
     with exact_search():  # what an exported graph computes: the exact search whatever the config
         assert not rough.approximate
         assert torch.allclose(patch_scores(features, rough)[0], ref_d, atol=1e-5)

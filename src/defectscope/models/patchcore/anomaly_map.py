@@ -41,7 +41,7 @@ def reweighted_image_score(scores: Tensor, index: Tensor, flat: Tensor, bank: Me
         return s_star
     m_test = flat[rows, worst]  # (B, C)
     m_star = bank.bank[index.view(b, -1)[rows, worst]]  # (B, C)
-    _, support = bank.nearest(m_star, k=neighbours)  # (B, b)
+    _, support = bank.neighbours_of(m_star, neighbours)  # (B, b)
     dist = torch.linalg.vector_norm(m_test[:, None] - bank.bank[support], dim=-1)  # (B, b)
     weight = 1 - F.softmax(dist, dim=1)[:, 0]
     return weight * s_star

@@ -165,6 +165,14 @@ class MemoryBank(nn.Module):
             d, i = self.nearest(queries, k=1)
         return d[:, 0], i[:, 0]
 
+    def neighbours_of(self, rows: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """The k nearest bank patches (distances, indices) of bank rows (Eq. 7's support): exact,
+        or from the graph when the search does not promise exact image scores."""
+        if self.approximate and not self.search.exact_image_score:
+            self._check_filled()
+            return self._faiss_search(rows, min(k, len(self.bank)))
+        return self.nearest(rows, k=k)
+
     def refine_maxima(self, distances: Tensor, indices: Tensor, queries: Tensor, block: int = 8) -> None:
         """Make each row's largest distance exact, in place: (B, P) approximate distances and
         indices of (B, P, C) queries.
@@ -175,7 +183,7 @@ class MemoryBank(nn.Module):
         patch left can be farther. That patch, its distance and its bank index are then exactly
         the exact search's.
         """
-        if not self.approximate:
+        if not self.approximate or not self.search.exact_image_score:
             return
         for row in range(distances.shape[0]):
             order = torch.argsort(distances[row], descending=True)
