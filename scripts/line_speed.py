@@ -28,9 +28,8 @@ import numpy as np
 
 from defectscope.models.patchcore.config import FaissSearch, HnswSearch
 
-# PatchCore's bank searched by faiss: exact (IndexFlatL2), HNSW with exact image scores, HNSW alone
-SEARCHES = {"torch+faiss": FaissSearch(), "torch+hnsw": HnswSearch(),
-            "torch+hnsw-graph": HnswSearch(exact_image_score=False)}
+# PatchCore's bank searched by faiss: exact (IndexFlatL2), HNSW with exact image scores
+SEARCHES = {"torch+faiss": FaissSearch(), "torch+hnsw": HnswSearch()}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -114,8 +113,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--only", default=".*", help="regular expression on cell ids")
     p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", *SEARCHES],
-                   help="torch+faiss / torch+hnsw / torch+hnsw-graph: PatchCore with faiss's exact search, HNSW "
-                        "with exact image scores, HNSW alone, over the same bank (faiss-cpu)")
+                   help="torch+faiss / torch+hnsw: PatchCore with faiss's exact search / HNSW with exact image "
+                        "scores, over the same bank (faiss-cpu)")
     args = p.parse_args()
     if args.child:
         args.cell, args.batch, args.threads = args.child, args.batch[0], args.threads[0]

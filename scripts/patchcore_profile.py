@@ -36,9 +36,9 @@ def main() -> None:
             marks = [time.perf_counter()]
             features = model.embed(images)
             marks.append(time.perf_counter())
-            scores, index, flat = patch_scores(features, model.memory)
+            scores, index, flat, support = patch_scores(features, model.memory, model.config.num_neighbors)
             marks.append(time.perf_counter())
-            reweighted_image_score(scores, index, flat, model.memory, model.config.num_neighbors)
+            reweighted_image_score(scores, index, flat, model.memory, model.config.num_neighbors, support)
             marks.append(time.perf_counter())
             upsampled_map(scores, images.shape[-2:], model.config.smoothing_sigma)
             marks.append(time.perf_counter())

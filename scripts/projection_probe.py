@@ -59,7 +59,7 @@ def scores_at(features: list[torch.Tensor], bank: torch.Tensor, neighbours: int)
     out, seconds = [], 0.0
     for f in features:
         began = time.perf_counter()
-        dist, index, flat = patch_scores(f[None], memory)
+        dist, index, flat, _ = patch_scores(f[None], memory)
         seconds += time.perf_counter() - began
         out.append(float(reweighted_image_score(dist, index, flat, memory, neighbours)[0]))
     return np.array(out), 1000 * seconds / len(features)

@@ -30,16 +30,14 @@ class HnswSearch:
     """faiss's HNSW graph (`pip install "defectscope[faiss]"`) finds each patch's neighbour
     approximately; each image's farthest patches are then searched exactly until no other can be
     farther, so the image score is the exact search's and only the map may differ (a patch whose
-    neighbour the graph missed reads a little farther). `exact_image_score: false` skips those
-    exact searches (and finds Eq. 7's neighbours in the graph too): faster, and an image score
-    may read a little high. The graph is built from the bank when first searched, on one thread
-    so every build is the same."""
+    neighbour the graph missed reads a little farther). Without that step the graph alone lost
+    0.03–0.48 image AUROC (it can miss even a bank patch searching for itself: docs/results/speed.md).
+    The graph is built from the bank when first searched, on one thread so every build is the same."""
 
     kind: Literal["hnsw"] = "hnsw"
     links: Count = 16  # neighbours per graph node (faiss M): more, better recall, slower build and search
     candidates: Count = 16  # candidates kept while searching (faiss efSearch): the recall / speed knob
     build_candidates: Count = 40  # candidates while building (faiss efConstruction; faiss's default)
-    exact_image_score: bool = True
 
 
 Search = TorchSearch | FaissSearch | HnswSearch

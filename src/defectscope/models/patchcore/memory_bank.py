@@ -165,15 +165,8 @@ class MemoryBank(nn.Module):
             d, i = self.nearest(queries, k=1)
         return d[:, 0], i[:, 0]
 
-    def neighbours_of(self, rows: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """The k nearest bank patches (distances, indices) of bank rows (Eq. 7's support): exact,
-        or from the graph when the search does not promise exact image scores."""
-        if self.approximate and not self.search.exact_image_score:
-            self._check_filled()
-            return self._faiss_search(rows, min(k, len(self.bank)))
-        return self.nearest(rows, k=k)
-
-    def refine_maxima(self, distances: Tensor, indices: Tensor, queries: Tensor, block: int = 8) -> None:
+    def refine_maxima(self, distances: Tensor, indices: Tensor, queries: Tensor, neighbours: int = 1,
+                      block: int = 8) -> dict[int, Tensor]:
         """Make each row's largest distance exact, in place: (B, P) approximate distances and
         indices of (B, P, C) queries.
 
@@ -182,17 +175,29 @@ class MemoryBank(nn.Module):
         until the next one's approximate distance is at most the largest exact one found: no
         patch left can be farther. That patch, its distance and its bank index are then exactly
         the exact search's.
+
+        Eq. 7 then needs the `neighbours` nearest bank patches of that bank index (m*), another
+        pass over the bank. The farthest patch is nearly always in the first block and the graph
+        nearly always matched it right, so the neighbours of the graph's matches of the first
+        block ride along in the first exact pass; returned as {bank index: (neighbours,)
+        indices}, for `reweighted_image_score` to use where m* is among them.
         """
-        if not self.approximate or not self.search.exact_image_score:
-            return
+        found: dict[int, Tensor] = {}
+        if not self.approximate:
+            return found
         for row in range(distances.shape[0]):
             order = torch.argsort(distances[row], descending=True)
             best, done = -1.0, 0
             while done < len(order) and float(distances[row, order[done]]) > best:
                 chosen = order[done : done + block]
-                exact, where = self.nearest(queries[row, chosen], k=1)
+                guesses = indices[row, chosen].unique() if neighbours > 1 and done == 0 else indices[row, :0]
+                exact, where = self.nearest(torch.cat([queries[row, chosen], self.bank[guesses]]),
+                                            k=neighbours if len(guesses) else 1)
+                found.update(zip(guesses.tolist(), where[len(chosen):], strict=True))
+                exact, where = exact[: len(chosen)], where[: len(chosen)]
                 distances[row, chosen], indices[row, chosen] = exact[:, 0], where[:, 0]
-                best, done = max(best, float(exact.max())), done + len(chosen)
+                best, done = max(best, float(exact[:, 0].max())), done + len(chosen)
+        return found
 
     def _check_filled(self) -> None:
         if len(self.bank) == 0:

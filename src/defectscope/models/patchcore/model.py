@@ -67,7 +67,8 @@ class PatchCore(AnomalyModel):
 
     @torch.no_grad()
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
-        scores, index, flat = patch_scores(self.embed(images), self.memory)
-        image = reweighted_image_score(scores, index, flat, self.memory, self.config.num_neighbors)
-        maps = upsampled_map(scores, images.shape[-2:], self.config.smoothing_sigma)
+        match = patch_scores(self.embed(images), self.memory, self.config.num_neighbors)
+        image = reweighted_image_score(match.distances, match.indices, match.features, self.memory,
+                                       self.config.num_neighbors, match.support)
+        maps = upsampled_map(match.distances, images.shape[-2:], self.config.smoothing_sigma)
         return ModelOutput(maps, image)
