@@ -211,3 +211,23 @@ def test_a_patchcore_bank_searched_in_chunks_in_the_graph_finds_the_same_neighbo
     products = [n for n in graph.graph.node if n.op_type in ("Gemm", "MatMul")]
     products += [n for f in graph.functions for n in f.node if n.op_type in ("Gemm", "MatMul")]
     assert len(products) >= -(-bank // 7)
+
+
+def test_a_patchcore_searched_with_hnsw_exports_the_exact_search_and_scores_as_it(tmp_path):
+    """The graph holds no faiss index: it searches exactly. torch with HNSW gives the same image scores
+    (its refinement), and the export parity is taken against torch's exact search."""
+    pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
+    from defectscope.models.patchcore.config import HnswSearch
+
+    done = export("patchcore", tmp_path, SIZE, ("widget", "gadget"))
+    done.checkpoint.model.memory.search = HnswSearch(links=2, candidates=1, build_candidates=2)  # a rough graph
+    path = tmp_path / "hnsw.onnx"
+    export_onnx(done.checkpoint, path)
+    onnx_side = OnnxDetector(path)
+    diff = compare_with_torch(done.checkpoint, onnx_side, batch_sizes=(1, 3))
+    assert close(diff["max_map_diff"], diff["max_abs_map"]) and close(diff["max_score_diff"], diff["max_abs_map"])
+    images = demo_images("MT_Break", 3) + demo_images("MT_Free", 2, start=20)
+    torch_side = Detector(done.checkpoint).score(images, "gadget")
+    scale = max(float(np.abs(d.anomaly_map).max()) for d in torch_side)
+    for t, o in zip(torch_side, onnx_side.score(images, "gadget"), strict=True):
+        assert close(abs(o.score - t.score), scale)

@@ -52,16 +52,23 @@ def reweighted_image_score(scores: Tensor, index: Tensor, flat: Tensor, bank: Me
         return s_star
     m_test = flat[rows, worst]  # (B, C)
     star = index.view(b, -1)[rows, worst]  # (B,) m*'s bank index
-    known = support or {}
-    missing = [i for i, m in enumerate(star.tolist()) if m not in known]
-    found = dict(known)
-    if missing:  # exact, whatever the search
-        _, searched = bank.nearest(bank.bank[star[missing]], k=neighbours)
-        found.update(zip((int(star[i]) for i in missing), searched, strict=True))
-    neighbourhood = torch.stack([found[m] for m in star.tolist()])  # (B, b)
+    if support:
+        neighbourhood = _known_or_searched(star, support, bank, neighbours)
+    else:  # no per-image Python here: this path is traced into an exported graph
+        _, neighbourhood = bank.nearest(bank.bank[star], k=neighbours)  # (B, b), exact whatever the search
     dist = torch.linalg.vector_norm(m_test[:, None] - bank.bank[neighbourhood], dim=-1)  # (B, b)
     weight = 1 - F.softmax(dist, dim=1)[:, 0]
     return weight * s_star
+
+
+def _known_or_searched(star: Tensor, support: dict[int, Tensor], bank: MemoryBank, neighbours: int) -> Tensor:
+    """(B, b): each m*'s neighbours from `support`, the missing ones searched exactly in one pass."""
+    missing = [i for i, m in enumerate(star.tolist()) if m not in support]
+    found = dict(support)
+    if missing:
+        _, searched = bank.nearest(bank.bank[star[missing]], k=neighbours)
+        found.update(zip((int(star[i]) for i in missing), searched, strict=True))
+    return torch.stack([found[m] for m in star.tolist()])
 
 
 def upsampled_map(scores: Tensor, size: tuple[int, int], sigma: float) -> Tensor:
