@@ -27,9 +27,9 @@ def paste_defects(images: Tensor, generator: torch.Generator) -> Tensor:
 
 
 @torch.no_grad()
-def synthetic_auroc(model: AnomalyModel, validation: Dataset, class_names: list[str], device: torch.device,
-                    batch_size: int = 16, seed: int = 0) -> dict[str, float]:
-    """Image AUROC, synthetic-defect vs clean validation normals, per class and 'mean'."""
+def synthetic_scores(model: AnomalyModel, validation: Dataset, device: torch.device, batch_size: int = 16,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image scores of the validation normals as they are and with a defect pasted in, and their class ids."""
     was_training = model.training
     model.eval().to(device)
     generator = torch.Generator().manual_seed(seed)
@@ -41,7 +41,13 @@ def synthetic_auroc(model: AnomalyModel, validation: Dataset, class_names: list[
         pasted.append(model.predict(paste_defects(x, generator).to(device)).image_score.cpu())
         classes.append(batch.class_id)
     model.train(was_training)
-    clean_s, pasted_s, cls = torch.cat(clean).numpy(), torch.cat(pasted).numpy(), torch.cat(classes).numpy()
+    return torch.cat(clean).numpy(), torch.cat(pasted).numpy(), torch.cat(classes).numpy()
+
+
+def synthetic_auroc(model: AnomalyModel, validation: Dataset, class_names: list[str], device: torch.device,
+                    batch_size: int = 16, seed: int = 0) -> dict[str, float]:
+    """Image AUROC, synthetic-defect vs clean validation normals, per class and 'mean'."""
+    clean_s, pasted_s, cls = synthetic_scores(model, validation, device, batch_size, seed)
     out: dict[str, float] = {}
     for cid, name in enumerate(class_names):
         pick = cls == cid
