@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from defectscope.models.patchcore.config import FaissSearch, HnswSearch
-
-# PatchCore's bank searched by faiss: exact (IndexFlatL2), HNSW with exact image scores
-SEARCHES = {"torch+faiss": FaissSearch(), "torch+hnsw": HnswSearch()}
+# PatchCore's bank searched by faiss: exact (IndexFlatL2), HNSW with exact image scores (model.search kinds;
+# imported only in the torch children, so that an onnxruntime child's peak memory holds no torch)
+SEARCHES = {"torch+faiss": "faiss", "torch+hnsw": "hnsw"}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -48,7 +47,10 @@ def child(args: argparse.Namespace) -> None:
             import faiss
 
             faiss.omp_set_num_threads(args.threads)
-            detector.checkpoint.model.memory.search = SEARCHES[args.backend]
+            from defectscope.models.patchcore.config import FaissSearch, HnswSearch
+
+            kinds = {"faiss": FaissSearch(), "hnsw": HnswSearch()}
+            detector.checkpoint.model.memory.search = kinds[SEARCHES[args.backend]]
     else:
         from defectscope.export.runtime import OnnxDetector
 
