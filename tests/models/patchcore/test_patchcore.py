@@ -118,6 +118,18 @@ def test_hnsw_keeps_each_images_farthest_patch_exact():
     assert rough.approximate
 
 
+def test_a_loaded_hnsw_bank_has_its_graph_before_the_first_search():
+    pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
+    source = MemoryBank(16, ratio=1.0)
+    source.bank = clustered(500, 16, torch.Generator().manual_seed(8))
+    loaded = MemoryBank(16, ratio=1.0, search=HnswSearch())
+    loaded.load_state_dict(source.state_dict())
+    assert loaded._faiss_index is not None and loaded._faiss_index[1].ntotal == 500
+    exact = MemoryBank(16, ratio=1.0)
+    exact.load_state_dict(source.state_dict())
+    assert exact._faiss_index is None  # the torch search needs none
+
+
 def test_hnsw_builds_the_same_graph_every_time():
     pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
     g = torch.Generator().manual_seed(7)

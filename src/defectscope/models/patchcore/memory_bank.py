@@ -61,6 +61,8 @@ class MemoryBank(nn.Module):
         self.search = TorchSearch() if search is None else search
         if self.search.kind != "torch":
             _faiss(self.search)  # missing, say so now: before a bank is collected, or when a checkpoint loads
+        # a loaded bank gets its index at once, not on the first part a service scores (seconds for HNSW)
+        self.register_load_state_dict_post_hook(lambda module, _: module.prepare_index())
         self._faiss_index = None  # (bank identity, index): built on first search from the current bank
         self._bank_norms: tuple[tuple[int, tuple[int, ...]], Tensor] | None = None  # ‖m‖² per row, same key
         self.dim, self.ratio, self.chunk, self.projection_dim, self.seed = dim, ratio, chunk, projection_dim, seed
@@ -199,15 +201,22 @@ class MemoryBank(nn.Module):
                 best, done = max(best, float(exact[:, 0].max())), done + len(chosen)
         return found
 
+    def prepare_index(self) -> None:
+        """Build faiss's index over the current bank now (a faiss search on a CPU; else nothing)."""
+        if self.search.kind != "torch" and self.bank.device.type == "cpu" and len(self.bank):
+            self._index()
+
+    def _index(self) -> Any:
+        if self._faiss_index is None or self._faiss_index[0] != self._identity():
+            self._faiss_index = (self._identity(), _build_index(_faiss(self.search), self.search, self.bank))
+        return self._faiss_index[1]
+
     def _check_filled(self) -> None:
         if len(self.bank) == 0:
             raise RuntimeError("patchcore: the memory bank is empty; fit the model first (defectscope train)")
 
     def _faiss_search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        faiss = _faiss(self.search)
-        if self._faiss_index is None or self._faiss_index[0] != self._identity():
-            self._faiss_index = (self._identity(), _build_index(faiss, self.search, self.bank))
-        d2, where = self._faiss_index[1].search(queries.detach().float().cpu().contiguous().numpy(), k)
+        d2, where = self._index().search(queries.detach().float().cpu().contiguous().numpy(), k)
         return torch.from_numpy(d2).clamp_min_(0).sqrt_().to(queries.dtype), torch.from_numpy(where)
 
 
