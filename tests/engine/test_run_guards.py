@@ -23,6 +23,18 @@ from defectscope.engine.run import MARKER, RUN_OUTPUTS, RunExistsError, build_mo
 # --------------------------------------------------------------------------- output folders
 
 
+def test_a_search_that_needs_faiss_is_refused_before_any_work_without_it(tiny_config, tmp_path, monkeypatch):
+    import sys
+
+    from defectscope.models.patchcore.memory_bank import SearchUnavailable
+
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    cfg = tiny_config("patchcore", overrides=["--model.search", "hnsw", "--output_dir", str(tmp_path / "hnsw")])
+    with pytest.raises(SearchUnavailable, match=r"model.search 'hnsw' needs the faiss-cpu package"):
+        run(cfg, evaluate_test=False)
+    assert not (tmp_path / "hnsw").exists()
+
+
 def test_an_output_dir_that_is_a_file_is_named(tiny_config, tmp_path):
     (tmp_path / "taken").write_text("mine")
     with pytest.raises(ConfigError, match=f"output_dir {tmp_path / 'taken'}: is a file"):

@@ -45,6 +45,7 @@ class Detector(ScoringPath):
         self.calibration = checkpoint.calibration
         self._class_names = list(checkpoint.class_names)
         checkpoint.model.eval().to(self.device)
+        checkpoint.model.prepare()
         self._lock = threading.Lock()  # one network call or absorb at a time: absorb changes what predict reads
         self._network = torch_network(checkpoint.model, self.device, self._lock)
 

@@ -3,8 +3,9 @@
 The default detector is PatchCore, the most accurate here at the operating point on MTSD and
 MVTec (docs/results/), on EfficientNet-Lite0 features, whose weights come with the `demo` and
 `test` extras (the four packaged backbones are level within their intervals for PatchCore:
-docs/results/backbones.md), searched with faiss's HNSW graph (the `faiss` extra): the exact
-search's image scores at a fraction of its time on a large bank (docs/results/speed.md). Every
+docs/results/backbones.md), searched with faiss's HNSW graph where the `faiss` extra is installed
+(the exact search's image scores in a seventh of its time on a large bank, docs/results/speed.md),
+exactly in torch otherwise. Every
 image in the folder is a good part: no test split is made; the one-pass models calibrate by
 cross-fitting, so every image both trains the shipped model and sets the threshold; a trained
 model holds 10 % out.
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from defectscope.config import ConfigError, RunConfig, load_config
 from defectscope.models import MODELS
+from defectscope.models.patchcore.memory_bank import faiss_installed
 
 DEFAULT_MODEL = "patchcore"
 ONE_PASS = ("patchcore", "padim", "mean_image")
@@ -23,7 +25,7 @@ ONE_PASS = ("patchcore", "padim", "mean_image")
 # a memory bank or Gaussians hold the good parts as they are, so no flips
 AS_THEY_ARE = ["--data.batch_size", "16", "--data.augment", "{hflip: false, vflip: false}"]
 PRESETS: dict[str, list[str]] = {
-    "patchcore": ["--model.backbone.name", "efficientnet_lite0", "--model.search", "hnsw", *AS_THEY_ARE],
+    "patchcore": ["--model.backbone.name", "efficientnet_lite0", *AS_THEY_ARE],
     "padim": ["--model.backbone.name", "efficientnet_lite0", *AS_THEY_ARE],
     "mean_image": ["--model.map", "zscore", *AS_THEY_ARE],
 }
@@ -39,7 +41,10 @@ def folder_config(good_dir: str | Path, model: str = DEFAULT_MODEL, output: str 
         raise ConfigError(f"{root}: not a folder of good images")
     source = f"[{{layout: folder, root: '{root.resolve()}', good_dir: '.'}}]"
     calibration = "{kind: cross_fit, folds: 5}" if model in ONE_PASS else "{kind: hold_out}"
-    args = ["--model.name", model, *PRESETS.get(model, []),
+    # HNSW where faiss is installed (the `faiss` extra), else the exact torch search: the same image
+    # scores either way, so the choice is only speed; the resolved config records which ran
+    search = ["--model.search", "hnsw" if faiss_installed() else "torch"] if model == "patchcore" else []
+    args = ["--model.name", model, *PRESETS.get(model, []), *search,
             "--data.sources", source, "--data.split.test_fraction", "0", "--data.image_size", "auto",
             "--eval.calibration", calibration,
             "--output_dir", str(output or Path("runs") / f"{model}_{root.resolve().name}"),

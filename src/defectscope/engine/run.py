@@ -32,6 +32,8 @@ from defectscope.engine.health import training_health
 from defectscope.engine.standardize import require_held_out_images
 from defectscope.engine.working_size import resolve_working_size
 from defectscope.models import AnomalyModel, create_model
+from defectscope.models.patchcore.config import PatchCoreConfig
+from defectscope.models.patchcore.memory_bank import check_search
 from defectscope.scoring.calibration import Calibration
 from defectscope.scoring.path import MapStandardizer
 
@@ -171,6 +173,8 @@ def run(
     if resume is not None and isinstance(cfg.data.image_size, AutoSize):
         # the checkpoint's network has its size: images added since must not move it
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=resume.config.data.image_size))
+    if isinstance(cfg.model, PatchCoreConfig):
+        check_search(cfg.model.search)  # faiss missing: say so before any work
     cfg, working_size = resolve_working_size(cfg)
     if working_size is not None and _first_process():
         print(f"defectscope: {working_size.describe()}", file=sys.stderr)

@@ -131,6 +131,10 @@ class AnomalyModel(nn.Module):
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         raise NotImplementedError
 
+    def prepare(self) -> None:
+        """Build what scoring needs once the model is on its device (a search index), so the first
+        image does not wait for it; nothing by default."""
+
     def explain_maps(self, images: Tensor, class_ids: Tensor | None = None) -> dict[str, Tensor]:
         """Named (B, H, W) intermediate maps worth showing beside the anomaly map (optional)."""
         return {}

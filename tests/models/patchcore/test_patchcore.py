@@ -9,7 +9,13 @@ from defectscope.layers.backbones import BackboneConfig, BackboneWeightsError
 from defectscope.models.patchcore.anomaly_map import patch_scores, reweighted_image_score
 from defectscope.models.patchcore.config import FaissSearch, HnswSearch, PatchCoreConfig, TorchSearch
 from defectscope.models.patchcore.coreset import chunked_coreset, greedy_coreset, random_projection
-from defectscope.models.patchcore.memory_bank import MemoryBank, SearchUnavailable, exact_search
+from defectscope.models.patchcore.memory_bank import (
+    MemoryBank,
+    SearchUnavailable,
+    check_search,
+    exact_search,
+    faiss_installed,
+)
 from defectscope.models.patchcore.model import PatchCore
 
 
@@ -118,16 +124,50 @@ def test_hnsw_keeps_each_images_farthest_patch_exact():
     assert rough.approximate
 
 
-def test_a_loaded_hnsw_bank_has_its_graph_before_the_first_search():
+def test_the_graph_is_built_when_a_scorer_prepares_the_model_and_follows_the_bank():
     pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
+    g = torch.Generator().manual_seed(8)
     source = MemoryBank(16, ratio=1.0)
-    source.bank = clustered(500, 16, torch.Generator().manual_seed(8))
+    source.bank = clustered(500, 16, g)
     loaded = MemoryBank(16, ratio=1.0, search=HnswSearch())
     loaded.load_state_dict(source.state_dict())
-    assert loaded._faiss_index is not None and loaded._faiss_index[1].ntotal == 500
-    exact = MemoryBank(16, ratio=1.0)
-    exact.load_state_dict(source.state_dict())
-    assert exact._faiss_index is None  # the torch search needs none
+    assert loaded._faiss_index is None  # loading alone builds nothing (export, a GPU need none)
+    loaded.prepare_index()
+    index = loaded._faiss_index[1]
+    assert index.ntotal == 500
+    extra = clustered(20, 16, g)
+    loaded.append(extra)  # an accepted part: its rows join the same graph, no rebuild
+    assert loaded._faiss_index[1] is index and index.ntotal == 520
+    assert torch.equal(torch.from_numpy(index.reconstruct_n(500, 20)), extra)  # in the graph, as the bank's rows
+    loaded.search = FaissSearch()  # another search over the same bank: another index, exact
+    assert torch.equal(loaded.nearest_patches(extra)[1], torch.arange(500, 520))
+    queries = clustered(50, 16, g)
+    assert torch.equal(loaded.nearest(queries)[1][:, 0], torch.cdist(queries, loaded.bank).argmin(dim=1))
+    with torch.no_grad():
+        loaded.bank.mul_(2)  # changed in place: the index and the norms follow
+    assert torch.equal(loaded.nearest(queries)[1][:, 0], torch.cdist(queries, loaded.bank).argmin(dim=1))
+    assert torch.allclose(loaded.bank_norms(), loaded.bank.square().sum(dim=1))
+
+
+def test_hnsw_scores_as_the_exact_search_when_rounding_differs():
+    """Large feature norms: torch's ‖q‖² − 2q·m + ‖m‖² and faiss round a distance differently, by more
+    than the spread of the farthest patches; the exact pass must not stop early on that."""
+    pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
+    g = torch.Generator().manual_seed(9)
+    rows = clustered(3000, 16, g) + 30.0
+    exact, fast = MemoryBank(16, ratio=1.0), MemoryBank(16, ratio=1.0, search=HnswSearch(links=4, candidates=2))
+    exact.bank = fast.bank = rows
+    near = rows[torch.randint(3000, (40 * 64,), generator=g)]
+    direction = torch.randn(near.shape, generator=g)
+    patches = near + 0.5 * direction / direction.norm(dim=1, keepdim=True)  # every patch about 0.5 away
+    features = patches.view(40, 8, 8, 16).permute(0, 3, 1, 2)
+    ref, got = patch_scores(features, exact, neighbours=9), patch_scores(features, fast, neighbours=9)
+    flat_ref, flat_got = ref.distances.view(40, -1), got.distances.view(40, -1)
+    assert torch.equal(flat_got.argmax(1), flat_ref.argmax(1))
+    assert torch.equal(flat_got.amax(1), flat_ref.amax(1))
+    scores = [reweighted_image_score(m.distances, m.indices, m.features, bank, 9, m.support)
+              for m, bank in ((ref, exact), (got, fast))]
+    assert torch.allclose(scores[0], scores[1], rtol=0, atol=1e-6)
 
 
 def test_hnsw_builds_the_same_graph_every_time():
@@ -145,10 +185,13 @@ def test_hnsw_builds_the_same_graph_every_time():
 def test_an_approximate_search_without_faiss_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "faiss", None)
     with pytest.raises(SearchUnavailable, match=r"search 'hnsw' needs the faiss-cpu package.*defectscope\[faiss\]"):
-        MemoryBank(4, ratio=1.0, search=HnswSearch())  # when the model is built, before any work
-    with pytest.raises(SearchUnavailable, match=r"search 'faiss'"):
-        tiny(search=FaissSearch())
-    assert len(MemoryBank(4, ratio=1.0).bank) == 0  # the torch search needs nothing more
+        check_search(HnswSearch())  # what a run asks before any work
+    bank = MemoryBank(4, ratio=1.0, search=HnswSearch())  # a checkpoint still loads (export, a GPU need no faiss)
+    bank.bank = torch.randn(10, 4)
+    with pytest.raises(SearchUnavailable, match=r"search 'hnsw'"):
+        bank.nearest_patches(torch.randn(3, 4))
+    check_search(TorchSearch())  # the torch search needs nothing more
+    assert not faiss_installed()
 
 
 def test_the_bank_norms_follow_the_bank():

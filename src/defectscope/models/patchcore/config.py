@@ -56,7 +56,7 @@ class PatchCoreConfig:
     # see README); 0: one greedy run over every training patch, as in the paper
     coreset_chunk: OptionalCount = 16384
     # nearest-neighbour search: `torch` or `faiss` (exact), `hnsw` (approximate, exact image
-    # scores; 10x faster on a 70,000-patch bank: docs/results/speed.md)
+    # scores; 7x the images/s end to end on a 70,000-patch bank: docs/results/speed.md)
     search: Search = field(default_factory=TorchSearch)
     num_neighbors: Count = 9  # b of the image-score re-weighting (Eq. 7); 1: plain max
     smoothing_sigma: Sigma = 4.0

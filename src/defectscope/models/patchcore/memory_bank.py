@@ -27,14 +27,28 @@ class SearchUnavailable(UserError):
     """The configured search needs a package this machine lacks."""
 
 
+def faiss_installed() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _faiss(search: Search) -> Any:
     try:
         import faiss
     except ImportError as err:
         raise SearchUnavailable(
             f"patchcore: model.search '{search.kind}' needs the faiss-cpu package: pip install \"defectscope[faiss]\" "
-            "(or fit with model.search torch, the exact search in torch: the same image scores, slower)") from err
+            "(or model.search torch, the exact search in torch: the same image scores, slower)") from err
     return faiss
+
+
+def check_search(search: Search) -> None:
+    """Fail before any work when the search needs faiss and it is missing (a run checks this first)."""
+    if search.kind != "torch":
+        _faiss(search)
 
 
 # set by `exact_search()`: a scoped request, like torch.no_grad, not a setting of the model
@@ -58,13 +72,12 @@ class MemoryBank(nn.Module):
         super().__init__()
         if not 0 < ratio <= 1:
             raise ValueError(f"patchcore: coreset_ratio must be in (0, 1], got {ratio}")
+        # faiss is needed only where a faiss search runs: a checkpoint loads, exports and scores on a
+        # GPU without it; a run checks it before any work (check_search)
         self.search = TorchSearch() if search is None else search
-        if self.search.kind != "torch":
-            _faiss(self.search)  # missing, say so now: before a bank is collected, or when a checkpoint loads
-        # a loaded bank gets its index at once, not on the first part a service scores (seconds for HNSW)
-        self.register_load_state_dict_post_hook(lambda module, _: module.prepare_index())
-        self._faiss_index = None  # (bank identity, index): built on first search from the current bank
-        self._bank_norms: tuple[tuple[int, tuple[int, ...]], Tensor] | None = None  # ‖m‖² per row, same key
+        # derived from the bank, kept until it changes: (key, value), key from `_key`
+        self._faiss_index: tuple[tuple[Any, ...], Any] | None = None
+        self._bank_norms: tuple[tuple[Any, ...], Tensor] | None = None  # ‖m‖² per row
         self.dim, self.ratio, self.chunk, self.projection_dim, self.seed = dim, ratio, chunk, projection_dim, seed
         self.register_buffer("bank", torch.zeros(0, dim))
         self._pending: list[Tensor] = []
@@ -126,16 +139,23 @@ class MemoryBank(nn.Module):
         return (isinstance(self.search, HnswSearch) and self.bank.device.type == "cpu" and not _EXACT.get()
                 and not torch.onnx.is_in_onnx_export())
 
-    def _identity(self) -> tuple[int, tuple[int, ...]]:
-        return self.bank.data_ptr(), tuple(self.bank.shape)
+    def _key(self, cached: tuple[Any, ...] | None, search: Search | None = None) -> bool:
+        """Whether a cache entry was made from this very bank tensor, unmodified since (its version
+        counter), and for this search. The entry holds the tensor itself, so its address cannot be
+        reused by another bank while the entry lives."""
+        return (cached is not None and cached[0] is self.bank and cached[1] == self.bank._version
+                and cached[2] == search)
+
+    def _stamp(self, search: Search | None = None) -> tuple[Any, ...]:
+        return self.bank, self.bank._version, search
 
     def bank_norms(self) -> Tensor:
         """‖m‖² of every bank row, kept until the bank changes (recomputing it cost a pass over the
         bank per search)."""
         if torch.onnx.is_in_onnx_export():  # a traced graph computes it from the bank it holds
             return (self.bank * self.bank).sum(dim=1)
-        if self._bank_norms is None or self._bank_norms[0] != self._identity():
-            self._bank_norms = (self._identity(), (self.bank * self.bank).sum(dim=1))
+        if self._bank_norms is None or not self._key(self._bank_norms[0]):
+            self._bank_norms = (self._stamp(), (self.bank * self.bank).sum(dim=1))
         return self._bank_norms[1]
 
     def nearest(self, queries: Tensor, k: int = 1, budget: int = 1 << 24) -> tuple[Tensor, Tensor]:
@@ -187,29 +207,50 @@ class MemoryBank(nn.Module):
         found: dict[int, Tensor] = {}
         if not self.approximate:
             return found
+        bank, norms = self.bank, self.bank_norms()
         for row in range(distances.shape[0]):
+            # faiss and torch round a distance differently (torch: ‖q‖² − 2q·m + ‖m‖², whose error grows
+            # with the norms), so a graph distance may sit a rounding error below torch's exact one for
+            # the same bank row: keep searching while the next one is within that error of the best
+            slack = 1e-5 * (float(queries[row].square().sum(dim=1).max()) + float(norms.max()))
             order = torch.argsort(distances[row], descending=True)
             best, done = -1.0, 0
-            while done < len(order) and float(distances[row, order[done]]) > best:
+            while done < len(order) and (done == 0 or float(distances[row, order[done]]) ** 2 > best**2 - slack):
                 chosen = order[done : done + block]
                 guesses = indices[row, chosen].unique() if neighbours > 1 and done == 0 else indices[row, :0]
-                exact, where = self.nearest(torch.cat([queries[row, chosen], self.bank[guesses]]),
-                                            k=neighbours if len(guesses) else 1)
-                found.update(zip(guesses.tolist(), where[len(chosen):], strict=True))
-                exact, where = exact[: len(chosen)], where[: len(chosen)]
-                distances[row, chosen], indices[row, chosen] = exact[:, 0], where[:, 0]
-                best, done = max(best, float(exact[:, 0].max())), done + len(chosen)
+                asked = torch.cat([queries[row, chosen], bank[guesses]])
+                d2 = torch.addmm(norms[None], asked, bank.T, alpha=-2.0)  # as _nearest_block does
+                near_d2, near = d2[: len(chosen)].min(dim=1)  # min, as the exact search breaks ties
+                if len(guesses):
+                    found.update(zip(guesses.tolist(), d2[len(chosen):].topk(
+                        min(neighbours, len(bank)), dim=1, largest=False).indices, strict=True))
+                exact = near_d2.add_(queries[row, chosen].square().sum(dim=1)).clamp_min_(0).sqrt_()
+                distances[row, chosen], indices[row, chosen] = exact.to(distances.dtype), near
+                top = float(exact.max())
+                if top != top:  # NaN features: the score is NaN whatever else is searched
+                    break
+                best, done = max(best, top), done + len(chosen)
         return found
 
     def prepare_index(self) -> None:
-        """Build faiss's index over the current bank now (a faiss search on a CPU; else nothing)."""
+        """Build faiss's index over the current bank now (a faiss search on a CPU; else nothing): a
+        scorer calls it once the model is on its device, so no part waits for the build."""
         if self.search.kind != "torch" and self.bank.device.type == "cpu" and len(self.bank):
             self._index()
 
     def _index(self) -> Any:
-        if self._faiss_index is None or self._faiss_index[0] != self._identity():
-            self._faiss_index = (self._identity(), _build_index(_faiss(self.search), self.search, self.bank))
+        if self._faiss_index is None or not self._key(self._faiss_index[0], self.search):
+            self._faiss_index = (self._stamp(self.search), _build_index(_faiss(self.search), self.search, self.bank))
         return self._faiss_index[1]
+
+    def append(self, rows: Tensor) -> None:
+        """Add rows to the bank (accepted good parts); an index built for the old bank takes them in
+        place, on one thread as a build does, instead of being rebuilt from scratch."""
+        index = self._faiss_index[1] if self._faiss_index and self._key(self._faiss_index[0], self.search) else None
+        self.bank = torch.cat([self.bank, rows.to(self.bank.dtype)]).contiguous()
+        if index is not None:
+            _add_on_one_thread(_faiss(self.search), index, rows)
+            self._faiss_index = (self._stamp(self.search), index)
 
     def _check_filled(self) -> None:
         if len(self.bank) == 0:
@@ -218,6 +259,15 @@ class MemoryBank(nn.Module):
     def _faiss_search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
         d2, where = self._index().search(queries.detach().float().cpu().contiguous().numpy(), k)
         return torch.from_numpy(d2).clamp_min_(0).sqrt_().to(queries.dtype), torch.from_numpy(where)
+
+
+def _add_on_one_thread(faiss: Any, index: Any, rows: Tensor) -> None:
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        index.add(rows.detach().float().cpu().contiguous().numpy())
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 def _build_index(faiss: Any, search: Search, bank: Tensor) -> Any:
@@ -231,12 +281,7 @@ def _build_index(faiss: Any, search: Search, bank: Tensor) -> Any:
     index = faiss.IndexHNSWFlat(rows.shape[1], search.links)
     index.hnsw.efConstruction = search.build_candidates
     index.hnsw.efSearch = search.candidates
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        index.add(rows)
-    finally:
-        faiss.omp_set_num_threads(threads)
+    _add_on_one_thread(faiss, index, bank)
     return index
 
 

@@ -61,9 +61,11 @@ class PatchCore(AnomalyModel):
         if before == 0:
             raise RuntimeError("patchcore: the memory bank is empty; fit the model first (defectscope train)")
         f = self.embed(images.to(self.memory.bank.device))
-        added = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).to(self.memory.bank.dtype)
-        self.memory.bank = torch.cat([self.memory.bank, added]).contiguous()
+        self.memory.append(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
         return {"bank_size": (float(before), float(len(self.memory.bank)))}
+
+    def prepare(self) -> None:
+        self.memory.prepare_index()
 
     @torch.no_grad()
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
