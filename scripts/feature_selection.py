@@ -10,7 +10,8 @@ per class, then the mean over classes) and the share of pasted images above the 
 of their class (what a threshold at the held-out maximum would catch). The check, read from the
 cell's results.json and never used to choose: test image AUROC and defects caught at 1 % false
 alarms on the test ROC. Per dataset and group (the cell id's text before the last `_`: one
-backbone), the setting with the highest synthetic catch rate is marked (ties: the synthetic AUROC).
+backbone), the setting with the highest synthetic catch rate is marked (ties: the synthetic AUROC,
+then the setting named `*_default`, the shipped one).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         mine = [r for r in rows if r[0] == dataset]
         chosen = {g: max((r for r in mine if r[1] == g),
-                         key=lambda r: (r[3]["synthetic_caught"], r[3]["synthetic_auroc"]))[2]
+                         key=lambda r: (r[3]["synthetic_caught"], r[3]["synthetic_auroc"],
+                                        r[2].endswith("_default")))[2]
                   for g in dict.fromkeys(r[1] for r in mine)}
         for _, group, setting, found, auroc, caught in mine:
             mark = " **(chosen)**" if chosen[group] == setting else ""
