@@ -1,25 +1,12 @@
 """scripts/feature_selection.py: a setting per group chosen from held-out good images alone, test figures beside."""
 
-import importlib.util
-from pathlib import Path
-
-import pytest
-
 from defectscope.engine import run
 from helpers.runs import tiny_config, tiny_config_file  # noqa: F401 - fixtures
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def feature_selection():
-    spec = importlib.util.spec_from_file_location("feature_selection", REPO / "scripts" / "feature_selection.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers.scripts import load_script
 
 
-def test_each_group_gets_one_choice(tmp_path, tiny_config, feature_selection, capsys, monkeypatch):  # noqa: F811
+def test_each_group_gets_one_choice(tmp_path, tiny_config, capsys, monkeypatch):  # noqa: F811
+    feature_selection = load_script("feature_selection")
     folder = tmp_path / "suite"
     for setting, extra in (("tiny_default", []), ("tiny_p5", ["--model.neighbourhood", "5"])):
         cell = folder / "cells" / f"{setting}.mtsd.multi_class.all.s0"

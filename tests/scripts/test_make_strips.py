@@ -1,21 +1,17 @@
 """scripts/make_strips.py: every defect's mask lands in the slot its part was stitched into."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def make_strips():
-    spec = importlib.util.spec_from_file_location("make_strips", REPO / "scripts" / "make_strips.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("make_strips")
 
 
 def _part(path: Path, value: int, size=(40, 32)) -> Path:

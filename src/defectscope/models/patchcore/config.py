@@ -32,8 +32,8 @@ class HnswSearch:
     farther, so the image score is the exact search's and only the map may differ (a patch whose
     neighbour the graph missed reads a little farther). Without that step the graph alone lost
     0.03–0.48 image AUROC (it can miss even a bank patch searching for itself: docs/results/speed.md).
-    The graph is built when a checkpoint loads or a fitted bank is first searched, on one thread so
-    every build is the same."""
+    The graph is built when a scorer (predict, serve) prepares the model or a fitted bank is first
+    searched, on one thread so every build is the same."""
 
     kind: Literal["hnsw"] = "hnsw"
     links: Count = 16  # neighbours per graph node (faiss M): more, better recall, slower build and search

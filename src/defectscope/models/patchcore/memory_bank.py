@@ -29,8 +29,8 @@ class SearchUnavailable(UserError):
 
 def faiss_installed() -> bool:
     try:
-        import faiss  # noqa: F401
-    except ImportError:
+        _faiss(HnswSearch())
+    except SearchUnavailable:
         return False
     return True
 
@@ -75,7 +75,7 @@ class MemoryBank(nn.Module):
         # faiss is needed only where a faiss search runs: a checkpoint loads, exports and scores on a
         # GPU without it; a run checks it before any work (check_search)
         self.search = TorchSearch() if search is None else search
-        # derived from the bank, kept until it changes: (key, value), key from `_key`
+        # derived from the bank, kept until it changes: (key, value), see `_current`
         self._faiss_index: tuple[tuple[Any, ...], Any] | None = None
         self._bank_norms: tuple[tuple[Any, ...], Tensor] | None = None  # ‖m‖² per row
         self.dim, self.ratio, self.chunk, self.projection_dim, self.seed = dim, ratio, chunk, projection_dim, seed
@@ -139,7 +139,7 @@ class MemoryBank(nn.Module):
         return (isinstance(self.search, HnswSearch) and self.bank.device.type == "cpu" and not _EXACT.get()
                 and not torch.onnx.is_in_onnx_export())
 
-    def _key(self, cached: tuple[Any, ...] | None, search: Search | None = None) -> bool:
+    def _current(self, cached: tuple[Any, ...] | None, search: Search | None = None) -> bool:
         """Whether a cache entry was made from this very bank tensor, unmodified since (its version
         counter), and for this search. The entry holds the tensor itself, so its address cannot be
         reused by another bank while the entry lives."""
@@ -154,7 +154,7 @@ class MemoryBank(nn.Module):
         bank per search)."""
         if torch.onnx.is_in_onnx_export():  # a traced graph computes it from the bank it holds
             return (self.bank * self.bank).sum(dim=1)
-        if self._bank_norms is None or not self._key(self._bank_norms[0]):
+        if self._bank_norms is None or not self._current(self._bank_norms[0]):
             self._bank_norms = (self._stamp(), (self.bank * self.bank).sum(dim=1))
         return self._bank_norms[1]
 
@@ -239,14 +239,14 @@ class MemoryBank(nn.Module):
             self._index()
 
     def _index(self) -> Any:
-        if self._faiss_index is None or not self._key(self._faiss_index[0], self.search):
+        if self._faiss_index is None or not self._current(self._faiss_index[0], self.search):
             self._faiss_index = (self._stamp(self.search), _build_index(_faiss(self.search), self.search, self.bank))
         return self._faiss_index[1]
 
     def append(self, rows: Tensor) -> None:
         """Add rows to the bank (accepted good parts); an index built for the old bank takes them in
         place, on one thread as a build does, instead of being rebuilt from scratch."""
-        index = self._faiss_index[1] if self._faiss_index and self._key(self._faiss_index[0], self.search) else None
+        index = self._faiss_index[1] if self._faiss_index and self._current(self._faiss_index[0], self.search) else None
         self.bank = torch.cat([self.bank, rows.to(self.bank.dtype)]).contiguous()
         if index is not None:
             _add_on_one_thread(_faiss(self.search), index, rows)
@@ -273,14 +273,12 @@ def _add_on_one_thread(faiss: Any, index: Any, rows: Tensor) -> None:
 def _build_index(faiss: Any, search: Search, bank: Tensor) -> Any:
     """faiss's index over the bank: exact (IndexFlatL2) or HNSW, the graph built on one thread (a
     parallel build links nodes in a different order each time, so two builds would differ)."""
-    rows = bank.detach().float().cpu().contiguous().numpy()
-    if not isinstance(search, HnswSearch):
-        index = faiss.IndexFlatL2(rows.shape[1])
-        index.add(rows)
-        return index
-    index = faiss.IndexHNSWFlat(rows.shape[1], search.links)
-    index.hnsw.efConstruction = search.build_candidates
-    index.hnsw.efSearch = search.candidates
+    if isinstance(search, HnswSearch):
+        index = faiss.IndexHNSWFlat(bank.shape[1], search.links)
+        index.hnsw.efConstruction = search.build_candidates
+        index.hnsw.efSearch = search.candidates
+    else:
+        index = faiss.IndexFlatL2(bank.shape[1])
     _add_on_one_thread(faiss, index, bank)
     return index
 
