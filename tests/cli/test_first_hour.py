@@ -120,30 +120,55 @@ def test_serve_answers_with_the_promise(fitted):
         process.wait(timeout=20)
 
 
-def test_fit_chooses_patch_features_from_the_good_parts(folders, tmp_path, capsys):
+
+@pytest.fixture(scope="module")
+def many_good(tmp_path_factory):
+    """100 good tiles: enough that 10 are held out, the fewest the choice is made from."""
+    good = tmp_path_factory.mktemp("many_good")
+    for path in sorted((DEMO / "MT_Free" / "Imgs").glob("*.jpg"))[:100]:
+        shutil.copy(path, good)
+    return good
+
+
+def test_fit_chooses_the_patch_setting_from_the_good_parts(many_good, tmp_path, capsys):
     run = tmp_path / "chosen"
-    assert main(["fit", str(folders / "good"), "--choose-features", "--output", str(run), *RANDOM_BACKBONE]) == 0
+    assert main(["fit", str(many_good), "--output", str(run), *RANDOM_BACKBONE]) == 0
     choice = json.loads((run / "feature_choice" / "choice.json").read_text())
-    assert set(choice["found"]) == set(choice["candidates"]) == {"middle", "with_last", "first_three"}
-    assert choice["taps"] == choice["candidates"][choice["chosen"]]
-    for name in choice["candidates"]:  # every candidate is a real run, calibrated on its held-out parts
-        assert load_checkpoint(run / "feature_choice" / name).calibration.image.threshold.n == 4  # 10 % of 40
+    assert set(choice["found"]) == set(choice["settings"]) == {"shipped", "with_last", "first_three", "sparse_bank"}
+    for name in choice["settings"]:  # every candidate is a real run, calibrated on its 10 held-out parts
+        assert load_checkpoint(run / "feature_choice" / name).calibration.image.threshold.n == 10
+    candidate = load_checkpoint(run / "feature_choice" / choice["chosen"]).config.model
     shipped = load_checkpoint(run)
-    assert list(shipped.config.model.backbone.taps) == choice["taps"]
-    assert shipped.config.eval.calibration.kind == "cross_fit"  # the shipped model still calibrates on every part
-    assert f"patch features: {choice['chosen']}" in capsys.readouterr().err
+    assert shipped.config.model == candidate  # the run that ships has the chosen setting...
+    assert shipped.config.eval.calibration.kind == "cross_fit"  # ...and still calibrates on every part
+    assert f"patch setting: {choice['chosen']}" in capsys.readouterr().err
     # a second run into the same folder is refused before any candidate is fitted again
     stamp = (run / "feature_choice" / "choice.json").stat().st_mtime_ns
-    assert main(["fit", str(folders / "good"), "--choose-features", "--output", str(run), *RANDOM_BACKBONE]) == 2
+    assert main(["fit", str(many_good), "--output", str(run), *RANDOM_BACKBONE]) == 2
     assert "already holds a finished run" in capsys.readouterr().err
     assert (run / "feature_choice" / "choice.json").stat().st_mtime_ns == stamp
 
 
-def test_choose_features_is_for_patchcore_with_its_taps_open(folders, tmp_path, capsys):
-    assert main(["fit", str(folders / "good"), "--choose-features", "--model", "padim",
+def test_a_named_setting_is_applied_without_a_choice(folders, tmp_path):
+    run = tmp_path / "named"
+    assert main(["fit", str(folders / "good"), "--features", "sparse_bank", "--model.coreset_ratio", "0.2",
+                 "--output", str(run), *RANDOM_BACKBONE]) == 0
+    assert load_checkpoint(run).config.model.coreset_ratio == pytest.approx(0.02)
+    assert not (run / "feature_choice").exists()
+
+
+def test_too_few_good_parts_keep_the_shipped_setting(folders, tmp_path, capsys):
+    run = tmp_path / "few"
+    assert main(["fit", str(folders / "good"), "--output", str(run), *RANDOM_BACKBONE]) == 0
+    assert "patch setting: shipped (fewer than 100 good parts" in capsys.readouterr().err
+    assert load_checkpoint(run).config.model.backbone.taps == ()
+
+
+def test_features_is_for_patchcore_with_its_taps_open(folders, tmp_path, capsys):
+    assert main(["fit", str(folders / "good"), "--features", "auto", "--model", "padim",
                  "--output", str(tmp_path / "p"), *RANDOM_BACKBONE]) == 2
-    assert "chooses PatchCore's patch features" in capsys.readouterr().err
-    assert main(["fit", str(folders / "good"), "--choose-features", "--model.backbone.taps", "[4, 10]",
+    assert "chooses PatchCore's patch settings" in capsys.readouterr().err
+    assert main(["fit", str(folders / "good"), "--features", "auto", "--model.backbone.taps", "[4, 10]",
                  "--output", str(tmp_path / "q"), *RANDOM_BACKBONE]) == 2
     assert "model.backbone.taps is set" in capsys.readouterr().err
     assert not (tmp_path / "p").exists() and not (tmp_path / "q" / "feature_choice").exists()

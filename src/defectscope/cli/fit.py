@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from defectscope.cli.common import check_false_alarm_rate
+from defectscope.config import ConfigError, RunConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,11 +23,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--false-alarm-rate", type=float, default=0.01, metavar="R",
                    help="share of good parts the threshold may flag (default %(default)g); change it later, without "
                         "fitting again, with `defectscope threshold RUN --false-alarm-rate R`")
-    p.add_argument("--choose-features", action="store_true",
-                   help="PatchCore: fit once per candidate set of patch features (the shipped taps, with the "
-                        "stride-32 block, a stride-4 grid) and keep the one that catches most synthetic defects "
-                        "pasted into held-out good parts (no defect images needed; about four times the fit); "
-                        "the candidates and their figures stay in RUN/feature_choice")
+    p.add_argument("--features", choices=["auto", "shipped", "with_last", "first_three", "sparse_bank"], default=None,
+                   help="PatchCore's patch setting. auto (the default): fit once per setting and keep the one that "
+                        "catches most synthetic defects pasted into held-out good parts (no defect images needed; "
+                        "the candidates and their figures stay in RUN/feature_choice; kept at shipped below 100 good "
+                        "parts, or where model.backbone.taps is given). shipped: the last blocks at stride 8 and 16; "
+                        "with_last: and at stride 32 (textures); first_three: a stride-4 grid; sparse_bank: a tenth "
+                        "of the bank")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output folder")
     p.set_defaults(run=run)
 
@@ -38,19 +41,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     check_false_alarm_rate(args.false_alarm_rate)
     cfg = folder_config(args.good_dir, args.model or DEFAULT_MODEL, args.output,
                         ["--eval.false_alarm_rate", str(args.false_alarm_rate), *overrides])
-    if args.choose_features:
-        from defectscope.engine.feature_choice import choose_features, feature_candidates
-        from defectscope.engine.run import check_output_dir, check_run_dir
-
-        feature_candidates(cfg)  # a model or config that cannot choose is refused before any folder is made
-        check_output_dir(Path(cfg.output_dir))
-        if not args.overwrite:  # refuse now, not after the candidates' fits
-            check_run_dir(Path(cfg.output_dir), overwrite=False, resume=False)
-        choice = choose_features(cfg, Path(cfg.output_dir) / "feature_choice", args.overwrite)
-        print(f"defectscope: {choice.describe()}", file=sys.stderr)
-        cfg = folder_config(args.good_dir, args.model or DEFAULT_MODEL, args.output,
-                            ["--eval.false_alarm_rate", str(args.false_alarm_rate), *overrides,
-                             "--model.backbone.taps", f"[{', '.join(map(str, choice.taps))}]"])
+    cfg = choose_patch_setting(cfg, args)
     result = run_engine(cfg, overwrite=args.overwrite, evaluate_test=False)
     checkpoint = result.checkpoint
     from defectscope.engine.detector import Detector
@@ -69,9 +60,39 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def choose_patch_setting(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """cfg with PatchCore's patch setting: the one asked for, or the one the good parts choose."""
+    import dataclasses
+
+    from defectscope.engine.feature_choice import apply_setting, candidates, choose_features
+    from defectscope.engine.run import check_output_dir, check_run_dir
+    from defectscope.models.patchcore.config import PatchCoreConfig
+
+    features = args.features
+    if features is None:  # the default: choose, unless the model is not PatchCore or its taps are given
+        if not isinstance(cfg.model, PatchCoreConfig) or cfg.model.backbone.taps:
+            return cfg
+        features = "auto"
+    if features != "auto":
+        if not isinstance(cfg.model, PatchCoreConfig):
+            raise ConfigError(f"--features: sets PatchCore's patch setting; the model is '{cfg.model_name}'")
+        return dataclasses.replace(cfg, model=apply_setting(cfg.model, features))
+    candidates(cfg)  # a config that cannot choose is refused before any folder is made
+    run_dir = Path(cfg.output_dir)
+    check_output_dir(run_dir)
+    if not args.overwrite:  # refuse now, not after the candidates' fits
+        check_run_dir(run_dir, overwrite=False, resume=False)
+    choice = choose_features(cfg, run_dir / "feature_choice", args.overwrite)
+    if choice is None:
+        print("defectscope: patch setting: shipped (fewer than 100 good parts: too few held out to choose by)",
+              file=sys.stderr)
+        return cfg
+    print(f"defectscope: {choice.describe()}", file=sys.stderr)
+    return dataclasses.replace(cfg, model=choice.model)
+
+
 def known_bad_line(detector: object, folder: Path) -> str:
     """How many of a folder of known-bad parts the threshold flags, with its exact 95 % interval."""
-    from defectscope.config import ConfigError
     from defectscope.data.discovery import collect_inputs
     from defectscope.data.image_io import load_image_array
     from defectscope.metrics.operating_point import binomial_interval
