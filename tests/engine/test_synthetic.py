@@ -1,8 +1,12 @@
 """The synthetic-defect ladder: each kind changes one patch of the size, shape and source it says."""
 
+import numpy as np
+import pytest
 import torch
 
-from defectscope.engine.synthetic import LADDER, Paste, paste_defects
+from defectscope.engine import run
+from defectscope.engine.synthetic import LADDER, Paste, ladder_criterion, paste_defects, synthetic_scores
+from helpers.runs import tiny_config, tiny_config_file  # noqa: F401 - fixtures
 
 
 def changed_box(x: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
@@ -37,3 +41,20 @@ def test_the_default_kind_is_the_rectangle_and_draws_are_reproducible():
     once = paste_defects(x, torch.Generator().manual_seed(1))
     assert torch.equal(once, paste_defects(x, torch.Generator().manual_seed(1), LADDER["rectangle"]))
     assert not torch.equal(once, paste_defects(x, torch.Generator().manual_seed(5)))
+
+
+def test_ladder_criterion_is_the_share_above_each_class_maximum(tiny_config):  # noqa: F811
+    fitted = run(tiny_config("mean_image", overrides=["--data.validation_fraction", "0.5"]), evaluate_test=False)
+    device = torch.device("cpu")
+    found = ladder_criterion(fitted.model, fitted.bundle.validation, device, 8, seed=3)
+    clean, pasted, classes = synthetic_scores(fitted.model, fitted.bundle.validation, device, 8, 3, LADDER)
+    assert found["held_out"] == len(clean) >= 2
+    for name, scores in pasted.items():  # brute force: every pasted image against every clean one of its class
+        shares = [sum(all(p > c for c in clean[classes == k]) for p in scores[classes == k]) / (classes == k).sum()
+                  for k in np.unique(classes)]
+        assert found[f"{name}_caught"] == pytest.approx(np.mean(shares))
+    assert found["caught"] == pytest.approx(np.mean([found[f"{n}_caught"] for n in LADDER]))
+    # a pasted defect that changes nothing is never above the largest clean score
+    unchanged = {"none": Paste(opacity=0.0)}
+    clean_again, same, _ = synthetic_scores(fitted.model, fitted.bundle.validation, device, 8, 3, unchanged)
+    assert np.allclose(same["none"], clean_again) and not (same["none"] > clean_again.max()).any()
