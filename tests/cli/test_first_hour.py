@@ -160,7 +160,7 @@ def test_a_named_setting_is_applied_without_a_choice(folders, tmp_path):
 def test_too_few_good_parts_keep_the_shipped_setting(folders, tmp_path, capsys):
     run = tmp_path / "few"
     assert main(["fit", str(folders / "good"), "--output", str(run), *RANDOM_BACKBONE]) == 0
-    assert "patch setting: shipped (fewer than 100 good parts" in capsys.readouterr().err
+    assert "patch setting: shipped (fewer than 10 good parts held out" in capsys.readouterr().err
     assert load_checkpoint(run).config.model.backbone.taps == ()
 
 
@@ -172,3 +172,10 @@ def test_features_is_for_patchcore_with_its_taps_open(folders, tmp_path, capsys)
                  "--output", str(tmp_path / "q"), *RANDOM_BACKBONE]) == 2
     assert "model.backbone.taps is set" in capsys.readouterr().err
     assert not (tmp_path / "p").exists() and not (tmp_path / "q" / "feature_choice").exists()
+
+
+def test_fit_offers_every_setting_the_engine_knows():
+    from defectscope.cli.fit import FEATURES
+    from defectscope.engine.feature_choice import SETTINGS
+
+    assert FEATURES == ("auto", *SETTINGS)

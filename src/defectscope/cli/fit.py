@@ -9,6 +9,9 @@ from pathlib import Path
 from defectscope.cli.common import check_false_alarm_rate
 from defectscope.config import ConfigError, RunConfig
 
+# "auto" and engine.feature_choice.SETTINGS, written out so that parsing imports no torch (a test checks)
+FEATURES = ("auto", "shipped", "with_last", "first_three", "sparse_bank")
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="fit a detector to a folder of good parts (no YAML); every image is a good part")
@@ -23,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--false-alarm-rate", type=float, default=0.01, metavar="R",
                    help="share of good parts the threshold may flag (default %(default)g); change it later, without "
                         "fitting again, with `defectscope threshold RUN --false-alarm-rate R`")
-    p.add_argument("--features", choices=["auto", "shipped", "with_last", "first_three", "sparse_bank"], default=None,
+    p.add_argument("--features", choices=FEATURES, default=None,
                    help="PatchCore's patch setting. auto (the default): fit once per setting and keep the one that "
                         "catches most synthetic defects pasted into held-out good parts (no defect images needed; "
                         "the candidates and their figures stay in RUN/feature_choice; kept at shipped below 100 good "
@@ -64,7 +67,7 @@ def choose_patch_setting(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
     """cfg with PatchCore's patch setting: the one asked for, or the one the good parts choose."""
     import dataclasses
 
-    from defectscope.engine.feature_choice import apply_setting, candidates, choose_features
+    from defectscope.engine.feature_choice import MIN_HELD_OUT, apply_setting, candidates, choose_features
     from defectscope.engine.run import check_output_dir, check_run_dir
     from defectscope.models.patchcore.config import PatchCoreConfig
 
@@ -84,8 +87,8 @@ def choose_patch_setting(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
         check_run_dir(run_dir, overwrite=False, resume=False)
     choice = choose_features(cfg, run_dir / "feature_choice", args.overwrite)
     if choice is None:
-        print("defectscope: patch setting: shipped (fewer than 100 good parts: too few held out to choose by)",
-              file=sys.stderr)
+        print(f"defectscope: patch setting: shipped (fewer than {MIN_HELD_OUT} good parts held out, under 100 good "
+              "parts at the usual 10 %: too few to choose by)", file=sys.stderr)
         return cfg
     print(f"defectscope: {choice.describe()}", file=sys.stderr)
     return dataclasses.replace(cfg, model=choice.model)
