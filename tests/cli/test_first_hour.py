@@ -132,7 +132,9 @@ def many_good(tmp_path_factory):
 
 def test_fit_chooses_the_patch_setting_from_the_good_parts(many_good, tmp_path, capsys):
     run = tmp_path / "chosen"
-    assert main(["fit", str(many_good), "--output", str(run), *RANDOM_BACKBONE]) == 0
+    # image_size as fit leaves it (auto), its pixel budget small for a quick test
+    small_auto = ["--model.backbone.pretrained", "false", "--data.image_size", "{kind: auto, pixels: 4096}"]
+    assert main(["fit", str(many_good), "--output", str(run), *small_auto]) == 0
     choice = json.loads((run / "feature_choice" / "choice.json").read_text())
     assert set(choice["found"]) == set(choice["settings"]) == {"shipped", "with_last", "first_three", "sparse_bank"}
     for name in choice["settings"]:  # every candidate is a real run, calibrated on its 10 held-out parts
@@ -144,7 +146,7 @@ def test_fit_chooses_the_patch_setting_from_the_good_parts(many_good, tmp_path, 
     assert f"patch setting: {choice['chosen']}" in capsys.readouterr().err
     # a second run into the same folder is refused before any candidate is fitted again
     stamp = (run / "feature_choice" / "choice.json").stat().st_mtime_ns
-    assert main(["fit", str(many_good), "--output", str(run), *RANDOM_BACKBONE]) == 2
+    assert main(["fit", str(many_good), "--output", str(run), *small_auto]) == 2
     assert "already holds a finished run" in capsys.readouterr().err
     assert (run / "feature_choice" / "choice.json").stat().st_mtime_ns == stamp
 

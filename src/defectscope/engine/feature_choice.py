@@ -21,6 +21,7 @@ from defectscope.data.dataset import build_datasets
 from defectscope.engine.files import write_text_atomic
 from defectscope.engine.run import run as run_engine
 from defectscope.engine.synthetic import LADDER, ladder_criterion
+from defectscope.engine.working_size import resolve_working_size
 from defectscope.layers.backbones import backbone_spec
 from defectscope.models.patchcore.config import PatchCoreConfig
 
@@ -84,6 +85,7 @@ def choose_features(cfg: RunConfig, folder: Path, overwrite: bool = False) -> Fe
     separate from the ladder's pasted defects; `folder`/choice.json records every candidate's
     figures. None when too few good parts are held out to tell the settings apart."""
     settings = candidates(cfg)
+    cfg, _ = resolve_working_size(cfg)  # image_size: auto → the folder's shape, once for every candidate
     holdout = dataclasses.replace(cfg.data, validation_fraction=cfg.data.validation_fraction or 0.1)
     held_out = len(build_datasets(holdout).validation)
     if held_out < MIN_HELD_OUT:
