@@ -11,8 +11,9 @@ clean one of their class (what a threshold at the held-out maximum would catch) 
 AUROC (pasted against clean), each the mean over classes; then the mean over the kinds. The check, read from the
 cell's results.json and never used to choose: test image AUROC and defects caught at 1 % false
 alarms on the test ROC. Per dataset and group (the cell id's text before the last `_`: one
-backbone), the setting with the highest mean synthetic catch rate is marked (ties: the synthetic
-AUROC, then the setting named `*_default`, the shipped one), and the best over every group.
+backbone), the choice `fit --features auto` makes is marked (`engine.synthetic.choose_by_ladder`:
+the setting named `*_default`, the shipped one, unless another catches at least one more held-out
+image per kind). Across groups (backbones) the criterion is no judge, and nothing is marked.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from defectscope.config import config_from_yaml
 from defectscope.data.dataset import build_datasets
 from defectscope.engine.checkpoint import load_checkpoint
-from defectscope.engine.synthetic import LADDER, ladder_criterion
+from defectscope.engine.synthetic import LADDER, choose_by_ladder, ladder_criterion
 
 
 def criterion(cell: Path) -> dict[str, float]:
@@ -72,19 +73,18 @@ def main() -> None:
         print(cell.name, found, flush=True)
     for dataset in dict.fromkeys(r[0] for r in rows):
         mine = [r for r in rows if r[0] == dataset]
-
-        def rank(r: tuple) -> tuple:
-            return r[3]["caught"], r[3]["auroc"], r[2].endswith("_default")
-
-        chosen = {max((r for r in mine if r[1] == g), key=rank)[2] for g in dict.fromkeys(r[1] for r in mine)}
-        overall = max(mine, key=rank)[2]
+        chosen = set()
+        for group in dict.fromkeys(r[1] for r in mine):
+            found = {r[2]: r[3] for r in mine if r[1] == group}
+            shipped = f"{group}_default" if f"{group}_default" in found else next(iter(found))
+            chosen.add(choose_by_ladder(found, shipped))
         print(f"\n### {dataset}\n")
         print("| setting | held-out good | " + " | ".join(f"{n} caught" for n in LADDER)
               + " | synthetic caught (mean) | synthetic AUROC (mean) | test image AUROC"
               " | test caught at 1 % FA (test ROC) |")
         print("|---|---|" + "---|" * len(LADDER) + "---|---|---|---|")
         for _, _, setting, found, auroc, caught in mine:
-            mark = " **(chosen overall)**" if setting == overall else " **(chosen)**" if setting in chosen else ""
+            mark = " **(chosen)**" if setting in chosen else ""
             print(f"| {setting}{mark} | {found['held_out']:.0f} | "
                   + " | ".join(f"{found[f'{n}_caught']:.3f}" for n in LADDER)
                   + f" | {found['caught']:.3f} | {found['auroc']:.3f} | {auroc} | {caught} |")

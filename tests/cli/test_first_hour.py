@@ -139,6 +139,9 @@ def test_fit_chooses_the_patch_setting_from_the_good_parts(many_good, tmp_path, 
     assert set(choice["found"]) == set(choice["settings"]) == {"shipped", "with_last", "first_three", "sparse_bank"}
     for name in choice["settings"]:  # every candidate is a real run, calibrated on its 10 held-out parts
         assert load_checkpoint(run / "feature_choice" / name).calibration.image.threshold.n == 10
+    found = choice["found"]
+    if choice["chosen"] != "shipped":  # a challenger replaces the shipped setting by a clear margin only
+        assert found[choice["chosen"]]["caught"] >= found["shipped"]["caught"] + 1 / found["shipped"]["held_out"]
     candidate = load_checkpoint(run / "feature_choice" / choice["chosen"]).config.model
     shipped = load_checkpoint(run)
     assert shipped.config.model == candidate  # the run that ships has the chosen setting...
@@ -149,6 +152,20 @@ def test_fit_chooses_the_patch_setting_from_the_good_parts(many_good, tmp_path, 
     assert main(["fit", str(many_good), "--output", str(run), *small_auto]) == 2
     assert "already holds a finished run" in capsys.readouterr().err
     assert (run / "feature_choice" / "choice.json").stat().st_mtime_ns == stamp
+    # --overwrite with a named setting leaves no earlier choice beside the new run
+    assert main(["fit", str(many_good), "--output", str(run), "--features", "sparse_bank", "--overwrite",
+                 *small_auto]) == 0
+    assert not (run / "feature_choice").exists()
+
+
+def test_an_interrupted_choice_is_refused_then_replaced(many_good, tmp_path, capsys):
+    run = tmp_path / "interrupted"
+    (run / "feature_choice" / "shipped").mkdir(parents=True)  # what a fit stopped mid-choice leaves
+    (run / ".defectscope-run").write_text("")
+    args = ["fit", str(many_good), "--output", str(run), "--features", "shipped", *RANDOM_BACKBONE]
+    assert main(args) == 2
+    assert "holds an earlier choice of patch setting" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0 and not (run / "feature_choice").exists()
 
 
 def test_a_named_setting_is_applied_without_a_choice(folders, tmp_path):
@@ -162,14 +179,14 @@ def test_a_named_setting_is_applied_without_a_choice(folders, tmp_path):
 def test_too_few_good_parts_keep_the_shipped_setting(folders, tmp_path, capsys):
     run = tmp_path / "few"
     assert main(["fit", str(folders / "good"), "--output", str(run), *RANDOM_BACKBONE]) == 0
-    assert "patch setting: shipped (fewer than 10 good parts held out" in capsys.readouterr().err
+    assert "patch setting: shipped (4 good parts held out; choosing needs 10" in capsys.readouterr().err
     assert load_checkpoint(run).config.model.backbone.taps == ()
 
 
 def test_features_is_for_patchcore_with_its_taps_open(folders, tmp_path, capsys):
     assert main(["fit", str(folders / "good"), "--features", "auto", "--model", "padim",
                  "--output", str(tmp_path / "p"), *RANDOM_BACKBONE]) == 2
-    assert "chooses PatchCore's patch settings" in capsys.readouterr().err
+    assert "sets PatchCore's patch setting" in capsys.readouterr().err
     assert main(["fit", str(folders / "good"), "--features", "auto", "--model.backbone.taps", "[4, 10]",
                  "--output", str(tmp_path / "q"), *RANDOM_BACKBONE]) == 2
     assert "model.backbone.taps is set" in capsys.readouterr().err

@@ -66,9 +66,16 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
 def choose_patch_setting(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
     """cfg with PatchCore's patch setting: the one asked for, or the one the good parts choose."""
     import dataclasses
+    import shutil
 
-    from defectscope.engine.feature_choice import MIN_HELD_OUT, apply_setting, candidates, choose_features
-    from defectscope.engine.run import check_output_dir, check_run_dir
+    from defectscope.engine.feature_choice import (
+        CHOICE_FOLDER,
+        apply_setting,
+        candidates,
+        choose_features,
+        patchcore_model,
+    )
+    from defectscope.engine.run import MARKER, check_output_dir, mark_run_dir, run_dir_refusal
     from defectscope.models.patchcore.config import PatchCoreConfig
 
     features = args.features
@@ -76,20 +83,29 @@ def choose_patch_setting(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
         if not isinstance(cfg.model, PatchCoreConfig) or cfg.model.backbone.taps:
             return cfg
         features = "auto"
-    if features != "auto":
-        if not isinstance(cfg.model, PatchCoreConfig):
-            raise ConfigError(f"--features: sets PatchCore's patch setting; the model is '{cfg.model_name}'")
-        return dataclasses.replace(cfg, model=apply_setting(cfg.model, features))
-    candidates(cfg)  # a config that cannot choose is refused before any folder is made
+    if features == "auto":
+        candidates(cfg)  # a config that cannot choose is refused before any folder is made
+    else:
+        cfg = dataclasses.replace(cfg, model=apply_setting(patchcore_model(cfg), features))
     run_dir = Path(cfg.output_dir)
-    check_output_dir(run_dir)
-    if not args.overwrite:  # refuse now, not after the candidates' fits
-        check_run_dir(run_dir, overwrite=False, resume=False)
-    choice = choose_features(cfg, run_dir / "feature_choice", args.overwrite)
-    if choice is None:
-        print(f"defectscope: patch setting: shipped (fewer than {MIN_HELD_OUT} good parts held out, under 100 good "
-              "parts at the usual 10 %: too few to choose by)", file=sys.stderr)
+    refusal = run_dir_refusal(run_dir, args.overwrite)  # now, not after the candidates' fits
+    previous = run_dir / CHOICE_FOLDER
+    if refusal is None and previous.exists():
+        if not args.overwrite:
+            refusal = ConfigError(f"{previous}: holds an earlier choice of patch setting (an interrupted fit?); "
+                                  "choose another --output, or pass --overwrite to delete it and start again")
+        elif not (run_dir / MARKER).is_file():
+            refusal = ConfigError(f"{previous}: no {MARKER} file in {run_dir} says defectscope wrote it, so "
+                                  "--overwrite leaves it alone; choose another --output, or delete it yourself")
+    if refusal is not None:
+        raise refusal
+    if previous.exists():  # --overwrite: no earlier choice.json may sit beside a run with another setting
+        shutil.rmtree(previous)
+    if features != "auto":
         return cfg
+    check_output_dir(run_dir)
+    mark_run_dir(run_dir)  # an interrupted choice can then be started again with --overwrite
+    choice = choose_features(cfg, previous, args.overwrite)
     print(f"defectscope: {choice.describe()}", file=sys.stderr)
     return dataclasses.replace(cfg, model=choice.model)
 

@@ -83,26 +83,43 @@ def build_model(cfg: RunConfig, num_classes: int) -> AnomalyModel:
         raise ConfigError(f"model '{cfg.model_name}': {err}") from err
 
 
-def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
-    """Refuse a folder that already holds a run's outputs unless told to resume or overwrite it."""
+def run_dir_refusal(run_dir: Path, overwrite: bool) -> RunExistsError | None:
+    """Why a new run may not write into `run_dir` (None: it may); deletes nothing, so a verb that
+    works long before its run starts can ask first."""
     found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
-    if not found or resume:
-        return
+    if not found:
+        return None
     if not overwrite:
         finished = (run_dir / FINAL).exists()
         hint = f"resume it with --resume {run_dir / LAST}, " if (run_dir / LAST).exists() and not finished else ""
-        raise RunExistsError(
+        return RunExistsError(
             f"{run_dir}: already holds a {'finished' if finished else 'started'} run ({', '.join(found)}); "
             f"choose another output_dir, {hint}or pass --overwrite to delete those and start again"
         )
     if not (run_dir / MARKER).is_file():
-        raise RunExistsError(
+        return RunExistsError(
             f"{run_dir}: holds {', '.join(found)}, but no {MARKER} file says defectscope wrote them, so "
             f"--overwrite leaves them alone; choose another output_dir, or delete them yourself"
         )
-    for name in found:
+    return None
+
+
+def mark_run_dir(run_dir: Path) -> None:
+    """Say that defectscope writes here, so a later --overwrite may delete what it wrote."""
+    (run_dir / MARKER).write_text("written by defectscope: --overwrite may delete this folder's run files\n")
+
+
+def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse a folder that already holds a run's outputs unless told to resume or overwrite it."""
+    if resume:
+        return
+    refusal = run_dir_refusal(run_dir, overwrite)
+    if refusal is not None:
+        raise refusal
+    for name in RUN_OUTPUTS:
         target = run_dir / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
 
 
 def check_output_dir(folder: Path, key: str = "output_dir") -> None:
@@ -194,7 +211,7 @@ def run(
         check_output_dir(run_dir)
         in_place = resume is not None and run_dir.resolve() == resume.path.resolve().parent.parent
         check_run_dir(run_dir, overwrite, in_place)
-        (run_dir / MARKER).write_text("written by defectscope: --overwrite may delete this folder's run files\n")
+        mark_run_dir(run_dir)
     commit = git_commit()  # read once, before the checkout can change under a long run
     Fabric.seed_everything(cfg.train.seed, verbose=False)
     cross_fit = cfg.eval.calibration.kind == "cross_fit"
