@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,7 @@ from defectscope.engine.synthetic import LADDER, choose_by_ladder, ladder_criter
 from defectscope.engine.working_size import resolve_working_size
 from defectscope.layers.backbones import backbone_spec
 from defectscope.models.patchcore.config import PatchCoreConfig
+from defectscope.scoring.calibration import CalibrationWarning
 
 Setting = Literal["shipped", "with_last", "first_three", "sparse_bank"]
 SETTINGS: tuple[Setting, ...] = ("shipped", "with_last", "first_three", "sparse_bank")
@@ -107,7 +109,9 @@ def choose_features(cfg: RunConfig, folder: Path, overwrite: bool = False) -> Fe
     for name, model in settings.items():
         candidate = dataclasses.replace(cfg, model=model, data=holdout, output_dir=str(folder / name),
                                         eval=dataclasses.replace(cfg.eval, calibration=HoldOutCalibration()))
-        fitted = run_engine(candidate, overwrite=overwrite, evaluate_test=False)
+        with warnings.catch_warnings():  # a candidate's own threshold is never used: its warning would mislead
+            warnings.simplefilter("ignore", CalibrationWarning)
+            fitted = run_engine(candidate, overwrite=overwrite, evaluate_test=False)
         found[name] = ladder_criterion(fitted.model, fitted.bundle.validation, fitted.device,
                                        candidate.data.eval_batch_size, candidate.train.seed)
     chosen: Setting = choose_by_ladder(found, "shipped")  # type: ignore[assignment]
