@@ -89,5 +89,6 @@ def main() -> None:
                   + " | ".join(f"{found[f'{n}_caught']:.3f}" for n in LADDER)
                   + f" | {found['caught']:.3f} | {found['auroc']:.3f} | {auroc} | {caught} |")
 
+
 if __name__ == "__main__":
     main()

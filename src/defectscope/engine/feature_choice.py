@@ -102,7 +102,8 @@ def choose_features(cfg: RunConfig, folder: Path, overwrite: bool = False) -> Fe
     settings = candidates(cfg)
     cfg, _ = resolve_working_size(cfg)  # image_size: auto → the folder's shape, once for every candidate
     holdout = dataclasses.replace(cfg.data, validation_fraction=cfg.data.validation_fraction or 0.1)
-    held_out = len(build_datasets(holdout).validation)
+    bundle = build_datasets(holdout)  # the same images for every candidate: listed once
+    held_out = len(bundle.validation)
     if held_out < MIN_HELD_OUT:
         return FeatureChoice("shipped", settings["shipped"], held_out, {})
     found: dict[str, dict[str, float]] = {}
@@ -111,7 +112,7 @@ def choose_features(cfg: RunConfig, folder: Path, overwrite: bool = False) -> Fe
                                         eval=dataclasses.replace(cfg.eval, calibration=HoldOutCalibration()))
         with warnings.catch_warnings():  # a candidate's own threshold is never used: its warning would mislead
             warnings.simplefilter("ignore", CalibrationWarning)
-            fitted = run_engine(candidate, overwrite=overwrite, evaluate_test=False)
+            fitted = run_engine(candidate, overwrite=overwrite, evaluate_test=False, bundle=bundle)
         found[name] = ladder_criterion(fitted.model, fitted.bundle.validation, fitted.device,
                                        candidate.data.eval_batch_size, candidate.train.seed)
     chosen: Setting = choose_by_ladder(found, "shipped")  # type: ignore[assignment]

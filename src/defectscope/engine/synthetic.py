@@ -123,6 +123,18 @@ def choose_by_ladder(found: Mapping[str, Mapping[str, float]], baseline: str) ->
     return best if found[best]["caught"] >= found[baseline]["caught"] + margin else baseline
 
 
+def separation_by_class(clean: np.ndarray, pasted: np.ndarray, classes: np.ndarray,
+                        ) -> dict[int, tuple[float, float]]:
+    """Per class id: the image AUROC of pasted against clean, and the share of pasted images above
+    the largest clean one (what a threshold at the held-out maximum would catch)."""
+    out = {}
+    for cid in np.unique(classes):
+        c, p = clean[classes == cid], pasted[classes == cid]
+        auroc = image_auroc(np.concatenate([c, p]), np.r_[np.zeros(len(c)), np.ones(len(p))])
+        out[int(cid)] = (float(auroc), float((p > c.max()).mean()))
+    return out
+
+
 def ladder_criterion(model: AnomalyModel, validation: Dataset, device: torch.device, batch_size: int = 16,
                      seed: int = 0) -> dict[str, float]:
     """How well a fitted model separates each kind of the ladder from the clean held-out normals:
@@ -132,12 +144,9 @@ def ladder_criterion(model: AnomalyModel, validation: Dataset, device: torch.dev
     clean, pasted, classes = synthetic_scores(model, validation, device, batch_size, seed, LADDER)
     found: dict[str, float] = {"held_out": float(len(clean))}
     for name, scores in pasted.items():
-        aurocs, caught = [], []
-        for cid in np.unique(classes):
-            c, p = clean[classes == cid], scores[classes == cid]
-            aurocs.append(image_auroc(np.concatenate([c, p]), np.r_[np.zeros(len(c)), np.ones(len(p))]))
-            caught.append(float((p > c.max()).mean()))
-        found[f"{name}_auroc"], found[f"{name}_caught"] = float(np.mean(aurocs)), float(np.mean(caught))
+        per_class = separation_by_class(clean, scores, classes).values()
+        found[f"{name}_auroc"] = float(np.mean([auroc for auroc, _ in per_class]))
+        found[f"{name}_caught"] = float(np.mean([caught for _, caught in per_class]))
     found["auroc"] = float(np.mean([found[f"{n}_auroc"] for n in LADDER]))
     found["caught"] = float(np.mean([found[f"{n}_caught"] for n in LADDER]))
     return found
@@ -147,15 +156,9 @@ def synthetic_auroc(model: AnomalyModel, validation: Dataset, class_names: list[
                     batch_size: int = 16, seed: int = 0) -> dict[str, float]:
     """Image AUROC, synthetic-defect (the rectangle) vs clean validation normals, per class and 'mean'."""
     rectangle = {"rectangle": LADDER["rectangle"]}
-    clean_s, pasted, cls = synthetic_scores(model, validation, device, batch_size, seed, rectangle)
-    pasted_s = pasted["rectangle"]
-    out: dict[str, float] = {}
-    for cid, name in enumerate(class_names):
-        pick = cls == cid
-        if pick.sum() < 2:
-            continue
-        scores = np.concatenate([clean_s[pick], pasted_s[pick]])
-        labels = np.concatenate([np.zeros(pick.sum()), np.ones(pick.sum())])
-        out[name] = float(image_auroc(scores, labels))
+    clean, pasted, classes = synthetic_scores(model, validation, device, batch_size, seed, rectangle)
+    found = separation_by_class(clean, pasted["rectangle"], classes)
+    counts = dict(zip(*np.unique(classes, return_counts=True), strict=True))
+    out = {name: found[cid][0] for cid, name in enumerate(class_names) if counts.get(cid, 0) >= 2}
     out["mean"] = float(np.mean(list(out.values()))) if out else float("nan")
     return out
