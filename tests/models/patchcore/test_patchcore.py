@@ -124,6 +124,32 @@ def test_hnsw_keeps_each_images_farthest_patch_exact():
     assert rough.approximate
 
 
+def test_a_batch_is_refined_in_shared_passes_with_each_images_own_result(monkeypatch):
+    """Scoring images together reads the bank once per round for all of them, and gives each image
+    what scoring it alone gives (same distances, indices and Eq. 7 neighbours)."""
+    pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
+    import defectscope.models.patchcore.memory_bank as memory_bank
+
+    g = torch.Generator().manual_seed(10)
+    rough = MemoryBank(16, ratio=1.0, search=HnswSearch(links=2, candidates=1, build_candidates=2))
+    rough.bank = clustered(2000, 16, g)
+    features = clustered(6 * 64, 16, g).view(6, 8, 8, 16).permute(0, 3, 1, 2)
+    features[:3, :, 2, 5] += 4.0
+    passes = []
+    real = memory_bank._distance_blocks
+    monkeypatch.setattr(memory_bank, "_distance_blocks", lambda *a: passes.append(len(a[0])) or real(*a))
+    together = patch_scores(features, rough, neighbours=5)
+    rounds = len(passes)
+    alone = [patch_scores(features[i : i + 1], rough, neighbours=5) for i in range(6)]
+    assert rounds < len(passes) - rounds  # fewer passes together than one image at a time
+    assert passes[0] > 8  # the first pass holds several images' blocks
+    for i, one in enumerate(alone):
+        assert torch.equal(together.distances[i], one.distances[0])
+        assert torch.equal(together.indices[i], one.indices[0])
+        for row, neighbours in one.support.items():
+            assert torch.equal(together.support[row], neighbours)
+
+
 def test_the_graph_is_built_when_a_scorer_prepares_the_model_and_follows_the_bank():
     pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
     g = torch.Generator().manual_seed(8)

@@ -188,7 +188,7 @@ class MemoryBank(nn.Module):
         return d[:, 0], i[:, 0]
 
     def refine_maxima(self, distances: Tensor, indices: Tensor, queries: Tensor, neighbours: int = 1,
-                      block: int = 8) -> dict[int, Tensor]:
+                      block: int = 8, budget: int = 1 << 24) -> dict[int, Tensor]:
         """Make each row's largest distance exact, in place: (B, P) approximate distances and
         indices of (B, P, C) queries.
 
@@ -203,34 +203,48 @@ class MemoryBank(nn.Module):
         nearly always matched it right, so the neighbours of the graph's matches of the first
         block ride along in the first exact pass; returned as {bank index: (neighbours,)
         indices}, for `reweighted_image_score` to use where m* is among them.
+
+        Every row's next block goes into one exact pass (in chunks of at most `budget` distances):
+        reading the bank, not the arithmetic, is what a pass costs, so a batch of B images pays
+        about one pass instead of B.
         """
         found: dict[int, Tensor] = {}
         if not self.approximate:
             return found
         bank, norms = self.bank, self.bank_norms()
-        for row in range(distances.shape[0]):
-            # faiss and torch round a distance differently (torch: ‖q‖² − 2q·m + ‖m‖², whose error grows
-            # with the norms), so a graph distance may sit a rounding error below torch's exact one for
-            # the same bank row: keep searching while the next one is within that error of the best
-            slack = 1e-5 * (float(queries[row].square().sum(dim=1).max()) + float(norms.max()))
-            order = torch.argsort(distances[row], descending=True)
-            best, done = -1.0, 0
-            while done < len(order) and (done == 0 or float(distances[row, order[done]]) ** 2 > best**2 - slack):
-                chosen = order[done : done + block]
-                guesses = indices[row, chosen].unique() if neighbours > 1 and done == 0 else indices[row, :0]
-                asked = torch.cat([queries[row, chosen], bank[guesses]])
-                d2 = torch.addmm(norms[None], asked, bank.T, alpha=-2.0)  # as _nearest_block does
-                near_d2, near = d2[: len(chosen)].min(dim=1)  # min, as the exact search breaks ties
-                if len(guesses):
-                    found.update(zip(guesses.tolist(), d2[len(chosen):].topk(
-                        min(neighbours, len(bank)), dim=1, largest=False).indices, strict=True))
-                exact = near_d2.add_(queries[row, chosen].square().sum(dim=1)).clamp_min_(0).sqrt_()
-                distances[row, chosen], indices[row, chosen] = exact.to(distances.dtype), near
-                top = float(exact.max())
+        rows = distances.shape[0]
+        # faiss and torch round a distance differently (torch: ‖q‖² − 2q·m + ‖m‖², whose error grows
+        # with the norms), so a graph distance may sit a rounding error below torch's exact one for
+        # the same bank row: keep searching while the next one is within that error of the best
+        slack = [1e-5 * (float(queries[r].square().sum(dim=1).max()) + float(norms.max())) for r in range(rows)]
+        order = torch.argsort(distances, dim=1, descending=True)
+        best, done = [-1.0] * rows, [0] * rows
+        while True:
+            active = [r for r in range(rows) if done[r] < order.shape[1] and (
+                done[r] == 0 or float(distances[r, order[r, done[r]]]) ** 2 > best[r] ** 2 - slack[r])]
+            if not active:
+                return found
+            chosen = [order[r, done[r] : done[r] + block] for r in active]
+            asked = torch.cat([queries[r, c] for r, c in zip(active, chosen, strict=True)])
+            first = [r for r, c in zip(active, chosen, strict=True) if done[r] == 0]
+            guesses = (torch.cat([indices[r, order[r, :block]] for r in first]).unique()
+                       if neighbours > 1 and first else indices[0, :0])
+            d2 = _distance_blocks(torch.cat([asked, bank[guesses]]), bank, norms, budget)
+            near_d2, near = d2[: len(asked)].min(dim=1)  # min, as the exact search breaks ties
+            if len(guesses):
+                found.update(zip(guesses.tolist(), d2[len(asked):].topk(
+                    min(neighbours, len(bank)), dim=1, largest=False).indices, strict=True))
+            exact = near_d2.add_(asked.square().sum(dim=1)).clamp_min_(0).sqrt_()
+            start = 0
+            for r, c in zip(active, chosen, strict=True):
+                mine, theirs = exact[start : start + len(c)], near[start : start + len(c)]
+                start += len(c)
+                distances[r, c], indices[r, c] = mine.to(distances.dtype), theirs
+                top = float(mine.max())
                 if top != top:  # NaN features: the score is NaN whatever else is searched
-                    break
-                best, done = max(best, top), done + len(chosen)
-        return found
+                    done[r] = order.shape[1]
+                    continue
+                best[r], done[r] = max(best[r], top), done[r] + len(c)
 
     def prepare_index(self) -> None:
         """Build faiss's index over the current bank now (a faiss search on a CPU; else nothing): a
@@ -281,6 +295,13 @@ def _build_index(faiss: Any, search: Search, bank: Tensor) -> Any:
         index = faiss.IndexFlatL2(bank.shape[1])
     _add_on_one_thread(faiss, index, bank)
     return index
+
+
+def _distance_blocks(queries: Tensor, bank: Tensor, bank_norms: Tensor, budget: int) -> Tensor:
+    """(n, N) squared distances less ‖q‖², as `_nearest_block` computes them, at most `budget` values per block."""
+    chunk = max(1, budget // max(1, len(bank)))
+    return torch.cat([torch.addmm(bank_norms[None], queries[start : start + chunk], bank.T, alpha=-2.0)
+                      for start in range(0, max(1, len(queries)), chunk)])
 
 
 def _nearest_block(queries: Tensor, bank: Tensor, bank_norms: Tensor, k: int) -> tuple[Tensor, Tensor]:
