@@ -170,12 +170,9 @@ def test_a_file_scores_on_the_line_as_evaluation_and_calibration_scored_it(tiny_
     assert Detector(ckpt).score([load_image_array(path)])[0].score == pytest.approx(expected, rel=1e-6)
 
 
-def test_patchcore_runs_one_image_per_network_call_whatever_the_batch(tmp_path):
-    """Its bank search holds a block of distances per image: batches cost memory and time (docs/results/speed.md)."""
-    from helpers.serving import make_patchcore_checkpoint
-
-    detector = Detector.from_checkpoint(make_patchcore_checkpoint(tmp_path / "final"), batch_size=8)
-    sizes = []
+def network_call_sizes(detector: Detector) -> list[int]:
+    """The number of images in each of `detector`'s network calls, recorded from now on."""
+    sizes: list[int] = []
     network = detector.network
 
     def counted(images, class_ids):
@@ -183,7 +180,40 @@ def test_patchcore_runs_one_image_per_network_call_whatever_the_batch(tmp_path):
         return network(images, class_ids)
 
     detector.network = counted
+    return sizes
+
+
+def test_patchcore_searching_exactly_runs_one_image_per_network_call_whatever_the_batch(tmp_path):
+    """Its exact bank search holds a block of distances per image: batches cost memory and time (docs/results/speed.md)."""
+    from helpers.serving import make_patchcore_checkpoint
+
+    detector = Detector.from_checkpoint(make_patchcore_checkpoint(tmp_path / "final"), batch_size=8)
+    sizes = network_call_sizes(detector)
     images = [noisy_image(64, seed=s) for s in range(5)]
     scores = [d.score for d in detector.score(images)]
     assert detector.network_batch == 1 and sizes == [1] * 5
     assert scores == [d.score for d in Detector.from_checkpoint(tmp_path / "final", batch_size=1).score(images)]
+
+
+def test_patchcore_searching_a_graph_scores_a_batch_per_network_call(tmp_path):
+    """HNSW searches each patch alone and shares the exact pass over the bank: a batch is cheaper per image.
+    The search is read live, so switching it on a loaded detector (as scripts/line_speed.py does) counts."""
+    pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
+    from helpers.serving import make_patchcore_checkpoint
+
+    from defectscope.models.patchcore.config import HnswSearch, TorchSearch
+
+    path = make_patchcore_checkpoint(tmp_path / "final", extra=("--model.search", "hnsw"))
+    detector = Detector.from_checkpoint(path, batch_size=4)
+    sizes = network_call_sizes(detector)
+    images = [noisy_image(64, seed=s) for s in range(5)]
+    batched = [d.score for d in detector.score(images)]
+    assert detector.network_batch == 4 and sizes == [4, 1]
+    alone = [d.score for d in Detector.from_checkpoint(path, batch_size=1).score(images)]
+    assert batched == pytest.approx(alone, rel=1e-5)
+    detector.checkpoint.model.memory.search = TorchSearch()
+    assert detector.network_batch == 1
+    detector.checkpoint.model.memory.search = HnswSearch()
+    assert detector.network_batch == 4
+
+

@@ -58,6 +58,11 @@ class Detector(ScoringPath):
         return self._network(images, class_ids)
 
     @property
+    def one_image_per_call(self) -> bool:
+        """The model says (its search may change after loading: `scores_in_batches` reads it live)."""
+        return not self.checkpoint.model.scores_in_batches
+
+    @property
     def can_absorb(self) -> bool:
         return isinstance(self.checkpoint.model, Absorbing)
 

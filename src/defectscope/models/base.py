@@ -135,6 +135,12 @@ class AnomalyModel(nn.Module):
         """Build what scoring needs once the model is on its device (a search index), so the first
         image does not wait for it; nothing by default."""
 
+    @property
+    def scores_in_batches(self) -> bool:
+        """Whether scoring several images per `predict` call costs no more per image than one at a
+        time; a model whose scoring holds a large block per image (an exact bank search) says no."""
+        return True
+
     def explain_maps(self, images: Tensor, class_ids: Tensor | None = None) -> dict[str, Tensor]:
         """Named (B, H, W) intermediate maps worth showing beside the anomaly map (optional)."""
         return {}

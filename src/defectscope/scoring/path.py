@@ -33,10 +33,10 @@ __all__ = ["MapStandardizer", "Network", "ScoringPath", "TileGrid", "Viewing", "
 # (B, 3, h, w) float32 images (or tiles) in [0, 1] and (B,) int64 class ids → (B, h, w) maps, (B,) scores
 Network = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
-# models whose network runs one image (or tile) per call whatever the batch: PatchCore's bank search
-# holds a block of distances per image, so a batch of 8 needs 8 times the memory and is slower in
-# both runtimes (MTSD, 1 % bank: torch 30.5 against 21.6 images/s, onnxruntime no faster and 4x the
-# memory; docs/results/speed.md)
+# models whose exported graph runs one image (or tile) per call whatever the batch: PatchCore's
+# graph searches its bank exactly, holding a block of distances per image, so a batch of 8 needs 8
+# times the memory and is no faster (MTSD, 1 % bank: onnxruntime 4x the memory; docs/results/speed.md).
+# A torch model says it itself (`AnomalyModel.scores_in_batches`: PatchCore with HNSW batches).
 ONE_IMAGE_PER_CALL = ("patchcore",)
 
 # a position where normal maps hardly vary (a constant border, or an exact zero of a product
@@ -211,9 +211,14 @@ class ScoringPath(CalibratedClasses):
     model_name: str
 
     @property
+    def one_image_per_call(self) -> bool:
+        """Whether a batch would cost the network more per image than one image at a time."""
+        return self.model_name in ONE_IMAGE_PER_CALL
+
+    @property
     def network_batch(self) -> int:
-        """Images (or tiles) per network call: `batch_size`, or 1 for the models of ONE_IMAGE_PER_CALL."""
-        return 1 if self.model_name in ONE_IMAGE_PER_CALL else self.batch_size
+        """Images (or tiles) per network call: `batch_size`, or 1 where batches cost more per image."""
+        return 1 if self.one_image_per_call else self.batch_size
 
     def network(self, images: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
