@@ -3,7 +3,8 @@
 Uploads are read with limits enforced while they stream in (upload.py), checked from the
 image header before decoding (images.py), then decoded and scored in worker threads so the
 event loop keeps answering `/health` while a model runs; image slots are taken first come,
-first served (slots.py). Requests carry image bytes only; no request names a file on the
+first served (slots.py), and the parts of requests that wait for the model together go through
+it in one call (coalesce.py). Requests carry image bytes only; no request names a file on the
 server. Every answer, refusals included, has the shape /openapi.json declares (schema.py).
 """
 
@@ -28,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from defectscope.detection import Detection, DetectorLike
+from defectscope.serve.coalesce import Coalescer
 from defectscope.serve.drift import DriftWatch
 from defectscope.serve.feedback import Feedback, FeedbackError
 from defectscope.serve.images import check_content_type, decode_upload, overlay_png, probe_upload
@@ -105,6 +107,8 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None, tr
     model_info = ModelInfo(**info, limits=asdict(settings), feedback=feedback is not None)  # type: ignore[arg-type]
     page = PAGE.read_text(encoding="utf-8")
     slots = Slots(settings.max_inflight_images)
+    # the parts of requests that wait for the model together go through it in one call
+    coalescer = Coalescer(detector.score, settings.max_inflight_images)
     heap = HeapTrim(slots)
     promise_of = getattr(detector, "promise", None)
     # what the threshold of each class promises (a per-class calibration gives each its own)
@@ -227,7 +231,7 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None, tr
                 images = [decode_upload(files[i].data, labels[i], settings.max_image_pixels) for i in chunk]
                 for i in chunk:
                     files[i].data = bytearray()  # decoded: the upload's bytes are not needed any more
-                detections = detector.score(images, class_name)
+                detections = coalescer.score(images, class_name)
                 share = (time.perf_counter() - began) / len(chunk)
                 for i, image, detection in zip(chunk, images, detections, strict=True):
                     t0 = time.perf_counter()
@@ -307,5 +311,5 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None, tr
             files, class_name = await read_files(request, ("file",), 1, settings.max_upload_bytes)
             return await run_in_threadpool(mark, files[0], class_name)
 
-    app.state.slots, app.state.heap, app.state.drift = slots, heap, drift
+    app.state.slots, app.state.heap, app.state.drift, app.state.coalescer = slots, heap, drift, coalescer
     return app

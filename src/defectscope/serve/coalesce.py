@@ -1,0 +1,101 @@
+"""Requests that wait for the model together are scored in one network call.
+
+The model runs one call at a time (a torch detector holds a lock; two onnxruntime runs on two
+cores only take turns). So while it scores one part, the parts of other clients queue; scoring
+them one call each repeats, per part, what a batch does once: PatchCore's exact pass over the
+bank after its graph search, the backbone's per-call overhead. Here the thread whose request
+reaches an idle model scores everything waiting with the same class, up to `max_images`, in one
+`score` call, and hands each request its own detections. Nobody waits for a batch to fill: a
+lone client is scored at once, exactly as without this.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from defectscope.detection import Detection
+
+Score = Callable[[Sequence[np.ndarray], str | None], list[Detection]]
+
+
+@dataclass(eq=False)
+class _Request:
+    images: Sequence[np.ndarray]
+    class_name: str | None
+    detections: list[Detection] = field(default_factory=list)
+    error: BaseException | None = None
+    done: bool = False
+
+
+class Coalescer:
+    """`score(images, class_name)` as the detector's, safe from many threads; concurrent calls share batches."""
+
+    def __init__(self, score: Score, max_images: int) -> None:
+        if max_images < 1:
+            raise ValueError(f"max_images must be at least 1, got {max_images}")
+        self._score = score
+        self.max_images = max_images
+        self._waiting: deque[_Request] = deque()
+        self._busy = False
+        self._cond = threading.Condition()
+        self.calls = 0  # network-side score calls made (for /health-style counters and tests)
+
+    def score(self, images: Sequence[np.ndarray], class_name: str | None = None) -> list[Detection]:
+        mine = _Request(images, class_name)
+        with self._cond:
+            self._waiting.append(mine)
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: mine.done or not self._busy)
+                if mine.done:
+                    break
+                self._busy = True
+                batch = self._take()
+            self._run(batch)
+        if mine.error is not None:
+            raise mine.error
+        return mine.detections
+
+    def _take(self) -> list[_Request]:
+        """The oldest request, and those behind it of the same class while the images fit (first come, first served)."""
+        head = self._waiting.popleft()
+        batch, count = [head], len(head.images)
+        for request in list(self._waiting):
+            if request.class_name == head.class_name and count + len(request.images) <= self.max_images:
+                self._waiting.remove(request)
+                batch.append(request)
+                count += len(request.images)
+        return batch
+
+    def _run(self, batch: list[_Request]) -> None:
+        try:
+            self._answer(batch)
+        except BaseException as err:  # noqa: BLE001 - handed to the requests' own threads, raised there
+            if len(batch) == 1:
+                batch[0].error = err
+            else:  # a part that breaks the model must fail its own request only: each again, alone
+                for request in batch:
+                    try:
+                        self._answer([request])
+                    except BaseException as own:  # noqa: BLE001 - handed to the request's own thread
+                        request.error = own
+        finally:
+            with self._cond:
+                self.calls += 1
+                for request in batch:
+                    request.done = True
+                self._busy = False
+                self._cond.notify_all()
+
+    def _answer(self, batch: list[_Request]) -> None:
+        detections = self._score([image for r in batch for image in r.images], batch[0].class_name)
+        start = 0
+        for request in batch:
+            request.detections = detections[start : start + len(request.images)]
+            start += len(request.images)
+

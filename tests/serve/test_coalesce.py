@@ -1,0 +1,96 @@
+"""Requests waiting for the model together share one call; each gets its own answer, or its own error."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from defectscope.serve.coalesce import Coalescer
+
+
+class GatedModel:
+    """Scores an image as its first pixel; the first call blocks until released, so others queue behind it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[float], str | None]] = []
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def score(self, images, class_name):
+        values = [float(image.flat[0]) for image in images]
+        self.calls.append((values, class_name))
+        if len(self.calls) == 1:
+            self.started.set()
+            assert self.release.wait(10)
+        if any(v < 0 for v in values):
+            raise ValueError(f"cannot score {values}")
+        return [(v, class_name) for v in values]
+
+
+def image(value: float) -> np.ndarray:
+    return np.full((4, 4, 3), value, np.float32)
+
+
+def queue_behind_a_running_call(coalescer: Coalescer, model: GatedModel, requests: list[tuple[list[float], str | None]]):
+    """Start one request that holds the model, queue `requests` behind it, release; their answers (or errors)."""
+    answers: dict[int, object] = {}
+
+    def ask(key: int, values: list[float], class_name: str | None) -> None:
+        try:
+            answers[key] = coalescer.score([image(v) for v in values], class_name)
+        except ValueError as err:
+            answers[key] = err
+
+    first = threading.Thread(target=ask, args=(-1, [100.0], requests[0][1]))
+    first.start()
+    assert model.started.wait(10)
+    threads = []
+    for key, (values, class_name) in enumerate(requests):
+        threads.append(threading.Thread(target=ask, args=(key, values, class_name)))
+        threads[-1].start()
+        deadline = time.monotonic() + 10
+        while len(coalescer._waiting) < key + 1 and time.monotonic() < deadline:  # queued in this order
+            time.sleep(0.005)
+    model.release.set()
+    for thread in [first, *threads]:
+        thread.join(10)
+    return answers
+
+
+def test_a_lone_request_is_scored_at_once_in_its_own_call():
+    model = GatedModel()
+    model.release.set()
+    coalescer = Coalescer(model.score, max_images=4)
+    assert coalescer.score([image(1), image(2)], "a") == [(1.0, "a"), (2.0, "a")]
+    assert model.calls == [([1.0, 2.0], "a")]
+
+
+def test_requests_that_wait_together_share_one_call_and_get_their_own_detections():
+    model = GatedModel()
+    coalescer = Coalescer(model.score, max_images=4)
+    answers = queue_behind_a_running_call(coalescer, model, [([1.0], None), ([2.0, 3.0], None), ([4.0], None)])
+    assert model.calls == [([100.0], None), ([1.0, 2.0, 3.0, 4.0], None)]
+    assert answers == {-1: [(100.0, None)], 0: [(1.0, None)], 1: [(2.0, None), (3.0, None)], 2: [(4.0, None)]}
+
+
+def test_a_call_holds_one_class_and_at_most_max_images_first_come_first_served():
+    model = GatedModel()
+    coalescer = Coalescer(model.score, max_images=3)
+    answers = queue_behind_a_running_call(
+        coalescer, model, [([1.0], "a"), ([2.0], "b"), ([3.0, 4.0], "a"), ([5.0], "a"), ([6.0], "b")])
+    assert [c for c in model.calls[1:]] == [([1.0, 3.0, 4.0], "a"), ([2.0, 6.0], "b"), ([5.0], "a")]
+    assert answers[2] == [(3.0, "a"), (4.0, "a")] and answers[4] == [(6.0, "b")]
+
+
+def test_a_part_that_breaks_the_model_fails_its_own_request_only():
+    model = GatedModel()
+    coalescer = Coalescer(model.score, max_images=4)
+    answers = queue_behind_a_running_call(coalescer, model, [([1.0], None), ([-1.0], None), ([2.0], None)])
+    assert answers[0] == [(1.0, None)] and answers[2] == [(2.0, None)]
+    assert isinstance(answers[1], ValueError) and "-1.0" in str(answers[1])
+    assert coalescer.score([image(7)]) == [(7.0, None)]  # and the model is free again
+
+
+def test_max_images_must_be_positive():
+    with pytest.raises(ValueError, match="max_images"):
+        Coalescer(lambda images, class_name: [], 0)
