@@ -196,24 +196,27 @@ def test_patchcore_searching_exactly_runs_one_image_per_network_call_whatever_th
 
 
 def test_patchcore_searching_a_graph_scores_a_batch_per_network_call(tmp_path):
-    """HNSW searches each patch alone and shares the exact pass over the bank: a batch is cheaper per image.
-    The search is read live, so switching it on a loaded detector (as scripts/line_speed.py does) counts."""
+    """HNSW searches each patch alone and shares the exact pass over the bank: a few images per call are
+    cheaper per image, more outgrow the caches. The search is read live, so switching it on a loaded
+    detector (as scripts/line_speed.py does) counts."""
     pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
     from helpers.serving import make_patchcore_checkpoint
 
     from defectscope.models.patchcore.config import HnswSearch, TorchSearch
+    from defectscope.models.patchcore.model import HNSW_IMAGES_PER_CALL
 
     path = make_patchcore_checkpoint(tmp_path / "final", extra=("--model.search", "hnsw"))
-    detector = Detector.from_checkpoint(path, batch_size=4)
+    detector = Detector.from_checkpoint(path, batch_size=8)
     sizes = network_call_sizes(detector)
-    images = [noisy_image(64, seed=s) for s in range(5)]
+    images = [noisy_image(64, seed=s) for s in range(6)]
     batched = [d.score for d in detector.score(images)]
-    assert detector.network_batch == 4 and sizes == [4, 1]
+    assert detector.network_batch == HNSW_IMAGES_PER_CALL == 4 and sizes == [4, 2]
     alone = [d.score for d in Detector.from_checkpoint(path, batch_size=1).score(images)]
     assert batched == pytest.approx(alone, rel=1e-5)
     detector.checkpoint.model.memory.search = TorchSearch()
     assert detector.network_batch == 1
     detector.checkpoint.model.memory.search = HnswSearch()
     assert detector.network_batch == 4
+    assert Detector.from_checkpoint(path, batch_size=2).network_batch == 2
 
 

@@ -58,9 +58,9 @@ class Detector(ScoringPath):
         return self._network(images, class_ids)
 
     @property
-    def one_image_per_call(self) -> bool:
-        """The model says (its search may change after loading: `scores_in_batches` reads it live)."""
-        return not self.checkpoint.model.scores_in_batches
+    def images_per_call(self) -> int | None:
+        """The model says (its search may change after loading: read live)."""
+        return self.checkpoint.model.images_per_call
 
     @property
     def can_absorb(self) -> bool:

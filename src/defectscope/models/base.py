@@ -136,10 +136,10 @@ class AnomalyModel(nn.Module):
         image does not wait for it; nothing by default."""
 
     @property
-    def scores_in_batches(self) -> bool:
-        """Whether scoring several images per `predict` call costs no more per image than one at a
-        time; a model whose scoring holds a large block per image (an exact bank search) says no."""
-        return True
+    def images_per_call(self) -> int | None:
+        """The most images one `predict` call should take (None: any batch), where larger calls cost
+        more per image: a block held per image (an exact bank search), caches outgrown."""
+        return None
 
     def explain_maps(self, images: Tensor, class_ids: Tensor | None = None) -> dict[str, Tensor]:
         """Named (B, H, W) intermediate maps worth showing beside the anomaly map (optional)."""

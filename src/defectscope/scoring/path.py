@@ -36,7 +36,7 @@ Network = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 # models whose exported graph runs one image (or tile) per call whatever the batch: PatchCore's
 # graph searches its bank exactly, holding a block of distances per image, so a batch of 8 needs 8
 # times the memory and is no faster (MTSD, 1 % bank: onnxruntime 4x the memory; docs/results/speed.md).
-# A torch model says it itself (`AnomalyModel.scores_in_batches`: PatchCore with HNSW batches).
+# A torch model says it itself (`AnomalyModel.images_per_call`: PatchCore with HNSW takes a few).
 ONE_IMAGE_PER_CALL = ("patchcore",)
 
 # a position where normal maps hardly vary (a constant border, or an exact zero of a product
@@ -211,14 +211,14 @@ class ScoringPath(CalibratedClasses):
     model_name: str
 
     @property
-    def one_image_per_call(self) -> bool:
-        """Whether a batch would cost the network more per image than one image at a time."""
-        return self.model_name in ONE_IMAGE_PER_CALL
+    def images_per_call(self) -> int | None:
+        """The most images a network call should take, where larger calls cost more per image (None: any)."""
+        return 1 if self.model_name in ONE_IMAGE_PER_CALL else None
 
     @property
     def network_batch(self) -> int:
-        """Images (or tiles) per network call: `batch_size`, or 1 where batches cost more per image."""
-        return 1 if self.one_image_per_call else self.batch_size
+        """Images (or tiles) per network call: `batch_size`, capped by `images_per_call`."""
+        return min(self.batch_size, self.images_per_call or self.batch_size)
 
     def network(self, images: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
