@@ -137,7 +137,8 @@ def main() -> None:
             print(f"| {name if i == 0 else ''} | {f'{speed:.1f}' if i == 0 else ''} | {text} |")
     diff = np.abs(table["float32"] - table["int8 backbone"])
     stored = np.array([float(r["score"]) for r in rows])
-    print(f"largest |score difference| int8 vs float32: {diff.max():.3g} (relative {np.max(diff / np.abs(stored)):.3g});"
+    relative = np.max(diff / np.abs(stored))
+    print(f"largest |score difference| int8 vs float32: {diff.max():.3g} (relative {relative:.3g});"
           f" float32 graph vs the cell's stored scores: {np.abs(table['float32'] - stored).max():.2g}")
     moved = int(np.sum((table["float32"] > threshold) != (table["int8 backbone"] > threshold)))
     print(f"test images on the other side of the cell's threshold with int8: {moved} of {len(rows)}")

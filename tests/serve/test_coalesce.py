@@ -31,7 +31,9 @@ def image(value: float) -> np.ndarray:
     return np.full((4, 4, 3), value, np.float32)
 
 
-def queue_behind_a_running_call(coalescer: Coalescer, model: GatedModel, requests: list[tuple[list[float], str | None]]):
+def queue_behind_a_running_call(
+    coalescer: Coalescer, model: GatedModel, requests: list[tuple[list[float], str | None]]
+):
     """Start one request that holds the model, queue `requests` behind it, release; their answers (or errors)."""
     answers: dict[int, object] = {}
 

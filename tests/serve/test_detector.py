@@ -184,7 +184,8 @@ def network_call_sizes(detector: Detector) -> list[int]:
 
 
 def test_patchcore_searching_exactly_runs_one_image_per_network_call_whatever_the_batch(tmp_path):
-    """Its exact bank search holds a block of distances per image: batches cost memory and time (docs/results/speed.md)."""
+    """Its exact bank search holds a block of distances per image: batches cost memory and time
+    (docs/results/speed.md)."""
     from helpers.serving import make_patchcore_checkpoint
 
     detector = Detector.from_checkpoint(make_patchcore_checkpoint(tmp_path / "final"), batch_size=8)
@@ -200,10 +201,9 @@ def test_patchcore_searching_a_graph_scores_a_batch_per_network_call(tmp_path):
     cheaper per image, more outgrow the caches. The search is read live, so switching it on a loaded
     detector (as scripts/line_speed.py does) counts."""
     pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
-    from helpers.serving import make_patchcore_checkpoint
-
     from defectscope.models.patchcore.config import HnswSearch, TorchSearch
     from defectscope.models.patchcore.model import HNSW_IMAGES_PER_CALL
+    from helpers.serving import make_patchcore_checkpoint
 
     path = make_patchcore_checkpoint(tmp_path / "final", extra=("--model.search", "hnsw"))
     detector = Detector.from_checkpoint(path, batch_size=8)

@@ -16,7 +16,6 @@ from defectscope.models.patchcore.config import PatchCoreConfig
 from defectscope.models.patchcore.memory_bank import MemoryBank
 from defectscope.models.patchcore.network import build_features
 
-
 HNSW_IMAGES_PER_CALL = 4
 
 
