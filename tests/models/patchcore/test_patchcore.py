@@ -150,6 +150,30 @@ def test_a_batch_is_refined_in_shared_passes_with_each_images_own_result(monkeyp
             assert torch.equal(together.support[row], neighbours)
 
 
+def test_a_part_unlike_every_good_one_is_refined_in_few_passes(monkeypatch):
+    """Every patch far from the bank and the same (a blank frame, the wrong part): the graph is a
+    little off on each, so nearly all must be searched exactly; the blocks double, so that costs
+    a handful of passes over the bank, not one per block of eight, and the result stays exact."""
+    pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
+    import defectscope.models.patchcore.memory_bank as memory_bank
+
+    g = torch.Generator().manual_seed(12)
+    exact = MemoryBank(16, ratio=1.0)
+    rough = MemoryBank(16, ratio=1.0, search=HnswSearch(links=2, candidates=1, build_candidates=2))
+    exact.bank = rough.bank = clustered(2000, 16, g)
+    features = (6.0 + 0.01 * torch.randn(1, 16, 16, 16, generator=g))  # 256 patches, all alike and far
+    passes = []
+    real = memory_bank._distance_blocks
+    monkeypatch.setattr(memory_bank, "_distance_blocks", lambda *a: passes.append(len(a[0])) or real(*a))
+    got = patch_scores(features, rough)
+    searched = sum(passes)
+    assert searched > 128  # most patches needed the exact search ...
+    assert len(passes) <= 7  # ... in 8, 8, 16, 32, 64, 128 (+ the rest) patches per pass, not 32 passes of 8
+    assert searched <= 256  # and never a patch twice
+    ref = patch_scores(features, exact)
+    assert torch.allclose(got.distances.amax(), ref.distances.amax(), atol=1e-5)
+
+
 def test_the_graph_is_built_when_a_scorer_prepares_the_model_and_follows_the_bank():
     pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
     g = torch.Generator().manual_seed(8)

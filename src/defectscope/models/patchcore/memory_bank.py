@@ -224,7 +224,10 @@ class MemoryBank(nn.Module):
                 done[r] == 0 or float(distances[r, order[r, done[r]]]) ** 2 > best[r] ** 2 - slack[r])]
             if not active:
                 return found
-            chosen = [order[r, done[r] : done[r] + block] for r in active]
+            # each pass searches as many patches as all before it: a part unlike every good one
+            # (most of its patches far, the graph a little off on each) takes a few passes, not
+            # one per block of eight, and never more patches than there are
+            chosen = [order[r, done[r] : done[r] + max(block, done[r])] for r in active]
             asked = torch.cat([queries[r, c] for r, c in zip(active, chosen, strict=True)])
             first = [r for r, c in zip(active, chosen, strict=True) if done[r] == 0]
             guesses = (torch.cat([indices[r, order[r, :block]] for r in first]).unique()
