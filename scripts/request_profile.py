@@ -1,6 +1,7 @@
 """Where a service request's time goes, stage by stage, with no HTTP and no other client.
 
     python scripts/request_profile.py runs/part/checkpoints/final [--repeats 3] [--no-overlay]
+    python scripts/request_profile.py runs/part/checkpoints/final --images '*/Imgs/*.png'   # blank frames
 
 Runs the stages `/predict` runs for one upload, in the service's own functions, on the demo MTSD
 tiles (the ones scripts/load_test.py sends), one image at a time on one thread: the header probe
@@ -30,6 +31,9 @@ def main() -> None:
     p.add_argument("checkpoint", type=Path, help="a checkpoint folder (the one the service would load)")
     p.add_argument("--repeats", type=int, default=3, help="passes over the demo tiles")
     p.add_argument("--no-overlay", action="store_true", help="time the answer without the heatmap")
+    p.add_argument("--images", default="*/Imgs/*.jpg",
+                   help="glob under demo/mtsd_mini (default: the tiles; '*/Imgs/*.png' are their masks, "
+                        "black frames with a white blot: parts unlike every good one)")
     args = p.parse_args()
 
     import torch
@@ -39,7 +43,7 @@ def main() -> None:
     from defectscope.serve.settings import ServeSettings
 
     torch.set_num_threads(2)
-    files = sorted(DEMO.glob("*/Imgs/*.jpg"))  # the .png files beside them are masks
+    files = sorted(DEMO.glob(args.images))
     if not files:
         raise SystemExit(f"no demo images under {DEMO}")
     settings = ServeSettings()
@@ -69,8 +73,8 @@ def main() -> None:
                 stages[stage].append(seconds * 1000)
 
     total = np.sum([stages[s] for s in stages], axis=0)
-    print(f"{len(files)} demo tiles x {args.repeats}, one at a time, torch {torch.get_num_threads()} threads, "
-          f"model {detector.model_name} ({args.checkpoint})")
+    print(f"{len(files)} images ({args.images}) x {args.repeats}, one at a time, "
+          f"torch {torch.get_num_threads()} threads, model {detector.model_name} ({args.checkpoint})")
     print("| stage | median ms | p90 ms |")
     print("|---|---|---|")
     for stage, values in [*stages.items(), ("total", list(total))]:
