@@ -40,7 +40,7 @@ def queue_behind_a_running_call(
     def ask(key: int, values: list[float], class_name: str | None) -> None:
         try:
             answers[key] = coalescer.score([image(v) for v in values], class_name)
-        except ValueError as err:
+        except (ValueError, RuntimeError, KeyboardInterrupt) as err:
             answers[key] = err
 
     first = threading.Thread(target=ask, args=(-1, [100.0], requests[0][1]))
@@ -91,6 +91,34 @@ def test_a_part_that_breaks_the_model_fails_its_own_request_only():
     assert answers[0] == [(1.0, None)] and answers[2] == [(2.0, None)]
     assert isinstance(answers[1], ValueError) and "-1.0" in str(answers[1])
     assert coalescer.score([image(7)]) == [(7.0, None)]  # and the model is free again
+
+
+def test_an_interrupt_during_a_shared_call_is_not_retried_and_answers_nobody_wrongly():
+    """Ctrl-C is not a part's fault: the thread running the call stops with it, the model is not
+    run again, and the requests in that call get an error, not an empty answer."""
+    model = GatedModel()
+    real = model.score
+
+    def interrupted(images, class_name):
+        if len(images) > 1:
+            model.calls.append(([float(i.flat[0]) for i in images], class_name))
+            raise KeyboardInterrupt
+        return real(images, class_name)
+
+    coalescer = Coalescer(interrupted, max_images=4)
+    answers = queue_behind_a_running_call(coalescer, model, [([1.0], None), ([2.0], None), ([3.0], None)])
+    assert model.calls == [([100.0], None), ([1.0, 2.0, 3.0], None)]  # no retry one by one
+    assert sum(isinstance(a, KeyboardInterrupt) for a in answers.values()) == 1  # the thread that ran it
+    others = [a for key, a in answers.items() if key >= 0 and not isinstance(a, KeyboardInterrupt)]
+    assert len(others) == 2 and all(isinstance(a, RuntimeError) for a in others)
+    assert all("before this request was answered" in str(a) for a in others)
+    assert coalescer.score([image(7)]) == [(7.0, None)]  # and the model is free again
+
+
+def test_a_model_that_answers_too_few_detections_fails_the_request_instead_of_shortening_it():
+    coalescer = Coalescer(lambda images, class_name: [(1.0, class_name)], max_images=4)
+    with pytest.raises(RuntimeError, match="1 detections for 2 images"):
+        coalescer.score([image(1), image(2)])
 
 
 def test_max_images_must_be_positive():

@@ -50,13 +50,18 @@ class Coalescer:
         with self._cond:
             self._waiting.append(mine)
         while True:
-            with self._cond:
-                self._cond.wait_for(lambda: mine.done or not self._busy)
-                if mine.done:
-                    break
-                self._busy = True
-                batch = self._take()
-            self._run(batch)
+            batch: list[_Request] = []
+            try:  # opened before the batch is taken: whatever stops this thread, its batch is finished
+                with self._cond:
+                    self._cond.wait_for(lambda: mine.done or not self._busy)
+                    if mine.done:
+                        break
+                    batch = self._take()
+                    self._busy = True
+                self._run(batch)
+            finally:
+                if batch:
+                    self._finish(batch)
         if mine.error is not None:
             raise mine.error
         return mine.detections
@@ -75,22 +80,29 @@ class Coalescer:
     def _run(self, batch: list[_Request]) -> None:
         try:
             self._answer(batch)
-        except BaseException as err:  # noqa: BLE001 - handed to the requests' own threads, raised there
+        except Exception as err:  # noqa: BLE001 - handed to the requests' own threads, raised there
             if len(batch) == 1:
                 batch[0].error = err
             else:  # a part that breaks the model must fail its own request only: each again, alone
                 for request in batch:
                     try:
                         self._answer([request])
-                    except BaseException as own:  # noqa: BLE001 - handed to the request's own thread
+                    except Exception as own:  # noqa: BLE001 - handed to the request's own thread
                         request.error = own
-        finally:
-            with self._cond:
-                self.calls += 1
-                for request in batch:
-                    request.done = True
-                self._busy = False
-                self._cond.notify_all()
+        # anything else (an interrupt, SystemExit) is not the parts' fault: not retried, it stops
+        # this thread, and `_finish` tells the batch's other requests they were not answered
+
+    def _finish(self, batch: list[_Request]) -> None:
+        with self._cond:
+            self.calls += 1
+            for request in batch:
+                if request.error is None and len(request.detections) != len(request.images):
+                    request.error = RuntimeError(
+                        f"scoring stopped before this request was answered ({len(request.detections)} "
+                        f"detections for {len(request.images)} images)")
+                request.done = True
+            self._busy = False
+            self._cond.notify_all()
 
     def _answer(self, batch: list[_Request]) -> None:
         detections = self._score([image for r in batch for image in r.images], batch[0].class_name)

@@ -174,6 +174,22 @@ def test_a_part_unlike_every_good_one_is_refined_in_few_passes(monkeypatch):
     assert torch.allclose(got.distances.amax(), ref.distances.amax(), atol=1e-5)
 
 
+def test_the_exact_pass_reduces_each_block_and_matches_brute_force():
+    """Whatever the budget (down to one query per block, which keeps memory at one row of the
+    bank), the nearest rows and the k nearest of the rest are the brute-force ones."""
+    from defectscope.models.patchcore.memory_bank import _distance_blocks
+
+    g = torch.Generator().manual_seed(13)
+    bank, queries = torch.randn(300, 8, generator=g), torch.randn(23, 8, generator=g)
+    norms = bank.square().sum(dim=1)
+    brute = torch.cdist(queries, bank)
+    for budget in (1, 300 * 5, 1 << 24):
+        d2, near, kin = _distance_blocks(queries, bank, norms, budget, 17, 4)
+        assert torch.equal(near, brute[:17].argmin(dim=1))
+        assert torch.allclose((d2 + queries[:17].square().sum(dim=1)).sqrt(), brute[:17].min(dim=1).values, atol=1e-5)
+        assert torch.equal(kin, brute[17:].topk(4, dim=1, largest=False).indices)
+
+
 def test_the_graph_is_built_when_a_scorer_prepares_the_model_and_follows_the_bank():
     pytest.importorskip("faiss", reason="faiss-cpu is optional (pip install faiss-cpu)")
     g = torch.Generator().manual_seed(8)

@@ -204,9 +204,9 @@ class MemoryBank(nn.Module):
         block ride along in the first exact pass; returned as {bank index: (neighbours,)
         indices}, for `reweighted_image_score` to use where m* is among them.
 
-        Every row's next block goes into one exact pass (in chunks of at most `budget` distances):
-        reading the bank, not the arithmetic, is what a pass costs, so a batch of B images pays
-        about one pass instead of B.
+        Every row's next block goes into one exact pass (in chunks of at most `budget` distances,
+        each reduced at once): reading the bank, not the arithmetic, is what a pass costs, so a
+        batch of B images pays about one pass instead of B.
         """
         found: dict[int, Tensor] = {}
         if not self.approximate:
@@ -232,11 +232,10 @@ class MemoryBank(nn.Module):
             first = [r for r, c in zip(active, chosen, strict=True) if done[r] == 0]
             guesses = (torch.cat([indices[r, order[r, :block]] for r in first]).unique()
                        if neighbours > 1 and first else indices[0, :0])
-            d2 = _distance_blocks(torch.cat([asked, bank[guesses]]), bank, norms, budget)
-            near_d2, near = d2[: len(asked)].min(dim=1)  # min, as the exact search breaks ties
+            near_d2, near, kin = _distance_blocks(torch.cat([asked, bank[guesses]]), bank, norms, budget,
+                                                  len(asked), min(neighbours, len(bank)))
             if len(guesses):
-                found.update(zip(guesses.tolist(), d2[len(asked):].topk(
-                    min(neighbours, len(bank)), dim=1, largest=False).indices, strict=True))
+                found.update(zip(guesses.tolist(), kin, strict=True))
             exact = near_d2.add_(asked.square().sum(dim=1)).clamp_min_(0).sqrt_()
             start = 0
             for r, c in zip(active, chosen, strict=True):
@@ -300,11 +299,23 @@ def _build_index(faiss: Any, search: Search, bank: Tensor) -> Any:
     return index
 
 
-def _distance_blocks(queries: Tensor, bank: Tensor, bank_norms: Tensor, budget: int) -> Tensor:
-    """(n, N) squared distances less ‖q‖², as `_nearest_block` computes them, at most `budget` values per block."""
+def _distance_blocks(queries: Tensor, bank: Tensor, bank_norms: Tensor, budget: int, nearest: int,
+                     k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """One pass over the bank for every query, in blocks of at most `budget` distances, each block
+    reduced before the next (so memory stays at the budget however many queries): the first
+    `nearest` queries get their nearest bank row (squared distance less ‖q‖², as `_nearest_block`
+    computes it, and its index), the rest the indices of their `k` nearest rows."""
     chunk = max(1, budget // max(1, len(bank)))
-    return torch.cat([torch.addmm(bank_norms[None], queries[start : start + chunk], bank.T, alpha=-2.0)
-                      for start in range(0, max(1, len(queries)), chunk)])
+    near_d2, near, kin = [], [], [bank_norms.new_empty((0, k), dtype=torch.long)]
+    for start in range(0, len(queries), chunk):
+        d2 = torch.addmm(bank_norms[None], queries[start : start + chunk], bank.T, alpha=-2.0)
+        split = min(max(nearest - start, 0), len(d2))
+        values, where = d2[:split].min(dim=1)  # min, as the exact search breaks ties
+        near_d2.append(values)
+        near.append(where)
+        if split < len(d2):
+            kin.append(d2[split:].topk(k, dim=1, largest=False).indices)
+    return torch.cat(near_d2), torch.cat(near), torch.cat(kin)
 
 
 def _nearest_block(queries: Tensor, bank: Tensor, bank_norms: Tensor, k: int) -> tuple[Tensor, Tensor]:
