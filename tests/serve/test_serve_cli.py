@@ -58,3 +58,28 @@ def test_the_library_and_cli_import_without_the_serve_extra(tiny_checkpoint):
                           cwd=REPO_ROOT, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "pip install 'defectscope[serve]'" in done.stderr
+
+
+def test_the_heap_arenas_are_limited_before_the_model_loads(capsys, monkeypatch, tmp_path):
+    import defectscope.serve.slots as slots
+
+    asked = []
+    monkeypatch.setattr(slots, "limit_heap_arenas", asked.append)
+    serve_fails(capsys, str(tmp_path / "no_such_run"))  # the model is never loaded, the limit is already set
+    serve_fails(capsys, str(tmp_path / "no_such_run"), "--heap-arenas", "0")
+    assert asked == [2, 0]
+    assert "--heap-arenas must be 0" in serve_fails(capsys, str(tmp_path / "no_such_run"), "--heap-arenas", "-1")
+
+
+def test_limiting_the_heap_arenas_asks_glibc_and_leaves_a_users_setting(monkeypatch):
+    import ctypes.util
+
+    from defectscope.serve.slots import limit_heap_arenas
+
+    if not sys.platform.startswith("linux") or "musl" in (ctypes.util.find_library("c") or "musl"):
+        pytest.skip("mallopt(M_ARENA_MAX) is glibc's")
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert limit_heap_arenas(0) is False  # glibc's default: nothing to set
+    assert limit_heap_arenas(8) is True  # glibc accepted it (8: this test process's own default on 1 core)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_heap_arenas(2) is False

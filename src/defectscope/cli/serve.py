@@ -52,6 +52,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="most parts DIR may hold; more are refused (409) (default %(default)d)")
     p.add_argument("--no-heap-trim", dest="heap_trim", action="store_false",
                    help="do not hand freed heap back to the system after a burst (glibc malloc_trim)")
+    p.add_argument("--heap-arenas", type=int, default=2,
+                   help="glibc heaps shared by all threads; more use more memory after a burst, not more speed "
+                        "(0: glibc's default, eight per core; MALLOC_ARENA_MAX in the environment wins) "
+                        "(default %(default)d)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's; 'warning' drops the per-request access log")
     p.set_defaults(run=run)
@@ -69,6 +73,11 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
             continue
         if not getattr(args, flag) > 0:
             raise ConfigError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    if args.heap_arenas < 0:
+        raise ConfigError(f"--heap-arenas must be 0 (glibc's default) or positive, got {args.heap_arenas}")
+    from defectscope.serve.slots import limit_heap_arenas
+
+    limit_heap_arenas(args.heap_arenas)  # before the server's threads take heaps of their own
     settings = ServeSettings(
         max_upload_bytes=max(1, round(args.max_upload_mb * MIB)),
         max_batch_bytes=max(1, round(args.max_batch_mb * MIB)),
