@@ -2,7 +2,8 @@
 
     python scripts/burst_memory.py CHECKPOINT IMAGES_DIR [--requests 300] [--concurrency 8] [--batch 16]
 
-Starts `defectscope serve` from this checkout twice (heap trim on, then `--no-heap-trim`), sends
+Starts `defectscope serve` from this checkout three times (as shipped, `--no-heap-trim`, and
+`--heap-arenas 0`: glibc's own number of heaps), sends
 the same burst to each from `--concurrency` client threads: every fifth request a `/predict/batch`
 of `--batch` images, the others single `/predict`s, overlay on as the page asks. Reports the
 server's resident memory after start, after a warm-up, its peak (VmHWM), just after the burst,
@@ -64,7 +65,7 @@ def main() -> None:
         raise SystemExit(f"no .png or .jpg images in {args.images}")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=REPO_ROOT).stdout.strip()
-    for flags in ((), ("--no-heap-trim",)):
+    for flags in ((), ("--no-heap-trim",), ("--heap-arenas", "0")):
         with running_server(args.checkpoint, "--max-batch-files", str(args.batch), *flags) as (process, url):
             report: dict = {"flags": " ".join(flags) or "(default)", "commit": commit,
                             "after_start_mib": rss_mib(process.pid)["VmRSS"]}
