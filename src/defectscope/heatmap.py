@@ -16,15 +16,27 @@ SCALE_RED_SHARE = 0.15  # of the colour scale's width: values at or above the to
 MIN_SCALE_WIDTH = 340  # px: room for the colour scale's words under a small picture
 
 
-def heat_colormap(values: np.ndarray) -> np.ndarray:
-    """[0, 1] → RGB uint8 with a blue–green–yellow–red ramp (no matplotlib needed)."""
-    v = np.clip(values, 0, 1)[..., None]
-    stops = np.array([[0, 0, 128], [0, 128, 255], [0, 220, 120], [255, 230, 0], [230, 0, 0]], np.float32)
-    pos = v * (len(stops) - 1)
-    lo = np.floor(pos).astype(int).clip(0, len(stops) - 2)
+HEAT_STOPS = np.array([[0, 0, 128], [0, 128, 255], [0, 220, 120], [255, 230, 0], [230, 0, 0]], np.float32)
+# 1,024 levels: the ramp's steepest channel moves 255 over a quarter of it, so neighbouring levels
+# differ by at most one unit of colour; a lookup costs a gather instead of a float pass per channel
+_HEAT_LEVELS = 1024
+
+
+def _ramp(values: np.ndarray) -> np.ndarray:
+    """The continuous ramp, [0, 1] → RGB uint8 (linear between the stops)."""
+    pos = np.clip(values, 0, 1)[..., None] * (len(HEAT_STOPS) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(HEAT_STOPS) - 2)
     frac = pos - lo
-    rgb = stops[lo[..., 0]] * (1 - frac) + stops[lo[..., 0] + 1] * frac
-    return rgb.astype(np.uint8)
+    return np.round(HEAT_STOPS[lo[..., 0]] * (1 - frac) + HEAT_STOPS[lo[..., 0] + 1] * frac).astype(np.uint8)
+
+
+_HEAT_TABLE = _ramp(np.linspace(0, 1, _HEAT_LEVELS, dtype=np.float32))
+
+
+def heat_colormap(values: np.ndarray) -> np.ndarray:
+    """[0, 1] → RGB uint8 with a blue–green–yellow–red ramp (no matplotlib needed); NaN reads as 0."""
+    levels = np.nan_to_num(np.asarray(values, np.float32), nan=0.0) * (_HEAT_LEVELS - 1) + 0.5
+    return _HEAT_TABLE[np.clip(levels, 0, _HEAT_LEVELS - 1).astype(np.intp)]
 
 
 def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -47,7 +59,7 @@ def _overlay(image: np.ndarray, anomaly_map: np.ndarray, high: float | None, max
     amap = np.asarray(Image.fromarray(anomaly_map.astype(np.float32), "F").resize(size, Image.BILINEAR))
     low, high = heat_range(amap, high)
     heat = heat_colormap((amap - low) / (high - low) if high > low else (amap >= high).astype(np.float32))
-    blend = (0.5 * rgb.astype(np.float32) + 0.5 * heat).astype(np.uint8)
+    blend = ((rgb.astype(np.uint16) + heat) >> 1).astype(np.uint8)  # half and half, rounded down
     return rgb, blend, (low, high)
 
 
