@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import os
 import threading
 import time
 from collections import deque
@@ -80,8 +81,6 @@ def limit_heap_arenas(count: int) -> bool:
     handled: the served PatchCore's peak was 1,434–1,491 MiB with the default and 1,038 MiB with
     two heaps, at the same requests/s (docs/deploy.md). A MALLOC_ARENA_MAX in the environment wins.
     """
-    import os
-
     if count < 1 or "MALLOC_ARENA_MAX" in os.environ:
         return False
     name = ctypes.util.find_library("c")
