@@ -10,6 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
 
 class Slots:
@@ -56,17 +57,22 @@ class Slots:
                 self._cond.notify_all()
 
 
-def _malloc_trim() -> Callable[[], None] | None:
-    """glibc's malloc_trim(0), or None where the C library has none (musl, macOS, Windows)."""
+def _libc(function: str, argtypes: list[Any]) -> Any | None:
+    """A glibc function with its C signature, or None where the C library has none (musl, macOS, Windows)."""
     name = ctypes.util.find_library("c")
     try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
+        found = getattr(ctypes.CDLL(name), function) if name else None
     except (OSError, AttributeError):
         return None
-    if trim is None:
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: trim(0)
+    if found is not None:
+        found.argtypes, found.restype = argtypes, ctypes.c_int
+    return found
+
+
+def _malloc_trim() -> Callable[[], None] | None:
+    """glibc's malloc_trim(0), or None where the C library has none."""
+    trim = _libc("malloc_trim", [ctypes.c_size_t])
+    return None if trim is None else lambda: trim(0)
 
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
@@ -83,14 +89,9 @@ def limit_heap_arenas(count: int) -> bool:
     """
     if count < 1 or "MALLOC_ARENA_MAX" in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        return False
+    mallopt = _libc("mallopt", [ctypes.c_int, ctypes.c_int])
     if mallopt is None:
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt(M_ARENA_MAX, count) == 1
 
 
