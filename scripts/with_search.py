@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
 from pathlib import Path
 
 from defectscope.engine.checkpoint import load_checkpoint, save_checkpoint
-from defectscope.models.patchcore.config import FaissSearch, HnswSearch, TorchSearch
+from defectscope.models.patchcore.config import Search
 
-SEARCHES = {"torch": TorchSearch, "faiss": FaissSearch, "hnsw": HnswSearch}
+SEARCHES = {kind().kind: kind for kind in typing.get_args(Search)}  # the config's own choices, by name
 
 
 def main() -> None:
