@@ -2,7 +2,7 @@
 pass over each image's farthest patches (HNSW), Eq. 7 re-weighting, map.
 
     python scripts/patchcore_profile.py RUN/checkpoints/final [--batch 1] [--repeats 20]
-        [--images CELL/scores.csv] [--search torch|faiss|hnsw]
+        [--images CELL/scores.csv] [--search torch|faiss|hnsw] [--features torch|onnxruntime]
 
 Times each stage of `PatchCore.predict` at the working size (after two untimed calls) and prints
 milliseconds per image and each stage's share, with the bank's size. Images: random ones, or the
@@ -47,6 +47,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--images", default=None, help="a run's scores.csv: its first images instead of random ones")
     p.add_argument("--search", choices=["torch", "faiss", "hnsw"], default=None)
+    p.add_argument("--features", choices=["torch", "onnxruntime"], default="torch",
+                   help="what computes the backbone's features (onnxruntime: as predict and serve prepare it)")
     args = p.parse_args()
     checkpoint = load_checkpoint(args.checkpoint)
     model = checkpoint.model.eval()
@@ -54,6 +56,7 @@ def main() -> None:
         raise SystemExit(f"{args.checkpoint}: a {model.__class__.__name__}, not a PatchCore")
     if args.search:
         model.memory.search = {"torch": TorchSearch(), "faiss": FaissSearch(), "hnsw": HnswSearch()}[args.search]
+    model.prepare(onnxruntime_threads=torch.get_num_threads() if args.features == "onnxruntime" else None)
     size = model.image_size if isinstance(model.image_size, tuple) else (model.image_size, model.image_size)
     seconds = dict.fromkeys(STAGES, 0.0)
     memory, neighbours = model.memory, model.config.num_neighbors
@@ -82,7 +85,8 @@ def main() -> None:
     per_image = 1000 / counted
     bank = tuple(memory.bank.shape)
     print(f"bank {bank[0]:,} x {bank[1]}, search {memory.search.kind}, {size[0]}x{size[1]} px, batch {args.batch}, "
-          f"{'test images' if args.images else 'random images'}, {torch.get_num_threads()} threads: "
+          f"{'test images' if args.images else 'random images'}, {torch.get_num_threads()} threads, features in "
+          f"{model.feature_runtime}: "
           f"{total * per_image:.1f} ms per image ({1000 / (total * per_image):.1f} images/s)")
     print("| stage | ms per image | share |\n|---|---|---|")
     for name, value in seconds.items():

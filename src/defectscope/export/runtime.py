@@ -96,6 +96,6 @@ class OnnxDetector(ScoringPath):
             model_name=meta.model_name, class_names=self.class_names, image_size=meta.image_size,
             viewing=self.viewing, calibration=self.calibration, map_standardization=self.standardizer is not None,
             step=meta.checkpoint_step, device=",".join(self.session.get_providers()), backend="onnxruntime",
-            threads=self.threads,
+            threads=self.threads, feature_runtime="onnxruntime",
             exported_by=meta.defectscope_version, checkpoint_format=meta.checkpoint_format, exporter=meta.exporter,
             opset=meta.opset)

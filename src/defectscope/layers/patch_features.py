@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from defectscope.layers.backbones import FrozenBackbone
+from defectscope.layers.onnx_features import OnnxFeatures, exporting
 
 
 def aggregate_taps(
@@ -43,13 +44,34 @@ class PatchFeatures(nn.Module):
         self.backbone, self.neighbourhood, self.mode = backbone, neighbourhood, mode
         self.channels = sum(backbone.tap_channels)
         self.stride = backbone.tap_strides[0]
+        self.onnx: OnnxFeatures | None = None  # set by `use_onnxruntime` for scoring on the CPU
+
+    def use_onnxruntime(self, threads: int | None) -> None:
+        """Compute features with onnxruntime from now on (images on the CPU, outside an export);
+        None: back to torch."""
+        self.onnx = None
+        if threads is not None:
+            self.onnx = OnnxFeatures(_TorchPatchFeatures(self), threads)
 
     def grid(self, image_size: int) -> int:
         """Side of the feature grid for a square image (ceil division, as the convolutions pad)."""
         return -(-image_size // self.stride)
 
     def forward(self, images: Tensor) -> Tensor:
+        if self.onnx is not None and images.device.type == "cpu" and not images.requires_grad and not exporting():
+            return self.onnx(images)
         return aggregate_taps(self.backbone(images), self.neighbourhood, self.mode)
+
+
+class _TorchPatchFeatures(nn.Module):
+    """The torch computation of a PatchFeatures, whatever runtime it is set to (what gets exported)."""
+
+    def __init__(self, features: PatchFeatures) -> None:
+        super().__init__()
+        self.features = features
+
+    def forward(self, images: Tensor) -> Tensor:
+        return aggregate_taps(self.features.backbone(images), self.features.neighbourhood, self.features.mode)
 
 
 def jitter_features(features: Tensor, scale: float, generator: torch.Generator | None = None) -> Tensor:

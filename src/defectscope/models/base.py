@@ -16,6 +16,8 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
+from defectscope.layers.patch_features import PatchFeatures
+
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -131,9 +133,19 @@ class AnomalyModel(nn.Module):
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         raise NotImplementedError
 
-    def prepare(self) -> None:
+    def prepare(self, onnxruntime_threads: int | None = None) -> None:
         """Build what scoring needs once the model is on its device (a search index), so the first
-        image does not wait for it; nothing by default."""
+        image does not wait for it. `onnxruntime_threads`: a model whose `features` are frozen
+        `PatchFeatures` computes them in onnxruntime with that many threads (None: in torch)."""
+        features = getattr(self, "features", None)
+        if isinstance(features, PatchFeatures):
+            features.use_onnxruntime(onnxruntime_threads)
+
+    @property
+    def feature_runtime(self) -> str:
+        """What computes the features when scoring: onnxruntime where `prepare` set it, else torch."""
+        features = getattr(self, "features", None)
+        return "onnxruntime" if isinstance(features, PatchFeatures) and features.onnx is not None else "torch"
 
     @property
     def images_per_call(self) -> int | None:

@@ -66,7 +66,8 @@ class PatchCore(AnomalyModel):
         self.memory.append(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
         return {"bank_size": (float(before), float(len(self.memory.bank)))}
 
-    def prepare(self) -> None:
+    def prepare(self, onnxruntime_threads: int | None = None) -> None:
+        super().prepare(onnxruntime_threads)
         self.memory.prepare_index()
 
     @property

@@ -1,0 +1,91 @@
+"""Features computed by onnxruntime for scoring: the torch features, any batch and size; torch wherever a
+graph is traced or a gradient is wanted."""
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from defectscope.layers.backbones import BackboneConfig, FrozenBackbone
+from defectscope.layers.patch_features import PatchFeatures
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is optional (pip install 'defectscope[export]')")
+
+
+def random_features() -> PatchFeatures:
+    torch.manual_seed(0)
+    return PatchFeatures(FrozenBackbone(BackboneConfig("mobilenet_v2", pretrained=False), "middle")).eval()
+
+
+@pytest.fixture(scope="module")
+def features():
+    return random_features()
+
+
+def images(batch, height, width, seed=0):
+    return torch.rand(batch, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 64), (3, 64, 64), (2, 48, 80)])
+def test_onnxruntime_gives_the_torch_features_for_any_batch_and_size(features, shape):
+    x = images(*shape)
+    with torch.no_grad():
+        expected = features(x)
+        features.use_onnxruntime(1)
+        try:
+            got = features(x)
+        finally:
+            features.use_onnxruntime(None)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=1e-4 * float(expected.abs().max()), rtol=1e-4)
+
+
+def test_it_is_used_and_switched_off(features, monkeypatch):
+    calls = []
+    features.use_onnxruntime(1)
+    try:
+        session = features.onnx
+        run = session.session.run
+        monkeypatch.setattr(session.session, "run", lambda *a, **k: calls.append(1) or run(*a, **k), raising=False)
+        with torch.no_grad():
+            features(images(1, 64, 64))
+        assert calls == [1]
+    finally:
+        features.use_onnxruntime(None)
+    assert features.onnx is None
+
+
+def test_a_gradient_or_a_trace_gets_torch(features):
+    """An input that wants a gradient gets torch's features (onnxruntime has none); a module traced for export
+    holds the backbone's layers, not a call into a session."""
+    features.use_onnxruntime(1)
+    try:
+        x = images(1, 64, 64).requires_grad_()
+        features(x).sum().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0
+        buffer = io.BytesIO()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter says it is the old one; the trace's shape notes
+            torch.onnx.export(features, (images(1, 64, 64),), buffer, dynamo=False, opset_version=17)
+    finally:
+        features.use_onnxruntime(None)
+    import onnx
+
+    ops = {node.op_type for node in onnx.load_from_string(buffer.getvalue()).graph.node}
+    assert "Conv" in ops
+
+
+def test_a_session_is_its_own_copy_of_the_weights(features):
+    """The session holds the weights as they were when it was made; preparing again takes the current ones."""
+    fresh = random_features()
+    x = images(1, 64, 64)
+    fresh.use_onnxruntime(1)
+    with torch.no_grad():
+        before = fresh(x).numpy()
+        for p in fresh.parameters():
+            p.mul_(0.5)
+        assert np.array_equal(fresh(x).numpy(), before)
+        fresh.use_onnxruntime(1)
+        assert not np.allclose(fresh(x).numpy(), before)
