@@ -29,6 +29,9 @@ import numpy as np
 # PatchCore's bank searched by faiss: exact (IndexFlatL2), HNSW with exact image scores (model.search kinds;
 # imported only in the torch children, so that an onnxruntime child's peak memory holds no torch)
 SEARCHES = {"torch+faiss": "faiss", "torch+hnsw": "hnsw"}
+# a torch backend with this suffix computes the backbone's features in onnxruntime (what predict and serve do
+# where onnxruntime is installed: Detector feature_runtime auto); without it, every torch row is torch alone
+ORT_FEATURES = "+ort-features"
 
 
 def child(args: argparse.Namespace) -> None:
@@ -36,21 +39,23 @@ def child(args: argparse.Namespace) -> None:
     from defectscope.data.image_io import load_image_array
 
     rows = list(csv.DictReader(open(Path(args.cell) / "scores.csv")))[: args.images]
-    if args.backend in ("torch", *SEARCHES):
+    backend = args.backend.removesuffix(ORT_FEATURES)
+    if backend in ("torch", *SEARCHES):
         import torch
 
         torch.set_num_threads(args.threads)
         from defectscope.engine.detector import Detector
 
-        detector = Detector.from_checkpoint(Path(args.cell) / "checkpoints" / "final", batch_size=args.batch)
-        if args.backend in SEARCHES:  # the same bank, searched by faiss
+        detector = Detector.from_checkpoint(Path(args.cell) / "checkpoints" / "final", batch_size=args.batch,
+                                            feature_runtime="onnxruntime" if backend != args.backend else "torch")
+        if backend in SEARCHES:  # the same bank, searched by faiss
             import faiss
 
             faiss.omp_set_num_threads(args.threads)
             from defectscope.models.patchcore.config import FaissSearch, HnswSearch
 
             kinds = {"faiss": FaissSearch(), "hnsw": HnswSearch()}
-            detector.checkpoint.model.memory.search = kinds[SEARCHES[args.backend]]
+            detector.checkpoint.model.memory.search = kinds[SEARCHES[backend]]
     else:
         from defectscope.export.runtime import OnnxDetector
 
@@ -116,7 +121,8 @@ def main() -> None:
     p.add_argument("--only", default=".*", help="regular expression on cell ids")
     p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", *SEARCHES],
                    help="torch+faiss / torch+hnsw: PatchCore with faiss's exact search / HNSW with exact image "
-                        "scores, over the same bank (faiss-cpu)")
+                        f"scores, over the same bank (faiss-cpu); any torch backend + '{ORT_FEATURES}': the "
+                        "backbone's features in onnxruntime")
     args = p.parse_args()
     if args.child:
         args.cell, args.batch, args.threads = args.child, args.batch[0], args.threads[0]
@@ -130,7 +136,9 @@ def main() -> None:
         model, dataset = folder.name.split(".")[:2]
         export(folder)
         searches = list(SEARCHES) if model.startswith("patchcore") else []
-        backends = [b for b in ["torch", "onnxruntime", *searches] if b in args.backends]
+        torch_backends = ["torch", *searches]
+        backends = [b for b in [*torch_backends, "onnxruntime", *(t + ORT_FEATURES for t in torch_backends)]
+                    if b in args.backends]
         for backend in backends:
             for batch in args.batch:
                 for threads in args.threads:

@@ -339,3 +339,33 @@ def test_two_ranks_write_the_same_table_as_one_process(checkpoint, tmp_path):
             assert float(a["score"]) == pytest.approx(float(b["score"]), abs=1e-6)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["maps", "scores.csv", "scores.json"]
     assert json.loads((tmp_path / "two" / "scores.json").read_text())["world_size"] == 2
+
+
+def test_patchcore_features_run_where_the_flag_says_and_the_scores_agree(tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is optional (pip install 'defectscope[export]')")
+    from helpers.serving import make_patchcore_checkpoint
+
+    patchcore = make_patchcore_checkpoint(tmp_path / "final")
+    images = [save(tmp_path / "in" / f"{i}.png", noisy_image(64, seed=i)) for i in range(2)]
+    scores = {}
+    for runtime in ("auto", "torch"):
+        out = tmp_path / runtime
+        assert predict(patchcore, str(tmp_path / "in"), "--output", str(out), "--feature-runtime", runtime) == 0
+        said = "onnxruntime" if runtime == "auto" else "torch"
+        assert f"features in {said})" in capsys.readouterr().out
+        scores[runtime] = [float(r["score"]) for r in rows_of(out)]
+    assert len(scores["auto"]) == len(images)
+    assert scores["auto"] == pytest.approx(scores["torch"], rel=1e-4)
+
+
+def test_onnxruntime_features_without_onnxruntime_are_a_clear_error(tmp_path, capsys, monkeypatch):
+    import defectscope.engine.detector as detector_module
+    from helpers.serving import make_patchcore_checkpoint
+
+    patchcore = make_patchcore_checkpoint(tmp_path / "final")
+    image = save(tmp_path / "x.png", normal_images(1, 64)[0])
+    monkeypatch.setattr(detector_module, "onnxruntime_available", lambda: False)
+    assert predict(patchcore, str(image), "--output", str(tmp_path / "out"), "--feature-runtime", "onnxruntime") == 2
+    err = capsys.readouterr().err
+    assert "--feature-runtime" in err and "defectscope[export]" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "scores.csv").exists()

@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from defectscope.layers.backbones import BackboneConfig, FrozenBackbone
+from defectscope.layers.onnx_features import OnnxFeatures
 from defectscope.layers.patch_features import PatchFeatures
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is optional (pip install 'defectscope[export]')")
 
 
-def random_features() -> PatchFeatures:
+def random_features(name: str = "mobilenet_v2") -> PatchFeatures:
     torch.manual_seed(0)
-    return PatchFeatures(FrozenBackbone(BackboneConfig("mobilenet_v2", pretrained=False), "middle")).eval()
+    return PatchFeatures(FrozenBackbone(BackboneConfig(name, pretrained=False), "middle")).eval()
 
 
 @pytest.fixture(scope="module")
@@ -28,27 +29,45 @@ def images(batch, height, width, seed=0):
     return torch.rand(batch, 3, height, width, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("shape", [(1, 64, 64), (3, 64, 64), (2, 48, 80)])
-def test_onnxruntime_gives_the_torch_features_for_any_batch_and_size(features, shape):
-    x = images(*shape)
-    with torch.no_grad():
-        expected = features(x)
-        features.use_onnxruntime(1)
-        try:
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0"])
+def test_onnxruntime_gives_the_torch_features_for_any_batch_and_size(name):
+    """EfficientNet-Lite pads from the input's size ("same"): a graph traced at one size and run at another
+    would give other features, so each size gets its own."""
+    features = random_features(name)
+    features.use_onnxruntime(1, (64, 64))
+    for shape in [(1, 64, 64), (3, 64, 64), (2, 48, 80), (1, 96, 96)]:
+        x = images(*shape)
+        with torch.no_grad():
             got = features(x)
-        finally:
-            features.use_onnxruntime(None)
-    assert got.shape == expected.shape
-    torch.testing.assert_close(got, expected, atol=1e-4 * float(expected.abs().max()), rtol=1e-4)
+            features.onnx, kept = None, features.onnx
+            expected = features(x)
+            features.onnx = kept
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, atol=1e-4 * float(expected.abs().max()), rtol=1e-4)
+    assert sorted(features.onnx.sessions) == [(48, 80), (64, 64), (96, 96)]
+
+
+def test_past_its_sizes_it_leaves_the_features_to_torch(features, monkeypatch):
+    monkeypatch.setattr(OnnxFeatures, "MAX_SIZES", 1)
+    features.use_onnxruntime(1, (64, 64))
+    try:
+        with torch.no_grad():
+            other = features(images(1, 48, 48))
+            features.onnx, kept = None, features.onnx
+            assert torch.equal(other, features(images(1, 48, 48)))
+            features.onnx = kept
+        assert list(features.onnx.sessions) == [(64, 64)]
+    finally:
+        features.use_onnxruntime(None)
 
 
 def test_it_is_used_and_switched_off(features, monkeypatch):
     calls = []
     features.use_onnxruntime(1)
     try:
-        session = features.onnx
-        run = session.session.run
-        monkeypatch.setattr(session.session, "run", lambda *a, **k: calls.append(1) or run(*a, **k), raising=False)
+        session = features.onnx.session((64, 64))
+        run = session.run
+        monkeypatch.setattr(session, "run", lambda *a, **k: calls.append(1) or run(*a, **k), raising=False)
         with torch.no_grad():
             features(images(1, 64, 64))
         assert calls == [1]

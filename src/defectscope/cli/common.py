@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from defectscope.config import ConfigError, RunConfig
+from defectscope.scoring.detection import FEATURE_RUNTIMES
 
 
 def with_save_maps(cfg: RunConfig, save_maps: bool) -> RunConfig:
@@ -39,3 +40,11 @@ def add_false_alarm_rate(parser: argparse.ArgumentParser) -> None:
 def check_false_alarm_rate(rate: float | None) -> None:
     if rate is not None and not 0 < rate < 1:
         raise ConfigError(f"--false-alarm-rate must lie strictly between 0 and 1, got {rate:g}")
+
+
+def add_feature_runtime(parser: argparse.ArgumentParser) -> None:
+    """`--feature-runtime`: what computes a checkpoint's frozen backbone features while it scores."""
+    parser.add_argument("--feature-runtime", choices=FEATURE_RUNTIMES, default="auto",
+                        help="a checkpoint's frozen backbone (PatchCore, PaDiM, PVQAE on features) on the CPU: "
+                             "auto (default) runs it in onnxruntime where that is installed (defectscope[export]; "
+                             "3.5-4x faster than torch, scores equal to float rounding), else in torch")

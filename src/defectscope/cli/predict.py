@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from defectscope.cli.common import add_false_alarm_rate, check_false_alarm_rate
+from defectscope.cli.common import add_false_alarm_rate, add_feature_runtime, check_false_alarm_rate
 from defectscope.config import ConfigError
 from defectscope.data.limits import PREDICT_MAX_IMAGE_PIXELS
 
@@ -36,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default %(default)d)")
     p.add_argument("--no-maps", action="store_true", help="write scores only")
     add_false_alarm_rate(p)
+    add_feature_runtime(p)
     p.set_defaults(run=run)
 
 
@@ -59,5 +60,5 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         model=args.checkpoint, inputs=tuple(args.inputs), output=Path(args.output), overwrite=args.overwrite,
         class_name=args.class_name, batch_size=args.batch_size, device=args.device, backend=args.backend,
         max_image_pixels=args.max_image_pixels, maps=not args.no_maps, false_alarm_rate=args.false_alarm_rate,
-        threads=args.threads,
+        threads=args.threads, feature_runtime=args.feature_runtime,
     ))

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from defectscope.cli.common import add_false_alarm_rate, check_false_alarm_rate
+from defectscope.cli.common import add_false_alarm_rate, add_feature_runtime, check_false_alarm_rate
 from defectscope.config import ConfigError
 
 MIB = 1024 * 1024
@@ -37,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels,
                    help="decoded-pixel cap, read from the header before decoding (default %(default)d = 4096²)")
     add_false_alarm_rate(p)
+    add_feature_runtime(p)
     p.add_argument("--max-inflight-images", type=int, default=d.max_inflight_images,
                    help="images decoded and scored at once over all requests, taken first come, first served "
                         "(default %(default)d)")
@@ -110,7 +111,11 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
-        detector = Detector.from_checkpoint(args.checkpoint, device=str(pick_device(args.device)))
+        try:
+            detector = Detector.from_checkpoint(args.checkpoint, device=str(pick_device(args.device)),
+                                                feature_runtime=args.feature_runtime)
+        except ValueError as err:  # onnxruntime asked for where it cannot run
+            raise ConfigError(f"--feature-runtime: {err}") from err
     if detector.threshold is None:
         raise ModelError(f"{args.checkpoint}: no calibrated image_threshold (the run had no held-out normal "
                          "images), so the service could not tell OK from DEFECT")
@@ -120,8 +125,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     app = create_app(detector, settings, trim_heap=args.heap_trim, feedback=feedback)
     info = detector.info()
     print(f"defectscope serve: {info['model_name']} from {args.checkpoint} in {info['backend']} ({info['threads']} "
-          f"threads, {info['device']}); page http://{args.host}:{args.port}/  OpenAPI "
-          f"http://{args.host}:{args.port}/openapi.json", file=sys.stderr, flush=True)
+          f"threads, {info['device']}, features in {info['feature_runtime']}); page http://{args.host}:{args.port}/  "
+          f"OpenAPI http://{args.host}:{args.port}/openapi.json", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

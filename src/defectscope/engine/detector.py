@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,15 +20,19 @@ from defectscope.engine.checkpoint import Checkpoint, load_checkpoint
 from defectscope.engine.inference import torch_network, viewing_of
 from defectscope.layers.onnx_features import onnxruntime_available
 from defectscope.models.base import Absorbing
-from defectscope.scoring.detection import Detection, DetectorLike, image_array, normalized_score
+from defectscope.scoring.detection import (
+    FEATURE_RUNTIMES,
+    Detection,
+    DetectorLike,
+    FeatureRuntime,
+    image_array,
+    normalized_score,
+)
 from defectscope.scoring.info import detector_info
 from defectscope.scoring.path import ScoringPath, canvas_tiles
 from defectscope.scoring.resize import fit_array
 
-__all__ = ["FEATURE_RUNTIMES", "Detection", "Detector", "DetectorLike", "FeatureRuntime", "normalized_score"]
-
-FeatureRuntime = Literal["auto", "torch", "onnxruntime"]
-FEATURE_RUNTIMES: tuple[FeatureRuntime, ...] = ("auto", "torch", "onnxruntime")
+__all__ = ["Detection", "Detector", "DetectorLike", "normalized_score"]
 
 
 class Detector(ScoringPath):
@@ -52,7 +56,9 @@ class Detector(ScoringPath):
         self.calibration = checkpoint.calibration
         self._class_names = list(checkpoint.class_names)
         checkpoint.model.eval().to(self.device)
-        checkpoint.model.prepare(onnxruntime_threads=self._onnxruntime_threads(feature_runtime))
+        tiling = self.viewing.tiling
+        checkpoint.model.prepare(onnxruntime_threads=self._onnxruntime_threads(feature_runtime),
+                                 input_size=(tiling.tile, tiling.tile) if tiling else self.viewing.size)
         self._lock = threading.Lock()  # one network call or absorb at a time: absorb changes what predict reads
         self._network = torch_network(checkpoint.model, self.device, self._lock)
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import threading
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,16 +38,51 @@ def exporting() -> bool:
 
 
 class OnnxFeatures:
-    """`module` ((B, 3, H, W) → (B, C, h, w), frozen) as an onnxruntime session; any batch and image size.
+    """`module` ((B, 3, H, W) → (B, C, h, w), frozen) as onnxruntime sessions, one per image size, any batch.
+
+    One graph per size, not one with a symbolic size: a traced backbone keeps the padding it computed
+    for the size it was traced at (EfficientNet-Lite pads like TensorFlow's "same", from the input's
+    size), so a graph traced at one size gives wrong features at another. The working size is built
+    when the model is prepared; another size gets its own session on first use (about a second), up to
+    `MAX_SIZES`, and torch beyond that (`None`).
 
     Not an nn.Module: it holds no parameters of its own, so checkpoints, `state_dict` and `.to()`
-    see only the torch module it was made from. Sessions may be run from several threads at once.
+    see only the torch module; each session keeps the weights as they were when it was built.
+    Sessions may be run from several threads at once.
     """
 
-    def __init__(self, module: nn.Module, threads: int) -> None:
+    MAX_SIZES = 8  # a resize "none" model sees every image's own size: past a few, torch
+
+    def __init__(self, module: nn.Module, threads: int, size: tuple[int, int] | None = None) -> None:
         import onnxruntime as ort
 
-        example = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+        self.module, self.threads = module, threads
+        self.options = ort.SessionOptions()
+        self.options.intra_op_num_threads = threads
+        self.options.inter_op_num_threads = 1
+        # the batch varies: a planned allocation per shape would be kept for each
+        self.options.enable_mem_pattern = False
+        # torch runs the search right after: idle onnxruntime threads spinning for work would take its cores
+        self.options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.sessions: dict[tuple[int, int], Any] = {}
+        self._building = threading.Lock()
+        if size is not None:
+            self.session(size)
+
+    def session(self, size: tuple[int, int]) -> Any:
+        """The session for (height, width) images, built on first use; None past MAX_SIZES sizes."""
+        found = self.sessions.get(size)
+        if found is not None or len(self.sessions) >= self.MAX_SIZES:
+            return found
+        with self._building:
+            if size not in self.sessions and len(self.sessions) < self.MAX_SIZES:
+                self.sessions[size] = self._build(size)
+            return self.sessions.get(size)
+
+    def _build(self, size: tuple[int, int]) -> Any:
+        import onnxruntime as ort
+
+        example = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
         buffer = io.BytesIO()
         logger = logging.getLogger("torch.onnx")
         level = logger.level
@@ -53,22 +90,17 @@ class OnnxFeatures:
         try:
             with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
-                torch.onnx.export(module.eval(), (example,), buffer, dynamo=False, opset_version=OPSET,
+                torch.onnx.export(self.module.eval(), (example,), buffer, dynamo=False, opset_version=OPSET,
                                   input_names=[INPUT], output_names=[OUTPUT],
-                                  dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"},
-                                                OUTPUT: {0: "batch", 2: "rows", 3: "columns"}})
+                                  dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
         finally:
             logger.setLevel(level)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # shapes vary with the batch: a planned allocation per shape would be kept for each
-        options.enable_mem_pattern = False
-        # torch runs the search right after: idle onnxruntime threads spinning for work would take its cores
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.threads = threads
-        self.session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(buffer.getvalue(), self.options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, images: Tensor) -> Tensor:
+    def __call__(self, images: Tensor) -> Tensor | None:
+        """The features of (B, 3, H, W) images, or None where this size has no session (torch then)."""
+        session = self.session((int(images.shape[-2]), int(images.shape[-1])))
+        if session is None:
+            return None
         feeds = {INPUT: np.ascontiguousarray(images.detach().numpy(), dtype=np.float32)}
-        return torch.from_numpy(self.session.run([OUTPUT], feeds)[0])
+        return torch.from_numpy(session.run([OUTPUT], feeds)[0])

@@ -46,12 +46,12 @@ class PatchFeatures(nn.Module):
         self.stride = backbone.tap_strides[0]
         self.onnx: OnnxFeatures | None = None  # set by `use_onnxruntime` for scoring on the CPU
 
-    def use_onnxruntime(self, threads: int | None) -> None:
-        """Compute features with onnxruntime from now on (images on the CPU, outside an export);
-        None: back to torch."""
+    def use_onnxruntime(self, threads: int | None, size: tuple[int, int] | None = None) -> None:
+        """Compute features with onnxruntime from now on (images on the CPU, outside an export), its
+        graph for (height, width) images built now; None threads: back to torch."""
         self.onnx = None
         if threads is not None:
-            self.onnx = OnnxFeatures(_TorchPatchFeatures(self), threads)
+            self.onnx = OnnxFeatures(_TorchPatchFeatures(self), threads, size)
 
     def grid(self, image_size: int) -> int:
         """Side of the feature grid for a square image (ceil division, as the convolutions pad)."""
@@ -59,7 +59,9 @@ class PatchFeatures(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         if self.onnx is not None and images.device.type == "cpu" and not images.requires_grad and not exporting():
-            return self.onnx(images)
+            found = self.onnx(images)
+            if found is not None:
+                return found
         return aggregate_taps(self.backbone(images), self.neighbourhood, self.mode)
 
 

@@ -133,13 +133,14 @@ class AnomalyModel(nn.Module):
     def predict(self, images: Tensor, class_ids: Tensor | None = None) -> ModelOutput:
         raise NotImplementedError
 
-    def prepare(self, onnxruntime_threads: int | None = None) -> None:
+    def prepare(self, onnxruntime_threads: int | None = None, input_size: tuple[int, int] | None = None) -> None:
         """Build what scoring needs once the model is on its device (a search index), so the first
         image does not wait for it. `onnxruntime_threads`: a model whose `features` are frozen
-        `PatchFeatures` computes them in onnxruntime with that many threads (None: in torch)."""
+        `PatchFeatures` computes them in onnxruntime with that many threads (None: in torch), its
+        graph for `input_size` (height, width) images built now."""
         features = getattr(self, "features", None)
         if isinstance(features, PatchFeatures):
-            features.use_onnxruntime(onnxruntime_threads)
+            features.use_onnxruntime(onnxruntime_threads, input_size)
 
     @property
     def feature_runtime(self) -> str:

@@ -40,6 +40,7 @@ from defectscope.predict.output import (
     write_json,
 )
 from defectscope.predict.shard import Shard, start_shard
+from defectscope.scoring.detection import FeatureRuntime
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class PredictOptions:
     max_image_pixels: int = PREDICT_MAX_IMAGE_PIXELS  # larger images get an error row
     maps: bool = True  # write map pictures
     false_alarm_rate: float | None = None  # thresholds for this stated rate instead of the calibrated one
+    feature_runtime: FeatureRuntime = "auto"  # a checkpoint's backbone features: onnxruntime where installed
 
 
 def load_detector(options: PredictOptions, shard: Shard) -> DetectorLike:
@@ -81,7 +83,12 @@ def load_detector(options: PredictOptions, shard: Shard) -> DetectorLike:
     device = pick_device(options.device)
     if device.type == "cuda" and shard.distributed:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-    return _at_rate(Detector.from_checkpoint(options.model, device=str(device), batch_size=options.batch_size), options)
+    try:
+        detector = Detector.from_checkpoint(options.model, device=str(device), batch_size=options.batch_size,
+                                            feature_runtime=options.feature_runtime)
+    except ValueError as err:  # onnxruntime asked for where it cannot run
+        raise ConfigError(f"--feature-runtime: {err}") from err
+    return _at_rate(detector, options)
 
 
 def backend_of(options: PredictOptions) -> Literal["torch", "onnxruntime"]:
@@ -206,7 +213,8 @@ def run_predict(options: PredictOptions) -> int:
     if shard.rank == 0:
         prepare_output(out)
         print(f"scoring {len(images)} images with {info.get('backend')} ({info.get('threads')} threads, "
-              f"batch {options.batch_size}, {info.get('device')})", flush=True)
+              f"batch {options.batch_size}, {info.get('device')}, features in {info.get('feature_runtime')})",
+              flush=True)
         if skipped:
             print(f"skipped {len(skipped)} ground-truth masks ({GROUND_TRUTH_RULES}); listed in "
                   f"{out / SCORES_JSON} (ground_truth_skipped_files)")

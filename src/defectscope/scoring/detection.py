@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from defectscope.scoring.calibration import Calibration
 
-__all__ = ["CalibratedClasses", "Detection", "DetectorLike", "detection_from", "image_array", "normalized_score"]
+__all__ = ["FEATURE_RUNTIMES", "CalibratedClasses", "Detection", "DetectorLike", "FeatureRuntime", "detection_from",
+           "image_array", "normalized_score"]
+
+# what computes a checkpoint's frozen backbone features when it scores (engine.detector.Detector):
+# auto is onnxruntime on a CPU where it is installed, else torch
+FeatureRuntime = Literal["auto", "torch", "onnxruntime"]
+FEATURE_RUNTIMES: tuple[FeatureRuntime, ...] = ("auto", "torch", "onnxruntime")
 
 
 @dataclass(frozen=True)

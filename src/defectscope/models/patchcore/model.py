@@ -66,8 +66,8 @@ class PatchCore(AnomalyModel):
         self.memory.append(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
         return {"bank_size": (float(before), float(len(self.memory.bank)))}
 
-    def prepare(self, onnxruntime_threads: int | None = None) -> None:
-        super().prepare(onnxruntime_threads)
+    def prepare(self, onnxruntime_threads: int | None = None, input_size: tuple[int, int] | None = None) -> None:
+        super().prepare(onnxruntime_threads, input_size)
         self.memory.prepare_index()
 
     @property
