@@ -124,6 +124,8 @@ def main() -> None:
     parser.add_argument("--mixed", type=int, default=5000, help="mixed valid/invalid requests for the memory check")
     parser.add_argument("--mixed-max-seconds", type=float, default=1200)
     parser.add_argument("--output", default=None, help="write the figures as JSON here too")
+    parser.add_argument("--feature-runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
+                        help="the server's --feature-runtime (a checkpoint's backbone in onnxruntime or torch)")
     args = parser.parse_args()
 
     cases = payloads()
@@ -143,8 +145,10 @@ def main() -> None:
                             cwd=REPO_ROOT).stdout.strip()
     report: dict = {"checkpoint": args.checkpoint, "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     "commit": commit, "machine": f"{cpu_name()}, {len(os.sched_getaffinity(0))} CPUs available"}
-    with running_server(args.checkpoint, "--max-upload-mb", "1") as (process, url):
-        report["model"] = httpx.get(url + "/model").json()["model_name"]
+    with running_server(args.checkpoint, "--max-upload-mb", "1", "--feature-runtime", args.feature_runtime) as (
+            process, url):
+        model = httpx.get(url + "/model").json()
+        report["model"], report["feature_runtime"] = model["model_name"], model.get("feature_runtime")
         report["rss_after_start_mib"] = rss_mib(process.pid)
         run_load(url, valid_jobs[:20], 1, 60)  # warm-up: first calls allocate torch's buffers
         report["rss_after_warmup_mib"] = rss_mib(process.pid)
@@ -158,8 +162,8 @@ def main() -> None:
         report["rss_after_levels_mib"] = rss_mib(process.pid)
         report["health_after"] = httpx.get(url + "/health").json()
 
-    print(f"model {report['model']} ({args.checkpoint}); {report['machine']}; {report['date_utc']}; "
-          f"commit {commit}")
+    print(f"model {report['model']} ({args.checkpoint}), features in {report['feature_runtime']}; "
+          f"{report['machine']}; {report['date_utc']}; commit {commit}")
     print("| concurrency | requests | requests/s | p50 ms | p99 ms |\n|---|---|---|---|---|")
     for level in report["levels"]:
         print(f"| {level['concurrency']} | {level['requests']} | {level['requests_per_s']} | {level['p50_ms']} "

@@ -34,6 +34,8 @@ def main() -> None:
     p.add_argument("--images", default="*/Imgs/*.jpg",
                    help="glob under demo/mtsd_mini (default: the tiles; '*/Imgs/*.png' are their masks, "
                         "black frames with a white blot: parts unlike every good one)")
+    p.add_argument("--feature-runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
+                   help="the backbone in onnxruntime (auto: where installed, as serve does) or torch")
     args = p.parse_args()
 
     import torch
@@ -47,7 +49,7 @@ def main() -> None:
     if not files:
         raise SystemExit(f"no demo images under {DEMO}")
     settings = ServeSettings()
-    detector = Detector.from_checkpoint(args.checkpoint, batch_size=1)
+    detector = Detector.from_checkpoint(args.checkpoint, batch_size=1, feature_runtime=args.feature_runtime)
     class_name = detector.class_names[0] if len(detector.class_names) == 1 else None
     uploads = [f.read_bytes() for f in files]
     detector.score([decode_upload(uploads[0], "warm-up", settings.max_image_pixels)], class_name)
@@ -74,7 +76,8 @@ def main() -> None:
 
     total = np.sum([stages[s] for s in stages], axis=0)
     print(f"{len(files)} images ({args.images}) x {args.repeats}, one at a time, "
-          f"torch {torch.get_num_threads()} threads, model {detector.model_name} ({args.checkpoint})")
+          f"torch {torch.get_num_threads()} threads, features in {detector.info()['feature_runtime']}, "
+          f"model {detector.model_name} ({args.checkpoint})")
     print("| stage | median ms | p90 ms |")
     print("|---|---|---|")
     for stage, values in [*stages.items(), ("total", list(total))]:

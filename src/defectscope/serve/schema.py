@@ -151,6 +151,9 @@ class ModelInfo(Model):
     device: str
     backend: Literal["torch", "onnxruntime"]
     threads: int = Field(description="the runtime's threads for one network call (intra-op)")
+    feature_runtime: Literal["torch", "onnxruntime"] = Field(
+        description="what computes the network's features: a checkpoint's frozen backbone runs in onnxruntime where "
+                    "it is installed (serve --feature-runtime); an exported model runs wholly in onnxruntime")
     defectscope_version: str
     exported_by: str | None = Field(None, description="ONNX only: the defectscope version that exported it")
     checkpoint_format: str | None = Field(None, description="ONNX only")
