@@ -112,7 +112,7 @@ def parity(checkpoint: Checkpoint, onnx: OnnxDetector, normal_start: int) -> dic
     """Detector vs OnnxDetector on demo test images at their own sizes (2 per defect class + 2 normal
     ones that neither fitting nor calibration saw)."""
     images = [a for d in DEFECTS for a in demo(d, 2)] + demo("MT_Free", 2, start=normal_start)
-    ref = Detector(checkpoint).score(images)
+    ref = Detector(checkpoint, feature_runtime="torch").score(images)  # torch is the reference
     got = onnx.score(images)
     pairs = list(zip(ref, got, strict=True))
     return {

@@ -369,3 +369,18 @@ def test_onnxruntime_features_without_onnxruntime_are_a_clear_error(tmp_path, ca
     err = capsys.readouterr().err
     assert "--feature-runtime" in err and "defectscope[export]" in err and "Traceback" not in err
     assert not (tmp_path / "out" / "scores.csv").exists()
+
+
+def test_a_bad_checkpoint_is_not_called_a_feature_runtime_error(tmp_path, capsys):
+    image = save(tmp_path / "x.png", normal_images(1)[0])
+    assert predict(tmp_path / "nowhere", str(image), "--output", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nowhere") in err and "--feature-runtime" not in err and "Traceback" not in err
+
+
+def test_an_exported_model_refuses_torch_features_before_loading(tmp_path, capsys):
+    image = save(tmp_path / "x.png", normal_images(1)[0])
+    assert predict(tmp_path / "part.onnx", str(image), "--output", str(tmp_path / "out"),
+                   "--feature-runtime", "torch") == 2
+    err = capsys.readouterr().err
+    assert "--feature-runtime torch" in err and "wholly in onnxruntime" in err and "Traceback" not in err

@@ -76,6 +76,19 @@ def test_it_is_used_and_switched_off(features, monkeypatch):
     assert features.onnx is None
 
 
+def test_other_dtypes_get_torch(features, monkeypatch):
+    """torch says what it says about a float64 image (onnxruntime would have cast it to float32)."""
+    features.use_onnxruntime(1, (64, 64))
+    try:
+        calls = []
+        monkeypatch.setattr(OnnxFeatures, "__call__", lambda self, x: calls.append(1))
+        with torch.no_grad(), pytest.raises(RuntimeError):  # a float64 input to float32 weights
+            features(images(1, 64, 64).double())
+        assert calls == []
+    finally:
+        features.use_onnxruntime(None)
+
+
 def test_a_gradient_or_a_trace_gets_torch(features):
     """An input that wants a gradient gets torch's features (onnxruntime has none); a module traced for export
     holds the backbone's layers, not a call into a session."""

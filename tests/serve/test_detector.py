@@ -234,7 +234,12 @@ def test_patchcore_features_run_in_onnxruntime_on_the_cpu_with_the_torch_scores(
     images = [noisy_image(64, seed=s) for s in range(3)] + [normal_images(1, 64, seed=9)[0]]
     fast, plain = Detector.from_checkpoint(path), Detector.from_checkpoint(path, feature_runtime="torch")
     assert fast.info()["feature_runtime"] == "onnxruntime" and plain.info()["feature_runtime"] == "torch"
+    (session,) = fast.checkpoint.model.features.onnx.sessions.values()  # the working size's, built at load
+    runs = []
+    run = session.run
+    monkeypatch.setattr(session, "run", lambda *a, **k: runs.append(1) or run(*a, **k), raising=False)
     got, expected = fast.score(images), plain.score(images)
+    assert len(runs) == len(images)  # one image per call (exact search), each through the session
     assert [d.score for d in got] == pytest.approx([d.score for d in expected], rel=1e-4)
     assert [d.defective for d in got] == [d.defective for d in expected]
     with pytest.raises(ValueError, match="feature_runtime"):
@@ -247,3 +252,26 @@ def test_patchcore_features_run_in_onnxruntime_on_the_cpu_with_the_torch_scores(
 
 def test_a_model_without_patch_features_stays_in_torch(detector):
     assert detector.info()["feature_runtime"] == "torch"
+
+
+def test_auto_falls_back_to_torch_when_the_features_cannot_be_exported(tmp_path, monkeypatch):
+    """onnxruntime is a speed-up: an exporter or runtime failure leaves the features in torch with a
+    warning under auto, and is an error when onnxruntime was asked for."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is optional (pip install 'defectscope[export]')")
+    from defectscope.layers.onnx_features import OnnxFeatures
+    from helpers.serving import make_patchcore_checkpoint
+
+    path = make_patchcore_checkpoint(tmp_path / "final")
+    images = [noisy_image(64, seed=s) for s in range(2)]
+    expected = [d.score for d in Detector.from_checkpoint(path, feature_runtime="torch").score(images)]
+
+    def broken(self, size):
+        raise RuntimeError("an operator the exporter does not know")
+
+    monkeypatch.setattr(OnnxFeatures, "_build", broken)
+    with pytest.warns(RuntimeWarning, match="could not run in onnxruntime.*an operator"):
+        detector = Detector.from_checkpoint(path)
+    assert detector.info()["feature_runtime"] == "torch"
+    assert [d.score for d in detector.score(images)] == expected
+    with pytest.raises(RuntimeError, match="an operator"):
+        Detector.from_checkpoint(path, feature_runtime="onnxruntime")

@@ -47,4 +47,4 @@ def add_feature_runtime(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feature-runtime", choices=FEATURE_RUNTIMES, default="auto",
                         help="a checkpoint's frozen backbone (PatchCore, PaDiM, PVQAE on features) on the CPU: "
                              "auto (default) runs it in onnxruntime where that is installed (defectscope[export]; "
-                             "3.5-4x faster than torch, scores equal to float rounding), else in torch")
+                             "2-4x faster than torch, scores equal to float rounding), else in torch")

@@ -97,6 +97,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.allow_feedback is not None and exported:
         raise ConfigError(f"--allow-feedback: {args.checkpoint} is an exported model, fixed once written; serve the "
                           "run's checkpoint folder to take parts in, then export again")
+    if exported and args.feature_runtime == "torch":
+        raise ConfigError(f"--feature-runtime torch: {args.checkpoint} runs wholly in onnxruntime (an exported "
+                          "model); serve the run's checkpoint to compute its features in torch")
     if exported:
         from defectscope.export.metadata import ExportError as ModelError
         from defectscope.export.runtime import OnnxDetector
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         detector = OnnxDetector(args.checkpoint, device=args.device, threads=args.threads)  # ExportError names it
     else:
         from defectscope.engine.checkpoint import CheckpointError as ModelError
-        from defectscope.engine.detector import Detector
+        from defectscope.engine.detector import Detector, FeatureRuntimeError
         from defectscope.engine.environment import pick_device
 
         if args.threads is not None:
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         try:
             detector = Detector.from_checkpoint(args.checkpoint, device=str(pick_device(args.device)),
                                                 feature_runtime=args.feature_runtime)
-        except ValueError as err:  # onnxruntime asked for where it cannot run
+        except FeatureRuntimeError as err:  # onnxruntime asked for where it cannot run
             raise ConfigError(f"--feature-runtime: {err}") from err
     if detector.threshold is None:
         raise ModelError(f"{args.checkpoint}: no calibrated image_threshold (the run had no held-out normal "

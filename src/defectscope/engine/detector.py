@@ -8,6 +8,7 @@ onnxruntime session as its network.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 from defectscope.engine.accept import not_absorbing
 from defectscope.engine.checkpoint import Checkpoint, load_checkpoint
 from defectscope.engine.inference import torch_network, viewing_of
+from defectscope.errors import UserError
 from defectscope.layers.onnx_features import onnxruntime_available
 from defectscope.models.base import Absorbing
 from defectscope.scoring.detection import (
@@ -32,7 +34,26 @@ from defectscope.scoring.info import detector_info
 from defectscope.scoring.path import ScoringPath, canvas_tiles
 from defectscope.scoring.resize import fit_array
 
-__all__ = ["Detection", "Detector", "DetectorLike", "normalized_score"]
+__all__ = ["Detection", "Detector", "DetectorLike", "FeatureRuntimeError", "normalized_score"]
+
+
+class FeatureRuntimeError(UserError):
+    """onnxruntime asked for the features where it cannot run them (not installed, not a CPU)."""
+
+
+def onnxruntime_threads(wanted: FeatureRuntime, device: torch.device) -> int | None:
+    """Threads for the features in onnxruntime, or None for torch. `auto`: onnxruntime on a CPU
+    where it is installed (2–4× faster backbones, docs/results/speed.md)."""
+    if wanted not in FEATURE_RUNTIMES:
+        raise FeatureRuntimeError(f"feature_runtime must be one of {FEATURE_RUNTIMES}, got {wanted!r}")
+    if wanted == "torch" or (wanted == "auto" and (device.type != "cpu" or not onnxruntime_available())):
+        return None
+    if device.type != "cpu":
+        raise FeatureRuntimeError(f"feature_runtime onnxruntime runs on the CPU; this detector is on {device}")
+    if not onnxruntime_available():
+        raise FeatureRuntimeError("feature_runtime onnxruntime: onnxruntime is not installed; "
+                                  "pip install 'defectscope[export]'")
+    return torch.get_num_threads()
 
 
 class Detector(ScoringPath):
@@ -45,10 +66,9 @@ class Detector(ScoringPath):
                  feature_runtime: FeatureRuntime = "auto") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if feature_runtime not in FEATURE_RUNTIMES:
-            raise ValueError(f"feature_runtime must be one of {FEATURE_RUNTIMES}, got {feature_runtime!r}")
-        self.checkpoint = checkpoint
         self.device = torch.device(device)
+        threads = onnxruntime_threads(feature_runtime, self.device)  # before any work: a bad choice is said first
+        self.checkpoint = checkpoint
         self.batch_size = batch_size
         self.model_name = checkpoint.config.model_name
         self.viewing = viewing_of(checkpoint.config.data)
@@ -57,27 +77,23 @@ class Detector(ScoringPath):
         self._class_names = list(checkpoint.class_names)
         checkpoint.model.eval().to(self.device)
         tiling = self.viewing.tiling
-        checkpoint.model.prepare(onnxruntime_threads=self._onnxruntime_threads(feature_runtime),
-                                 input_size=(tiling.tile, tiling.tile) if tiling else self.viewing.size)
+        size = (tiling.tile, tiling.tile) if tiling else self.viewing.size
+        try:
+            checkpoint.model.prepare(onnxruntime_threads=threads, input_size=size)
+        except Exception as err:  # noqa: BLE001 - the exporter or onnxruntime failing: auto is only a speed-up
+            if feature_runtime != "auto" or threads is None:
+                raise
+            warnings.warn(f"{self.model_name}: its features could not run in onnxruntime ({type(err).__name__}: "
+                          f"{err}); scoring them in torch", RuntimeWarning, stacklevel=2)
+            checkpoint.model.prepare(onnxruntime_threads=None, input_size=size)
         self._lock = threading.Lock()  # one network call or absorb at a time: absorb changes what predict reads
         self._network = torch_network(checkpoint.model, self.device, self._lock)
-
-    def _onnxruntime_threads(self, wanted: FeatureRuntime) -> int | None:
-        """Threads for the features in onnxruntime, or None for torch. `auto`: onnxruntime on a CPU
-        where it is installed (3.5–4× faster backbones, docs/results/speed.md)."""
-        if wanted == "torch" or (wanted == "auto" and (self.device.type != "cpu" or not onnxruntime_available())):
-            return None
-        if self.device.type != "cpu":
-            raise ValueError(f"feature_runtime onnxruntime runs on the CPU; this detector is on {self.device}")
-        if not onnxruntime_available():
-            raise ValueError("feature_runtime onnxruntime: onnxruntime is not installed; "
-                             "pip install 'defectscope[export]'")
-        return torch.get_num_threads()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", batch_size: int = 8,
                         feature_runtime: FeatureRuntime = "auto") -> Detector:
         """Load a run's checkpoint folder (or its model.safetensors); CheckpointError names a bad path."""
+        onnxruntime_threads(feature_runtime, torch.device(device))  # a bad choice is said before loading
         return cls(load_checkpoint(path), device, batch_size, feature_runtime)
 
     def network(self, images: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

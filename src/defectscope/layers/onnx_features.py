@@ -1,6 +1,6 @@
 """A frozen feature extractor run by onnxruntime on the CPU, for scoring.
 
-The memory models' backbones (MobileNetV2, EfficientNet-Lite: depthwise convolutions) take 3.5–4×
+The memory models' backbones (MobileNetV2, EfficientNet-Lite: depthwise convolutions) take 2–4×
 less time per image in onnxruntime than in torch on a 2-core CPU, features equal to ~1e-5
 (docs/results/speed.md). The module is exported once, in memory, when a scorer prepares the model;
 training, fitting and the exported graph keep torch.
@@ -8,7 +8,6 @@ training, fitting and the exported graph keep torch.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import threading
@@ -47,11 +46,12 @@ class OnnxFeatures:
     `MAX_SIZES`, and torch beyond that (`None`).
 
     Not an nn.Module: it holds no parameters of its own, so checkpoints, `state_dict` and `.to()`
-    see only the torch module; each session keeps the weights as they were when it was built.
+    see only the torch module; each session keeps the weights as they were when it was built
+    (a frozen backbone's never change; load other weights, and prepare again).
     Sessions may be run from several threads at once.
     """
 
-    MAX_SIZES = 8  # a resize "none" model sees every image's own size: past a few, torch
+    MAX_SIZES = 8  # sizes other than the prepared one are rare (a caller scoring by hand): past a few, torch
 
     def __init__(self, module: nn.Module, threads: int, size: tuple[int, int] | None = None) -> None:
         import onnxruntime as ort
@@ -64,19 +64,26 @@ class OnnxFeatures:
         self.options.enable_mem_pattern = False
         # torch runs the search right after: idle onnxruntime threads spinning for work would take its cores
         self.options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.sessions: dict[tuple[int, int], Any] = {}
+        self.sessions: dict[tuple[int, int], Any] = {}  # None: that size failed to build (torch for it)
         self._building = threading.Lock()
         if size is not None:
-            self.session(size)
+            self.session(size, strict=True)
 
-    def session(self, size: tuple[int, int]) -> Any:
-        """The session for (height, width) images, built on first use; None past MAX_SIZES sizes."""
-        found = self.sessions.get(size)
-        if found is not None or len(self.sessions) >= self.MAX_SIZES:
-            return found
+    def session(self, size: tuple[int, int], strict: bool = False) -> Any:
+        """The session for (height, width) images, built on first use; None past MAX_SIZES sizes or where
+        it could not be built (`strict`: raise that error instead: the prepared size's build)."""
+        if size in self.sessions or len(self.sessions) >= self.MAX_SIZES:
+            return self.sessions.get(size)
         with self._building:
             if size not in self.sessions and len(self.sessions) < self.MAX_SIZES:
-                self.sessions[size] = self._build(size)
+                try:
+                    self.sessions[size] = self._build(size)
+                except Exception as err:  # noqa: BLE001 - an exporter or runtime failure leaves this size to torch
+                    if strict:
+                        raise
+                    self.sessions[size] = None
+                    warnings.warn(f"features for {size[0]}x{size[1]} images could not run in onnxruntime "
+                                  f"({type(err).__name__}: {err}); computed in torch", RuntimeWarning, stacklevel=2)
             return self.sessions.get(size)
 
     def _build(self, size: tuple[int, int]) -> Any:
@@ -88,8 +95,8 @@ class OnnxFeatures:
         level = logger.level
         logger.setLevel(logging.ERROR)
         try:
-            with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the TorchScript exporter's notice that it is the older one
                 torch.onnx.export(self.module.eval(), (example,), buffer, dynamo=False, opset_version=OPSET,
                                   input_names=[INPUT], output_names=[OUTPUT],
                                   dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})

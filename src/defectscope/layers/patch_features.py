@@ -47,8 +47,9 @@ class PatchFeatures(nn.Module):
         self.onnx: OnnxFeatures | None = None  # set by `use_onnxruntime` for scoring on the CPU
 
     def use_onnxruntime(self, threads: int | None, size: tuple[int, int] | None = None) -> None:
-        """Compute features with onnxruntime from now on (images on the CPU, outside an export), its
-        graph for (height, width) images built now; None threads: back to torch."""
+        """Compute features with onnxruntime from now on (float32 images on the CPU, no gradient, outside
+        an export), its graph for (height, width) images built now; None threads: back to torch. The
+        sessions hold the weights of this moment: after loading others, call it again."""
         self.onnx = None
         if threads is not None:
             self.onnx = OnnxFeatures(_TorchPatchFeatures(self), threads, size)
@@ -58,7 +59,8 @@ class PatchFeatures(nn.Module):
         return -(-image_size // self.stride)
 
     def forward(self, images: Tensor) -> Tensor:
-        if self.onnx is not None and images.device.type == "cpu" and not images.requires_grad and not exporting():
+        if (self.onnx is not None and images.device.type == "cpu" and images.dtype == torch.float32
+                and not images.requires_grad and not exporting()):
             found = self.onnx(images)
             if found is not None:
                 return found

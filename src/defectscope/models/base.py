@@ -146,7 +146,10 @@ class AnomalyModel(nn.Module):
     def feature_runtime(self) -> str:
         """What computes the features when scoring: onnxruntime where `prepare` set it, else torch."""
         features = getattr(self, "features", None)
-        return "onnxruntime" if isinstance(features, PatchFeatures) and features.onnx is not None else "torch"
+        if not isinstance(features, PatchFeatures) or features.onnx is None:
+            return "torch"
+        on_cpu = all(p.device.type == "cpu" for p in features.parameters())
+        return "onnxruntime" if on_cpu else "torch"  # moved to a GPU since: torch runs them there
 
     @property
     def images_per_call(self) -> int | None:

@@ -65,6 +65,9 @@ class PredictOptions:
 def load_detector(options: PredictOptions, shard: Shard) -> DetectorLike:
     """The detector that scores: the checkpoint in torch, or an exported model in onnxruntime (no torch)."""
     if backend_of(options) == "onnxruntime":
+        if options.feature_runtime == "torch":
+            raise ConfigError(f"--feature-runtime torch: {options.model} runs wholly in onnxruntime (an exported "
+                              "model); score the run's checkpoint to compute its features in torch")
         try:
             from defectscope.export.runtime import OnnxDetector
         except ModuleNotFoundError as err:
@@ -77,7 +80,7 @@ def load_detector(options: PredictOptions, shard: Shard) -> DetectorLike:
     if options.threads is not None:
         torch.set_num_threads(options.threads)
 
-    from defectscope.engine.detector import Detector
+    from defectscope.engine.detector import Detector, FeatureRuntimeError
     from defectscope.engine.environment import pick_device
 
     device = pick_device(options.device)
@@ -86,7 +89,7 @@ def load_detector(options: PredictOptions, shard: Shard) -> DetectorLike:
     try:
         detector = Detector.from_checkpoint(options.model, device=str(device), batch_size=options.batch_size,
                                             feature_runtime=options.feature_runtime)
-    except ValueError as err:  # onnxruntime asked for where it cannot run
+    except FeatureRuntimeError as err:  # onnxruntime asked for where it cannot run
         raise ConfigError(f"--feature-runtime: {err}") from err
     return _at_rate(detector, options)
 
