@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,23 @@ def fitted(folders):
     assert main(["fit", str(folders / "good"), "--model", "padim", "--output", str(run),
                  "--defects", str(folders / "bad"), *RANDOM_BACKBONE]) == 0
     return run
+
+
+def test_fit_names_the_good_parts_that_scored_highest(folders, tmp_path, capsys):
+    """A defective part filed as good sets the threshold: fit lists the highest held-out good parts to look at."""
+    good = tmp_path / "good"
+    shutil.copytree(folders / "good", good)
+    odd = sorted((DEMO / "MT_Break" / "Imgs").glob("*.jpg"))[-1]
+    shutil.copy(odd, good / "filed_as_good.jpg")
+    run = tmp_path / "run"
+    assert main(["fit", str(good), "--model", "padim", "--output", str(run), *RANDOM_BACKBONE]) == 0
+    out = capsys.readouterr().out
+    assert "scored highest" in out and str(run / "held_out_scores.csv") in out
+    with (run / "held_out_scores.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 41 and {Path(r["path"]).name for r in rows} == {p.name for p in good.iterdir()}
+    shown = [line.split()[-1] for line in out.splitlines() if line.startswith("  ")][:5]
+    assert shown == [r["path"] for r in rows[:5]]
 
 
 def test_fit_calibrates_on_every_good_part_and_writes_the_resolved_config(fitted, folders, capsys):

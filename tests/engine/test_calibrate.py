@@ -94,7 +94,7 @@ def test_calibration_fields_round_trip_through_a_checkpoint(tiny_config, tmp_pat
     torch.manual_seed(0)
     bundle = build_datasets(cfg.data)
     model = build_model(cfg, len(bundle.class_names))
-    calibration, _ = calibrate(model, bundle.validation, cfg, torch.device("cpu"))
+    calibration, _, _ = calibrate(model, bundle.validation, cfg, torch.device("cpu"))
     preds = predict_dataset(model, bundle.validation, 8, torch.device("cpu"))
     n = len(preds.image_scores)
     k = math.ceil((n + 1) * 0.7)
@@ -203,3 +203,21 @@ def test_a_malformed_calibration_names_its_key(text, message):
 
     with pytest.raises(CalibrationError, match=message):
         Calibration.from_json(text)
+
+
+def test_held_out_scores_list_highest_first_with_a_failed_score_on_top(tmp_path):
+    import csv as csv_module
+
+    import numpy as np
+
+    from defectscope.engine.calibrate import HeldOutScores
+
+    parts = [HeldOutScores(["a", "b"], ["x", "x"], np.array([1.0, 3.0])),
+             HeldOutScores(["c", "d"], ["y", "x"], np.array([float("nan"), 2.0]))]
+    joined = HeldOutScores.join(parts)
+    assert [p for p, _, _ in joined.highest(3)] == ["c", "b", "d"]
+    joined.write(tmp_path / "held.csv")
+    with (tmp_path / "held.csv").open(newline="") as f:
+        rows = list(csv_module.DictReader(f))
+    assert [(r["rank"], r["path"], r["class"]) for r in rows] == [("1", "c", "y"), ("2", "b", "x"), ("3", "d", "x"),
+                                                                 ("4", "a", "x")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from defectscope.config import ConfigError
 from defectscope.data import build_datasets
 from defectscope.data.dataset import build_records, dataset_of
 from defectscope.engine import run
+from defectscope.engine.calibrate import HELD_OUT_SCORES
 from defectscope.engine.checkpoint import load_checkpoint
 from defectscope.engine.crossfit import fit_one_pass, fold_of
 from defectscope.engine.predictions import predict_dataset
@@ -51,6 +54,15 @@ def test_every_normal_training_image_calibrates_out_of_fold(tiny_config):
     # and they are not the shipped model's own scores on images it was fitted on
     own = predict_dataset(ckpt.model, build_datasets(ckpt.config.data).train, 8, torch.device("cpu"))
     assert not np.allclose(np.sort(own.image_scores), np.asarray(held_out))
+    # the run lists every image once with the score that calibrated it, highest first
+    with (result.run_dir / HELD_OUT_SCORES).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["path"] for r in rows) == sorted(str(r.image_path) for r in normals)
+    listed = [float(r["score"]) for r in rows]
+    assert listed == sorted(listed, reverse=True) and [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+    np.testing.assert_allclose(sorted(listed), np.sort(stored), rtol=1e-5)
+    by_path = dict(zip(unseen.paths, unseen.image_scores, strict=True))
+    assert all(np.isclose(float(r["score"]), by_path[r["path"]], rtol=1e-5) for r in rows if r["path"] in by_path)
 
 
 def test_a_trained_model_is_refused_before_training(tiny_config):

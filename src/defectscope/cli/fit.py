@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
               f"most {100 * promise['false_alarm_bound']:.3g} % of good parts like these "
               f"(stated {100 * promise['false_alarm_rate']:.3g} %, from {promise['held_out_normals']} good parts "
               "it was not fitted on)")
+    highest = highest_good_lines(Path(cfg.output_dir), promise.get("image_threshold") if promise else None)
+    if highest:
+        print(highest)
     if args.defects:
         print(known_bad_line(detector, Path(args.defects)))
     print(f"next: defectscope predict {checkpoint} NEW_IMAGES/  ·  defectscope serve {checkpoint}  ·  "
@@ -108,6 +112,28 @@ def choose_patch_setting(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
     choice = choose_features(cfg, previous, args.overwrite)
     print(f"defectscope: {choice.describe()}", file=sys.stderr)
     return dataclasses.replace(cfg, model=choice.model)
+
+
+HIGHEST_SHOWN = 5
+
+
+def highest_good_lines(run_dir: Path, threshold: float | None) -> str:
+    """The good parts that scored highest in calibration, to look at: one defective part filed among
+    the good ones raises the threshold for every part."""
+    from defectscope.engine.calibrate import HELD_OUT_SCORES
+
+    path = run_dir / HELD_OUT_SCORES
+    if not path.is_file():
+        return ""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return ""
+    against = "" if threshold is None else f"; the threshold is {threshold:.4g}"
+    lines = [f"the good parts that scored highest when they were held out ({len(rows)} in {path}{against}); "
+             "look at them: a defective part among the good ones raises the threshold for every part"]
+    lines += [f"  {float(r['score']):.4g}  {r['path']}" for r in rows[:HIGHEST_SHOWN]]
+    return "\n".join(lines)
 
 
 def known_bad_line(detector: object, folder: Path) -> str:

@@ -98,8 +98,8 @@ def accept(path: str | Path, images: Sequence[str | Path], class_name: str | Non
     after = scores()
     new, standardizer = checkpoint.calibration, checkpoint.standardizer
     if held_out is not None:  # still unseen by the model: scored again, they set the threshold for it as it is now
-        new, standardizer = calibrate(model, dataset_of(held_out, cfg.data, class_ids), cfg, dev,
-                                      checkpoint.class_names)
+        new, standardizer, _ = calibrate(model, dataset_of(held_out, cfg.data, class_ids), cfg, dev,
+                                         checkpoint.class_names)
     kept = _keep_previous(folder) if output is None else None
     save_checkpoint(target, model, cfg, checkpoint.class_names, new, step=checkpoint.step, standardizer=standardizer)
     return Accepted(paths, changes, before, after, checkpoint.calibration, new, rescore, target, kept)

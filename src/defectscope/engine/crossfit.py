@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from defectscope.config import ConfigError, CrossFitCalibration, RunConfig
 from defectscope.data.dataset import AnomalyDataset, Record, dataset_of, training_set
+from defectscope.engine.calibrate import HeldOutScores
 from defectscope.engine.inference import viewing_of
 from defectscope.engine.predictions import predict_dataset
 from defectscope.models.base import AnomalyModel
@@ -69,14 +70,15 @@ def fold_config(cfg: RunConfig, folds: int) -> RunConfig:
 
 
 def cross_fit_calibration(cfg: RunConfig, normals: Sequence[Record], class_names: list[str], device: torch.device,
-                          build: Callable[[RunConfig], AnomalyModel]) -> Calibration:
-    """Thresholds from out-of-fold scores of every normal training image (see the module docstring)."""
+                          build: Callable[[RunConfig], AnomalyModel]) -> tuple[Calibration, HeldOutScores]:
+    """Thresholds from out-of-fold scores of every normal training image (see the module docstring),
+    and those scores with their images."""
     scheme = cfg.eval.calibration
     assert isinstance(scheme, CrossFitCalibration)
     class_ids = {name: i for i, name in enumerate(class_names)}
     folds = fold_of(normals, min(scheme.folds, len(normals)), cfg.train.seed)
     per_fold = fold_config(cfg, len(np.unique(folds)))
-    scores, pixels, ids = [], [], []
+    scores, pixels, ids, seen = [], [], [], []
     for k in np.unique(folds):
         torch.manual_seed(cfg.train.seed + int(k))  # a coreset's random start, reproducible per fold
         model = build(per_fold)
@@ -87,6 +89,8 @@ def cross_fit_calibration(cfg: RunConfig, normals: Sequence[Record], class_names
         scores.append(preds.image_scores)
         pixels.append(preds.pixels()[0])
         ids.append(preds.class_ids)
+        seen.append(HeldOutScores.of(preds, class_names))
         del model
-    return Calibration.fit(np.concatenate(scores), cfg.eval.false_alarm_rate, np.concatenate(pixels),
-                           cfg.eval.pixel_false_alarm_rate, np.concatenate(ids), class_names)
+    calibration = Calibration.fit(np.concatenate(scores), cfg.eval.false_alarm_rate, np.concatenate(pixels),
+                                  cfg.eval.pixel_false_alarm_rate, np.concatenate(ids), class_names)
+    return calibration, HeldOutScores.join(seen)

@@ -20,7 +20,7 @@ from defectscope.config import ConfigError, RunConfig, config_to_raw, config_to_
 from defectscope.data import DataBundle, build_datasets
 from defectscope.data.config import AutoSize, Tiling
 from defectscope.data.dataset import TiledTrainingSet
-from defectscope.engine.calibrate import calibrate
+from defectscope.engine.calibrate import HELD_OUT_SCORES, calibrate
 from defectscope.engine.checkpoint import RUN_CHECKPOINT, Checkpoint, load_trainer_state, load_weights, save_checkpoint
 from defectscope.engine.crossfit import cross_fit_calibration, require_one_pass
 from defectscope.engine.environment import git_commit
@@ -244,11 +244,14 @@ def run(
     if fabric.is_global_zero:
         if cross_fit:
             images = bundle.train.base if isinstance(bundle.train, TiledTrainingSet) else bundle.train
-            result.calibration = cross_fit_calibration(cfg, images.records, class_names, fabric.device,
-                                                       lambda fold_cfg: build_model(fold_cfg, len(class_names)))
+            result.calibration, held_out_scores = cross_fit_calibration(
+                cfg, images.records, class_names, fabric.device,
+                lambda fold_cfg: build_model(fold_cfg, len(class_names)))
         else:
-            result.calibration, result.standardizer = calibrate(model, bundle.validation, cfg, fabric.device,
-                                                                class_names)
+            result.calibration, result.standardizer, held_out_scores = calibrate(model, bundle.validation, cfg,
+                                                                                 fabric.device, class_names)
+        if held_out_scores is not None:
+            held_out_scores.write(run_dir / HELD_OUT_SCORES)
         result.checkpoint = save_checkpoint(run_dir / FINAL, model, cfg, class_names, result.calibration,
                                             step=fitted.steps, standardizer=result.standardizer)
         held_out = bundle.validation
@@ -307,7 +310,7 @@ def _score_weights(
         except ValueError as err:
             raise ConfigError(f"{weights.path}: the overrides change the network, not only its scoring ({err})") \
                 from err
-        calibration, standardizer = calibrate(model, bundle.validation, cfg, device, bundle.class_names)
+        calibration, standardizer, _ = calibrate(model, bundle.validation, cfg, device, bundle.class_names)
     result = RunResult(output_dir, model, bundle, device, list(bundle.class_names), calibration, standardizer, None,
                        config=cfg)
     if evaluate_test:
