@@ -78,7 +78,7 @@ def cross_fit_calibration(cfg: RunConfig, normals: Sequence[Record], class_names
     class_ids = {name: i for i, name in enumerate(class_names)}
     folds = fold_of(normals, min(scheme.folds, len(normals)), cfg.train.seed)
     per_fold = fold_config(cfg, len(np.unique(folds)))
-    scores, pixels, ids, seen = [], [], [], []
+    pixels, ids, seen = [], [], []
     for k in np.unique(folds):
         torch.manual_seed(cfg.train.seed + int(k))  # a coreset's random start, reproducible per fold
         model = build(per_fold)
@@ -86,11 +86,11 @@ def cross_fit_calibration(cfg: RunConfig, normals: Sequence[Record], class_names
                                        class_ids, training=True), cfg, device)
         unseen = dataset_of([r for r, f in zip(normals, folds, strict=True) if f == k], cfg.data, class_ids)
         preds = predict_dataset(model, unseen, cfg.data.eval_batch_size, device, viewing=viewing_of(cfg.data))
-        scores.append(preds.image_scores)
         pixels.append(preds.pixels()[0])
         ids.append(preds.class_ids)
         seen.append(HeldOutScores.of(preds, class_names))
         del model
-    calibration = Calibration.fit(np.concatenate(scores), cfg.eval.false_alarm_rate, np.concatenate(pixels),
+    held_out = HeldOutScores.join(seen)
+    calibration = Calibration.fit(held_out.scores, cfg.eval.false_alarm_rate, np.concatenate(pixels),
                                   cfg.eval.pixel_false_alarm_rate, np.concatenate(ids), class_names)
-    return calibration, HeldOutScores.join(seen)
+    return calibration, held_out

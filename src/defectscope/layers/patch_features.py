@@ -64,18 +64,22 @@ class PatchFeatures(nn.Module):
             found = self.onnx(images)
             if found is not None:
                 return found
+        return self.torch_features(images)
+
+    def torch_features(self, images: Tensor) -> Tensor:
+        """The features computed by torch, whatever runtime `forward` is set to (what gets exported)."""
         return aggregate_taps(self.backbone(images), self.neighbourhood, self.mode)
 
 
 class _TorchPatchFeatures(nn.Module):
-    """The torch computation of a PatchFeatures, whatever runtime it is set to (what gets exported)."""
+    """A PatchFeatures' torch computation as a module of its own, for the exporter."""
 
     def __init__(self, features: PatchFeatures) -> None:
         super().__init__()
         self.features = features
 
     def forward(self, images: Tensor) -> Tensor:
-        return aggregate_taps(self.features.backbone(images), self.features.neighbourhood, self.features.mode)
+        return self.features.torch_features(images)
 
 
 def jitter_features(features: Tensor, scale: float, generator: torch.Generator | None = None) -> Tensor:
