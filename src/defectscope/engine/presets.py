@@ -42,8 +42,8 @@ def folder_config(good_dir: str | Path, model: str = DEFAULT_MODEL, output: str 
     source = f"[{{layout: folder, root: '{root.resolve()}', good_dir: '.'}}]"
     # ten folds: each fold's model sees nine tenths of the parts, nearer the shipped one, so the
     # threshold errs less on the safe side at the same promise (MTSD 221 → 240 of 392 defects caught,
-    # pill 47 → 55 of 141, no good part flagged either way; twice the fitting time;
-    # docs/results/calibration.md)
+    # pill 47 → 55 of 141, no good part flagged either way; each part's backbone maps are computed
+    # once and shared by the folds, so they cost the coreset selections mostly; docs/results/calibration.md)
     calibration = "{kind: cross_fit, folds: 10}" if model in ONE_PASS else "{kind: hold_out}"
     # HNSW where faiss is installed (the `faiss` extra), else the exact torch search: the same image
     # scores either way, so the choice is only speed; the resolved config records which ran

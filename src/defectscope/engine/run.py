@@ -22,7 +22,7 @@ from defectscope.data.config import AutoSize, Tiling
 from defectscope.data.dataset import TiledTrainingSet
 from defectscope.engine.calibrate import HELD_OUT_SCORES, calibrate
 from defectscope.engine.checkpoint import RUN_CHECKPOINT, Checkpoint, load_trainer_state, load_weights, save_checkpoint
-from defectscope.engine.crossfit import cross_fit_calibration, require_one_pass
+from defectscope.engine.crossfit import cross_fit_calibration, require_one_pass, shared_feature_cache
 from defectscope.engine.environment import git_commit
 from defectscope.engine.evaluate import evaluate
 from defectscope.engine.files import write_text_atomic
@@ -238,6 +238,8 @@ def run(
         write_text_atomic(run_dir / "config.yaml", config_to_yaml(cfg))
     fabric.barrier()
 
+    cache = shared_feature_cache(cfg)
+    model.share_feature_cache(cache)
     fitted = fit(cfg, model, bundle.train, class_names, fabric, trainer_state)
     result = RunResult(run_dir, model, bundle, fabric.device, class_names, {}, None, None, fitted.steps, fitted.seconds,
                        config=cfg)
@@ -246,7 +248,7 @@ def run(
             images = bundle.train.base if isinstance(bundle.train, TiledTrainingSet) else bundle.train
             result.calibration, held_out_scores = cross_fit_calibration(
                 cfg, images.records, class_names, fabric.device,
-                lambda fold_cfg: build_model(fold_cfg, len(class_names)))
+                lambda fold_cfg: build_model(fold_cfg, len(class_names)), cache)
         else:
             result.calibration, result.standardizer, held_out_scores = calibrate(model, bundle.validation, cfg,
                                                                                  fabric.device, class_names)
@@ -259,11 +261,14 @@ def run(
             held_out = TiledTrainingSet(held_out, dataclasses.replace(cfg.data.tiling, train="all"))
         result.health = training_health(model, bundle.train, held_out, len(class_names),
                                         cfg.data.eval_batch_size, fabric.device)
+        model.share_feature_cache(None)  # the images that pass again end here: test images are scored once
+        cache_summary, cache = (None if cache is None else cache.summary()), None  # its memory goes now
         for warning in result.health["warnings"]:
             print(f"defectscope: warning: {warning}", file=sys.stderr)
         summary = {"steps": fitted.steps, "train_seconds": round(fitted.seconds, 2),
                    "working_size": None if working_size is None else dataclasses.asdict(working_size),
-                   "world_size": fabric.world_size, "commit": commit, "health": result.health}
+                   "world_size": fabric.world_size, "commit": commit, "health": result.health,
+                   "feature_cache": cache_summary}
         write_text_atomic(run_dir / "train_summary.json", json.dumps(summary, indent=2))
         if evaluate_test:
             result.results = evaluate(model, bundle.test, class_names, cfg, fabric.device, run_dir,
@@ -271,6 +276,7 @@ def run(
                                       standardizer=result.standardizer, gallery=_plan(cfg, gallery),
                                       health=result.health, working_size=working_size)
             result.results["train_seconds"] = round(fitted.seconds, 1)
+    model.share_feature_cache(None)  # every process: the model leaves without it
     fabric.barrier()
     return result
 

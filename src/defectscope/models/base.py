@@ -16,6 +16,7 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
+from defectscope.layers.feature_cache import FeatureCache
 from defectscope.layers.patch_features import PatchFeatures
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -141,6 +142,13 @@ class AnomalyModel(nn.Module):
         features = getattr(self, "features", None)
         if isinstance(features, PatchFeatures):
             features.use_onnxruntime(onnxruntime_threads, input_size)
+
+    def share_feature_cache(self, cache: FeatureCache | None) -> None:
+        """Frozen `PatchFeatures` of this model take images already seen from `cache` (None: compute every
+        time): models fitted to the same images one after another (cross-fitting's folds) run the backbone once."""
+        for module in self.modules():
+            if isinstance(module, PatchFeatures):
+                module.share_cache(cache)
 
     @property
     def feature_runtime(self) -> str:
