@@ -110,9 +110,10 @@ class CrossFitCalibration:
     # ships; same_share: the configured share of fewer images, a sparser bank whose scores run high
     # and whose threshold flags fewer good parts than it promises. Models without a bank ignore it.
     fold_bank: Literal["same_size", "same_share"] = "same_size"
-    # the frozen backbone's features of each image are computed once and reused by every fold and the
-    # shipped model, up to this many MiB held (MTSD at 288 × 224 with the stride-32 tap: 1.9 MiB an
-    # image); images beyond it are computed again per fold; 0: no cache
+    # the frozen backbone's maps of each image are computed once and reused by every fold and the
+    # shipped model, up to this many MiB held (EfficientNet-Lite0's three taps at 288 × 224: 0.34 MiB
+    # an image, so 2 GiB holds about 6,000); images beyond it are computed again per fold; 0: no cache.
+    # Not used where training draws random flips, jitter or tiles: no image would come twice.
     feature_cache_mib: Annotated[int, Check(0, 1 << 20)] = 2048
 
 

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from defectscope.config import ConfigError, CrossFitCalibration, RunConfig
+from defectscope.data.config import DataConfig, Tiling
 from defectscope.data.dataset import AnomalyDataset, Record, dataset_of, training_set
 from defectscope.engine.calibrate import HeldOutScores
 from defectscope.engine.inference import viewing_of
@@ -72,11 +73,19 @@ def fold_config(cfg: RunConfig, folds: int) -> RunConfig:
 
 def shared_feature_cache(cfg: RunConfig) -> FeatureCache | None:
     """The cache the shipped model and every fold model share (each image through the backbone once), or
-    None where the run does not cross-fit or the config turns it off."""
+    None where the run does not cross-fit, the config turns it off, or training draws random flips,
+    jitter or tiles (no image would come twice)."""
     scheme = cfg.eval.calibration
-    if not isinstance(scheme, CrossFitCalibration) or scheme.feature_cache_mib == 0:
+    if not isinstance(scheme, CrossFitCalibration) or scheme.feature_cache_mib == 0 or draws_at_random(cfg.data):
         return None
     return FeatureCache(scheme.feature_cache_mib * 2**20)
+
+
+def draws_at_random(data: DataConfig) -> bool:
+    augment = data.augment
+    random_tiles = isinstance(data.tiling, Tiling) and data.tiling.train != "all"
+    return bool(augment.hflip or augment.vflip or augment.brightness or augment.contrast or augment.saturation
+                or random_tiles)
 
 
 def cross_fit_calibration(cfg: RunConfig, normals: Sequence[Record], class_names: list[str], device: torch.device,
@@ -93,11 +102,11 @@ def cross_fit_calibration(cfg: RunConfig, normals: Sequence[Record], class_names
     for k in np.unique(folds):
         torch.manual_seed(cfg.train.seed + int(k))  # a coreset's random start, reproducible per fold
         model = build(per_fold)
-        model.share_feature_cache(cache)
-        fit_one_pass(model, dataset_of([r for r, f in zip(normals, folds, strict=True) if f != k], cfg.data,
-                                       class_ids, training=True), cfg, device)
-        unseen = dataset_of([r for r, f in zip(normals, folds, strict=True) if f == k], cfg.data, class_ids)
-        preds = predict_dataset(model, unseen, cfg.data.eval_batch_size, device, viewing=viewing_of(cfg.data))
+        with model.sharing_features(cache):
+            fit_one_pass(model, dataset_of([r for r, f in zip(normals, folds, strict=True) if f != k], cfg.data,
+                                           class_ids, training=True), cfg, device)
+            unseen = dataset_of([r for r, f in zip(normals, folds, strict=True) if f == k], cfg.data, class_ids)
+            preds = predict_dataset(model, unseen, cfg.data.eval_batch_size, device, viewing=viewing_of(cfg.data))
         pixels.append(preds.pixels()[0])
         ids.append(preds.class_ids)
         seen.append(HeldOutScores.of(preds, class_names))

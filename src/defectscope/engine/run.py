@@ -238,17 +238,20 @@ def run(
         write_text_atomic(run_dir / "config.yaml", config_to_yaml(cfg))
     fabric.barrier()
 
-    cache = shared_feature_cache(cfg)
-    model.share_feature_cache(cache)
-    fitted = fit(cfg, model, bundle.train, class_names, fabric, trainer_state)
+    # rank 0 alone cross-fits (and under DDP reads every training image too)
+    cache = shared_feature_cache(cfg) if fabric.is_global_zero else None
+    with model.sharing_features(cache):
+        fitted = fit(cfg, model, bundle.train, class_names, fabric, trainer_state)
     result = RunResult(run_dir, model, bundle, fabric.device, class_names, {}, None, None, fitted.steps, fitted.seconds,
                        config=cfg)
     if fabric.is_global_zero:
+        cache_summary = None
         if cross_fit:
             images = bundle.train.base if isinstance(bundle.train, TiledTrainingSet) else bundle.train
             result.calibration, held_out_scores = cross_fit_calibration(
                 cfg, images.records, class_names, fabric.device,
                 lambda fold_cfg: build_model(fold_cfg, len(class_names)), cache)
+            cache_summary, cache = (None if cache is None else cache.summary()), None  # its memory goes now
         else:
             result.calibration, result.standardizer, held_out_scores = calibrate(model, bundle.validation, cfg,
                                                                                  fabric.device, class_names)
@@ -261,8 +264,6 @@ def run(
             held_out = TiledTrainingSet(held_out, dataclasses.replace(cfg.data.tiling, train="all"))
         result.health = training_health(model, bundle.train, held_out, len(class_names),
                                         cfg.data.eval_batch_size, fabric.device)
-        model.share_feature_cache(None)  # the images that pass again end here: test images are scored once
-        cache_summary, cache = (None if cache is None else cache.summary()), None  # its memory goes now
         for warning in result.health["warnings"]:
             print(f"defectscope: warning: {warning}", file=sys.stderr)
         summary = {"steps": fitted.steps, "train_seconds": round(fitted.seconds, 2),
@@ -276,7 +277,6 @@ def run(
                                       standardizer=result.standardizer, gallery=_plan(cfg, gallery),
                                       health=result.health, working_size=working_size)
             result.results["train_seconds"] = round(fitted.seconds, 1)
-    model.share_feature_cache(None)  # every process: the model leaves without it
     fabric.barrier()
     return result
 

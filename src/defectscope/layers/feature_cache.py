@@ -1,9 +1,9 @@
 """A frozen backbone's feature maps computed once per image and reused, while a run passes over the same images again.
 
 Cross-fitting fits K fold models and the shipped one on the same good parts with the same frozen
-backbone: without a cache every image goes through the backbone K + 1 times (on MVTec bottle half
-of `fit`'s time, docs/results/calibration.md). An entry is keyed by the exact input tensor (its
-bytes, shape and dtype) and by the extractor (its settings and every weight), so a different
+backbone: without a cache every image goes through the backbone K + 1 times (a third of `fit`'s
+time on MVTec bottle and MTSD, docs/results/calibration.md). An entry is keyed by the exact input tensor (its
+bytes, shape and dtype) and by the backbone (its settings, taps and every weight), so a different
 resize, tile, backbone or weight is a miss, never a wrong hit. It holds the backbone's taps, each
 at its own stride (the aggregation onto the finest grid is redone on use: a fifth of the memory
 for EfficientNet-Lite0's three taps). Entries stay on the CPU; a budget bounds the memory, and
@@ -47,14 +47,14 @@ class FeatureCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.entries: dict[tuple[bytes, bytes], tuple[Tensor, ...]] = {}
-        self.bytes = self.hits = self.misses = 0
+        self.held_bytes = self.computed = self.reused = 0
 
-    def features(self, extractor: bytes, images: Tensor, compute: Extractor) -> list[Tensor]:
+    def features(self, extractor_key: bytes, images: Tensor, compute: Extractor) -> list[Tensor]:
         """`compute(images)`, with the images already seen taken from the cache and only the others computed."""
-        keys = [(extractor, digest_of(image)) for image in images]
+        keys = [(extractor_key, digest_of(image)) for image in images]
         missing = [i for i, key in enumerate(keys) if key not in self.entries]
-        self.hits += len(keys) - len(missing)
-        self.misses += len(missing)
+        self.reused += len(keys) - len(missing)
+        self.computed += len(missing)
         if len(missing) == len(keys):
             computed = compute(images)
             self._keep(keys, computed)
@@ -69,15 +69,16 @@ class FeatureCache:
 
     def _keep(self, keys: list[tuple[bytes, bytes]], computed: list[Tensor]) -> None:
         for j, key in enumerate(keys):
+            if key in self.entries:  # the same image twice in one batch (a duplicated file, a blank tile)
+                continue
             maps = [m[j] for m in computed]
             size = sum(m.numel() * m.element_size() for m in maps)
-            if self.bytes + size > self.max_bytes:
+            if self.held_bytes + size > self.max_bytes:
                 return
-            with torch.inference_mode(False):  # an inference tensor cannot be used outside inference mode later
-                self.entries[key] = tuple(m.detach().to("cpu", copy=True) for m in maps)
-            self.bytes += size
+            self.entries[key] = tuple(m.detach().to("cpu", copy=True) for m in maps)  # a copy: not the batch's
+            self.held_bytes += size
 
     def summary(self) -> dict[str, float]:
         """For the run's train_summary.json: images computed, images reused, memory held."""
-        return {"computed": self.misses, "reused": self.hits, "held_images": len(self.entries),
-                "held_mib": round(self.bytes / 2**20, 1), "max_mib": round(self.max_bytes / 2**20, 1)}
+        return {"computed": self.computed, "reused": self.reused, "held_images": len(self.entries),
+                "held_mib": round(self.held_bytes / 2**20, 1), "max_mib": round(self.max_bytes / 2**20, 1)}

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from defectscope.layers.backbones import FrozenBackbone
-from defectscope.layers.feature_cache import FeatureCache, weights_digest
+from defectscope.layers.feature_cache import FeatureCache
 from defectscope.layers.onnx_features import OnnxFeatures, exporting
 
 
@@ -47,22 +47,10 @@ class PatchFeatures(nn.Module):
         self.stride = backbone.tap_strides[0]
         self.onnx: OnnxFeatures | None = None  # set by `use_onnxruntime` for scoring on the CPU
         self.cache: FeatureCache | None = None  # set by `share_cache` while a run reuses its images
-        self._identity: tuple[tuple[int, ...], bytes] | None = None  # (weights' versions, digest)
-
     def share_cache(self, cache: FeatureCache | None) -> None:
         """Take the backbone's maps of images seen before from `cache` (and keep new ones there), in torch and
         without gradient only; None: compute every time."""
         self.cache = cache
-
-    def identity(self) -> bytes:
-        """What the features depend on besides the image: settings and weights (recomputed when a weight changes)."""
-        self.backbone.ensure_loaded()
-        tensors = [*self.parameters(), *self.buffers()]
-        versions = tuple(t._version for t in tensors)
-        if self._identity is None or self._identity[0] != versions:
-            description = f"{self.backbone.config!r} {self.backbone.taps} {self.neighbourhood} {self.mode}"
-            self._identity = (versions, weights_digest(description, tensors))
-        return self._identity[1]
 
     def use_onnxruntime(self, threads: int | None, size: tuple[int, int] | None = None) -> None:
         """Compute features with onnxruntime from now on (float32 images on the CPU, no gradient, outside
@@ -78,7 +66,7 @@ class PatchFeatures(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         if self.cache is not None and not torch.is_grad_enabled() and not exporting():
-            taps = self.cache.features(self.identity(), images, self.backbone)
+            taps = self.cache.features(self.backbone.identity(), images, self.backbone)
             return aggregate_taps(taps, self.neighbourhood, self.mode)
         if (self.onnx is not None and images.device.type == "cpu" and images.dtype == torch.float32
                 and not images.requires_grad and not exporting()):

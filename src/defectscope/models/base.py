@@ -9,7 +9,8 @@ the phase done, what an earlier optimiser group of the same step produced) comes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
@@ -143,12 +144,19 @@ class AnomalyModel(nn.Module):
         if isinstance(features, PatchFeatures):
             features.use_onnxruntime(onnxruntime_threads, input_size)
 
-    def share_feature_cache(self, cache: FeatureCache | None) -> None:
-        """Frozen `PatchFeatures` of this model take images already seen from `cache` (None: compute every
-        time): models fitted to the same images one after another (cross-fitting's folds) run the backbone once."""
-        for module in self.modules():
-            if isinstance(module, PatchFeatures):
-                module.share_cache(cache)
+    @contextmanager
+    def sharing_features(self, cache: FeatureCache | None) -> Iterator[None]:
+        """Inside the block, frozen `PatchFeatures` of this model take the maps of images seen before from
+        `cache`: models fitted to the same images one after another (cross-fitting's folds) run the
+        backbone once. None: nothing changes."""
+        modules = [m for m in self.modules() if isinstance(m, PatchFeatures)] if cache is not None else []
+        for module in modules:
+            module.share_cache(cache)
+        try:
+            yield
+        finally:
+            for module in modules:
+                module.share_cache(None)
 
     @property
     def feature_runtime(self) -> str:

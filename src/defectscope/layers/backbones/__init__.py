@@ -28,6 +28,7 @@ from defectscope.layers.backbones.loader import (
     read_state_dict,
     sha256_of,
 )
+from defectscope.layers.feature_cache import weights_digest
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -165,6 +166,7 @@ class FrozenBackbone(nn.Module):
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.loaded = not config.pretrained  # random init needs no file
+        self._identity: tuple[tuple[tuple[int, int, int], ...], bytes] | None = None  # (tensors' state, digest)
         super().train(False)
 
     def train(self, mode: bool = True) -> FrozenBackbone:
@@ -193,6 +195,17 @@ class FrozenBackbone(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if any(k.startswith(prefix + "net.") for k in state_dict):
             self.loaded = True  # weights restored from a checkpoint
+
+    def identity(self) -> bytes:
+        """What its maps depend on besides the image: name, taps and every weight's values (two random
+        backbones differ), for a cache of maps; recomputed when a tensor is replaced or changed in place
+        (not through `.data`, which torch does not count)."""
+        self.ensure_loaded()
+        tensors = [*self.parameters(), *self.buffers()]
+        state = tuple((id(t), t.data_ptr(), -1 if t.is_inference() else t._version) for t in tensors)
+        if self._identity is None or self._identity[0] != state or any(t.is_inference() for t in tensors):
+            self._identity = (state, weights_digest(f"{self.config!r} {self.taps}", tensors))
+        return self._identity[1]
 
     def forward(self, images: Tensor) -> list[Tensor]:
         """images (B, 3, H, W) in [0, 1] → one feature map per tap."""
