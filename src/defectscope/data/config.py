@@ -59,6 +59,11 @@ class AugmentConfig:
     contrast: Fraction = 0.0
     saturation: Fraction = 0.0
 
+    @property
+    def draws(self) -> bool:
+        """Whether a training image comes out different from one epoch to the next."""
+        return bool(self.hflip or self.vflip or self.brightness or self.contrast or self.saturation)
+
 
 @dataclass(frozen=True)
 class NoTiling:

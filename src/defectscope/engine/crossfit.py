@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from defectscope.config import ConfigError, CrossFitCalibration, RunConfig
-from defectscope.data.config import DataConfig, Tiling
+from defectscope.data.config import Tiling
 from defectscope.data.dataset import AnomalyDataset, Record, dataset_of, training_set
 from defectscope.engine.calibrate import HeldOutScores
 from defectscope.engine.inference import viewing_of
@@ -76,16 +76,11 @@ def shared_feature_cache(cfg: RunConfig) -> FeatureCache | None:
     None where the run does not cross-fit, the config turns it off, or training draws random flips,
     jitter or tiles (no image would come twice)."""
     scheme = cfg.eval.calibration
-    if not isinstance(scheme, CrossFitCalibration) or scheme.feature_cache_mib == 0 or draws_at_random(cfg.data):
+    random_tiles = isinstance(cfg.data.tiling, Tiling) and cfg.data.tiling.train != "all"
+    if (not isinstance(scheme, CrossFitCalibration) or scheme.feature_cache_mib == 0 or cfg.data.augment.draws
+            or random_tiles):
         return None
     return FeatureCache(scheme.feature_cache_mib * 2**20)
-
-
-def draws_at_random(data: DataConfig) -> bool:
-    augment = data.augment
-    random_tiles = isinstance(data.tiling, Tiling) and data.tiling.train != "all"
-    return bool(augment.hflip or augment.vflip or augment.brightness or augment.contrast or augment.saturation
-                or random_tiles)
 
 
 def cross_fit_calibration(cfg: RunConfig, normals: Sequence[Record], class_names: list[str], device: torch.device,

@@ -22,9 +22,9 @@ from torch import Tensor
 Extractor = Callable[[Tensor], list[Tensor]]  # (B, 3, H, W) → maps (B, C_i, h_i, w_i)
 
 
-def digest_of(tensor: Tensor, salt: bytes = b"") -> bytes:
+def digest_of(tensor: Tensor) -> bytes:
     """A digest of a tensor's values, shape and dtype (sha256: CPUs hash it in hardware, 2× blake2b's speed)."""
-    h = hashlib.sha256(salt)
+    h = hashlib.sha256()
     h.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
     array = tensor.detach().cpu().contiguous()
     if array.dtype == torch.bfloat16:  # numpy has no bfloat16: its bits as int16
