@@ -5,8 +5,9 @@
 1. Starts the server from this checkout on a free 127.0.0.1 port (--max-upload-mb 1, so an
    over-size upload is a 1.1 MiB request; the other limits at their defaults).
 2. Warm-up, then for each concurrency level (1, 4, 16) sends up to --requests valid POST /predict
-   (demo MTSD images, heatmap overlay included, as the page asks) from that many client threads,
-   each with its own keep-alive connection, for at most --max-seconds: requests/s and p50/p99 latency.
+   (demo MTSD images, heatmap overlay included as the page asks, or not with --no-overlay) from that
+   many client threads, each with its own keep-alive connection, for at most --max-seconds:
+   requests/s and p50/p99 latency.
 3. The server's resident memory (VmRSS from /proc) before and after --mixed requests (default
    5,000) at concurrency 4, ~70% valid and ~30% invalid in a fixed shuffled order: not an image,
    empty, over the size limit, a decompression bomb (5000x5000 PNG of zeros, ~25 kB), a JSON
@@ -70,7 +71,8 @@ def payloads() -> dict[str, tuple[list[dict], int]]:
     }
 
 
-def run_load(url: str, jobs: list[tuple[str, dict, int]], concurrency: int, max_seconds: float) -> dict:
+def run_load(url: str, jobs: list[tuple[str, dict, int]], concurrency: int, max_seconds: float,
+             path: str = "/predict") -> dict:
     """Send `jobs` from `concurrency` threads; latencies of every answered request, statuses per case."""
     latencies: list[float] = []
     statuses: Counter = Counter()
@@ -89,7 +91,7 @@ def run_load(url: str, jobs: list[tuple[str, dict, int]], concurrency: int, max_
                 case, kwargs, expected = jobs[index]
                 began = time.perf_counter()
                 try:
-                    status = client.post("/predict", **kwargs).status_code
+                    status = client.post(path, **kwargs).status_code
                 except httpx.TransportError:  # the server may close a connection it refused mid-upload
                     status = -1
                 elapsed = time.perf_counter() - began
@@ -124,6 +126,9 @@ def main() -> None:
     parser.add_argument("--mixed", type=int, default=5000, help="mixed valid/invalid requests for the memory check")
     parser.add_argument("--mixed-max-seconds", type=float, default=1200)
     parser.add_argument("--output", default=None, help="write the figures as JSON here too")
+    parser.add_argument("--no-overlay", action="store_true",
+                        help="the levels ask for the verdict and scores only (?overlay=false), as a line's "
+                             "controller would; the page asks for the overlay")
     parser.add_argument("--feature-runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
                         help="the server's --feature-runtime (a checkpoint's backbone in onnxruntime or torch)")
     args = parser.parse_args()
@@ -152,7 +157,9 @@ def main() -> None:
         report["rss_after_start_mib"] = rss_mib(process.pid)
         run_load(url, valid_jobs[:20], 1, 60)  # warm-up: first calls allocate torch's buffers
         report["rss_after_warmup_mib"] = rss_mib(process.pid)
-        report["levels"] = [run_load(url, valid_jobs, c, args.max_seconds) for c in args.levels]
+        path = "/predict?overlay=false" if args.no_overlay else "/predict"
+        report["overlay"] = not args.no_overlay
+        report["levels"] = [run_load(url, valid_jobs, c, args.max_seconds, path) for c in args.levels]
         if mixed_jobs:  # --mixed 0: latency only
             before = rss_mib(process.pid)
             mixed = run_load(url, mixed_jobs, 4, args.mixed_max_seconds)
@@ -162,7 +169,8 @@ def main() -> None:
         report["rss_after_levels_mib"] = rss_mib(process.pid)
         report["health_after"] = httpx.get(url + "/health").json()
 
-    print(f"model {report['model']} ({args.checkpoint}), features in {report['feature_runtime']}; "
+    print(f"model {report['model']} ({args.checkpoint}), features in {report['feature_runtime']}, "
+          f"overlay {'on' if report['overlay'] else 'off'}; "
           f"{report['machine']}; {report['date_utc']}; commit {commit}")
     print("| concurrency | requests | requests/s | p50 ms | p99 ms |\n|---|---|---|---|---|")
     for level in report["levels"]:

@@ -148,6 +148,10 @@ def many_good(tmp_path_factory):
     return good
 
 
+def height_width(size):
+    return [size, size] if isinstance(size, int) else list(size)
+
+
 def test_fit_chooses_the_patch_setting_from_the_good_parts(many_good, tmp_path, capsys):
     run = tmp_path / "chosen"
     # image_size as fit leaves it (auto), its pixel budget small for a quick test
@@ -160,11 +164,22 @@ def test_fit_chooses_the_patch_setting_from_the_good_parts(many_good, tmp_path, 
     found = choice["found"]
     if choice["chosen"] != "shipped":  # a challenger replaces the shipped setting by a clear margin only
         assert found[choice["chosen"]]["caught"] >= found["shipped"]["caught"] + 1 / found["shipped"]["held_out"]
-    candidate = load_checkpoint(run / "feature_choice" / choice["chosen"]).config.model
+    candidate = load_checkpoint(run / "feature_choice" / choice["chosen"]).config
     shipped = load_checkpoint(run)
-    assert shipped.config.model == candidate  # the run that ships has the chosen setting...
+    assert shipped.config.model == candidate.model  # the run that ships has the chosen setting...
     assert shipped.config.eval.calibration.kind == "cross_fit"  # ...and still calibrates on every part
-    assert f"patch setting: {choice['chosen']}" in capsys.readouterr().err
+    # then the chosen setting on a working size 1.5× each way, on the same held-out parts
+    finer = choice["finer_size"]
+    assert finer["pixels"] == round(4096 * 2.25)
+    finer_run = load_checkpoint(run / "feature_choice" / f"{choice['chosen']}_finer").config
+    assert finer_run.model == candidate.model and height_width(finer_run.data.image_size) == finer["resolved"]
+    assert finer["found"]["held_out"] == found[choice["chosen"]]["held_out"] == 10
+    assert finer["chosen"] == (finer["found"]["caught"] >= found[choice["chosen"]]["caught"] + 1 / 10)
+    # the shipped run is fitted at the size that won, resolved from the folder as every candidate was
+    assert height_width(shipped.config.data.image_size) == (finer["resolved"] if finer["chosen"] else
+                                                            height_width(candidate.data.image_size))
+    err = capsys.readouterr().err
+    assert f"patch setting: {choice['chosen']}" in err and "working size" in err
     # a second run into the same folder is refused before any candidate is fitted again
     stamp = (run / "feature_choice" / "choice.json").stat().st_mtime_ns
     assert main(["fit", str(many_good), "--output", str(run), *small_auto]) == 2
@@ -174,6 +189,25 @@ def test_fit_chooses_the_patch_setting_from_the_good_parts(many_good, tmp_path, 
     assert main(["fit", str(many_good), "--output", str(run), "--features", "sparse_bank", "--overwrite",
                  *small_auto]) == 0
     assert not (run / "feature_choice").exists()
+
+
+def test_a_working_size_the_user_gives_is_not_chosen_again(many_good, tmp_path, monkeypatch):
+    from defectscope.engine import feature_choice
+
+    fitted_sizes = []
+    real = feature_choice._fit_and_ladder
+
+    def spy(cfg, *args, **kwargs):
+        fitted_sizes.append(cfg.data.image_size)
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(feature_choice, "_fit_and_ladder", spy)
+    run = tmp_path / "sized"
+    assert main(["fit", str(many_good), "--output", str(run), "--model.backbone.pretrained", "false",
+                 "--data.image_size", "[64, 96]"]) == 0
+    choice = json.loads((run / "feature_choice" / "choice.json").read_text())
+    assert choice["finer_size"] is None and fitted_sizes == [(64, 96)] * 4
+    assert load_checkpoint(run).config.data.image_size == (64, 96)
 
 
 def test_an_interrupted_choice_is_refused_then_replaced(many_good, tmp_path, capsys):

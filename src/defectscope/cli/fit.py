@@ -111,7 +111,8 @@ def choose_patch_setting(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
     mark_run_dir(run_dir)  # an interrupted choice can then be started again with --overwrite
     choice = choose_features(cfg, previous, args.overwrite)
     print(f"defectscope: {choice.describe()}", file=sys.stderr)
-    return dataclasses.replace(cfg, model=choice.model)
+    return dataclasses.replace(cfg, model=choice.model,
+                               data=dataclasses.replace(cfg.data, image_size=choice.image_size))
 
 
 HIGHEST_SHOWN = 5
