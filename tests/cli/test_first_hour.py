@@ -18,6 +18,7 @@ import pytest
 
 from defectscope.cli.main import main
 from defectscope.engine.checkpoint import load_checkpoint
+from defectscope.geometry import as_hw
 from defectscope.scoring.calibration import conformal_threshold
 from helpers.serving import REPO_ROOT, free_port, serve_env
 
@@ -148,10 +149,6 @@ def many_good(tmp_path_factory):
     return good
 
 
-def height_width(size):
-    return [size, size] if isinstance(size, int) else list(size)
-
-
 def test_fit_chooses_the_patch_setting_from_the_good_parts(many_good, tmp_path, capsys):
     run = tmp_path / "chosen"
     # image_size as fit leaves it (auto), its pixel budget small for a quick test
@@ -172,12 +169,11 @@ def test_fit_chooses_the_patch_setting_from_the_good_parts(many_good, tmp_path, 
     finer = choice["finer_size"]
     assert finer["pixels"] == round(4096 * 2.25)
     finer_run = load_checkpoint(run / "feature_choice" / f"{choice['chosen']}_finer").config
-    assert finer_run.model == candidate.model and height_width(finer_run.data.image_size) == finer["resolved"]
+    assert finer_run.model == candidate.model and list(as_hw(finer_run.data.image_size)) == finer["resolved"]
     assert finer["found"]["held_out"] == found[choice["chosen"]]["held_out"] == 10
     assert finer["chosen"] == (finer["found"]["caught"] >= found[choice["chosen"]]["caught"] + 1 / 10)
     # the shipped run is fitted at the size that won, resolved from the folder as every candidate was
-    assert height_width(shipped.config.data.image_size) == (finer["resolved"] if finer["chosen"] else
-                                                            height_width(candidate.data.image_size))
+    assert list(as_hw(shipped.config.data.image_size)) == (finer["resolved"] if finer["chosen"] else finer["base"])
     err = capsys.readouterr().err
     assert f"patch setting: {choice['chosen']}" in err and "working size" in err
     # a second run into the same folder is refused before any candidate is fitted again
@@ -195,19 +191,37 @@ def test_a_working_size_the_user_gives_is_not_chosen_again(many_good, tmp_path, 
     from defectscope.engine import feature_choice
 
     fitted_sizes = []
-    real = feature_choice._fit_and_ladder
+    real = feature_choice.fit_and_ladder
 
     def spy(cfg, *args, **kwargs):
         fitted_sizes.append(cfg.data.image_size)
         return real(cfg, *args, **kwargs)
 
-    monkeypatch.setattr(feature_choice, "_fit_and_ladder", spy)
+    monkeypatch.setattr(feature_choice, "fit_and_ladder", spy)
     run = tmp_path / "sized"
     assert main(["fit", str(many_good), "--output", str(run), "--model.backbone.pretrained", "false",
                  "--data.image_size", "[64, 96]"]) == 0
     choice = json.loads((run / "feature_choice" / "choice.json").read_text())
     assert choice["finer_size"] is None and fitted_sizes == [(64, 96)] * 4
     assert load_checkpoint(run).config.data.image_size == (64, 96)
+
+
+def test_the_shipped_run_is_fitted_at_the_finer_size_where_it_won(many_good, tmp_path, monkeypatch, capsys):
+    from defectscope.engine import feature_choice
+
+    def finer_catches_more(cfg, model, holdout, bundle, output, overwrite):  # no candidate fitted: the decision only
+        output.mkdir(parents=True)
+        height, width = as_hw(cfg.data.image_size)
+        return {"held_out": 10.0, "caught": 0.9 if height * width > 4096 else 0.5, "auroc": 0.9}
+
+    monkeypatch.setattr(feature_choice, "fit_and_ladder", finer_catches_more)
+    run = tmp_path / "finer"
+    assert main(["fit", str(many_good), "--output", str(run), "--model.backbone.pretrained", "false",
+                 "--data.image_size", "{kind: auto, pixels: 4096}"]) == 0
+    finer = json.loads((run / "feature_choice" / "choice.json").read_text())["finer_size"]
+    assert finer["chosen"] and finer["resolved"] == [96, 96] and finer["base"] == [64, 64]
+    assert load_checkpoint(run).config.data.image_size == 96
+    assert "working size 96 × 96 instead of 64 × 64: it catches more" in capsys.readouterr().err
 
 
 def test_an_interrupted_choice_is_refused_then_replaced(many_good, tmp_path, capsys):

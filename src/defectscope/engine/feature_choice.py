@@ -24,10 +24,12 @@ from defectscope.checks import Side
 from defectscope.config import ConfigError, HoldOutCalibration, RunConfig
 from defectscope.data.config import AutoSize, DataConfig
 from defectscope.data.dataset import DataBundle, build_datasets
+from defectscope.data.limits import MAX_IMAGE_PIXELS
 from defectscope.engine.files import write_text_atomic
 from defectscope.engine.run import run as run_engine
 from defectscope.engine.synthetic import LADDER, choose_by_ladder, ladder_criterion
 from defectscope.engine.working_size import resolve_working_size
+from defectscope.geometry import as_hw
 from defectscope.layers.backbones import backbone_spec
 from defectscope.models.patchcore.config import PatchCoreConfig
 from defectscope.scoring.calibration import CalibrationWarning
@@ -44,11 +46,28 @@ SETTING_HELP: dict[Setting, str] = {
 MIN_HELD_OUT = 10
 CHOICE_FOLDER = "feature_choice"  # inside the run folder: one run per candidate and choice.json
 CHOICE_FILE = "choice.json"
-# the finer working size's pixels against `auto`'s: sides 1.5 × (256² → 384²). At 1.25 × the sides
-# the ladder did not separate the sizes on pill, at 1.5 × it did, and the test set agreed
-# (docs/results/backbones.md); each step costs the pixels' ratio in fit and in predict
+# the finer working size's pixel budget against `auto`'s: sides 1.5 × (256² → 384²). At 1.25 × the
+# sides the ladder did not separate the sizes on MVTec pill, at 1.5 × it did and the test set agreed
+# (docs/results/backbones.md, "Does a finer working size catch more?"); a part costs about the
+# pixels' ratio more in fit and in predict. cli/fit.py's help states these figures
 FINER_PIXELS = 2.25
 FINER = "finer"  # the candidate's folder: <setting>_finer
+
+
+@dataclass(frozen=True)
+class FinerSize:
+    """The chosen setting fitted again on the finer working size, and whether it is kept."""
+
+    pixels: int  # the AutoSize budget tried
+    base: tuple[int, int]  # (height, width) the settings were chosen at
+    resolved: tuple[int, int]  # (height, width) the budget resolves to for these images
+    found: dict[str, float]  # its ladder criterion, on the same held-out parts
+    chosen: bool
+
+    @property
+    def cost(self) -> float:
+        """What a part costs at this size against the base one: the ratio of their pixels."""
+        return self.resolved[0] * self.resolved[1] / (self.base[0] * self.base[1])
 
 
 @dataclass(frozen=True)
@@ -59,8 +78,7 @@ class FeatureChoice:
     found: dict[str, dict[str, float]]  # setting → its ladder criterion; empty when too few were held out
     # data.image_size to fit with: the config's, or the finer AutoSize where that won
     image_size: Side | tuple[Side, Side] | AutoSize
-    finer: dict[str, float] | None = None  # the chosen setting's criterion at the finer size, where it was tried
-    finer_chosen: bool = False
+    finer: FinerSize | None = None  # where it was tried: data.image_size auto, enough held-out parts
 
     def describe(self) -> str:
         if not self.found:
@@ -72,11 +90,12 @@ class FeatureChoice:
         line = f"patch setting: {self.chosen} ({SETTING_HELP[self.chosen]}): {why} (share caught: {rows})"
         if self.finer is None:
             return line
-        against = f"{self.finer['caught']:.2f} against {self.found[self.chosen]['caught']:.2f}"
-        if self.finer_chosen:
-            return (f"{line}; working size 1.5× each way (about {self.image_size.pixels:,} px): it catches more "
-                    f"({against}); each part costs about {FINER_PIXELS}× as much")
-        return f"{line}; working size kept (1.5× each way caught {against}, not one more image per kind)"
+        finer = self.finer
+        size = f"{finer.resolved[0]} × {finer.resolved[1]} instead of {finer.base[0]} × {finer.base[1]}"
+        against = f"share caught {finer.found['caught']:.2f} against {self.found[self.chosen]['caught']:.2f}"
+        if finer.chosen:
+            return f"{line}; working size {size}: it catches more ({against}); a part costs {finer.cost:.2g}× as much"
+        return f"{line}; working size kept: {size} caught no more by one held-out image per kind ({against})"
 
 
 def patchcore_model(cfg: RunConfig) -> PatchCoreConfig:
@@ -118,47 +137,53 @@ def candidates(cfg: RunConfig) -> dict[Setting, PatchCoreConfig]:
 def choose_features(cfg: RunConfig, folder: Path, overwrite: bool = False) -> FeatureChoice:
     """Fit cfg's PatchCore once per candidate setting into `folder`/<setting> (data.validation_fraction
     of the good images held out, 10 % if it is 0) and return the one the ladder chooses
-    (`engine.synthetic.choose_by_ladder`); `folder`/choice.json records every candidate's figures.
-    The shipped setting, unfitted, when too few good parts are held out to tell settings apart."""
+    (`engine.synthetic.choose_by_ladder`); then, where data.image_size is `auto`, the chosen setting
+    once more on the finer working size, into `folder`/<setting>_finer, kept on the same terms.
+    `folder`/choice.json records every candidate's figures. The shipped setting at the config's
+    size, unfitted, when too few good parts are held out to tell settings apart."""
     settings = candidates(cfg)
-    asked_size = cfg.data.image_size
     resolved_cfg, _ = resolve_working_size(cfg)  # image_size: auto → the folder's shape, once for every candidate
     holdout = dataclasses.replace(resolved_cfg.data, validation_fraction=cfg.data.validation_fraction or 0.1)
     bundle = build_datasets(holdout)  # the same images for every candidate: listed once
     held_out = len(bundle.validation)
     if held_out < MIN_HELD_OUT:
-        return FeatureChoice("shipped", settings["shipped"], held_out, {}, asked_size)
-    found = {name: _fit_and_ladder(resolved_cfg, model, holdout, bundle, folder / name, overwrite)
+        return FeatureChoice("shipped", settings["shipped"], held_out, {}, cfg.data.image_size)
+    found = {name: fit_and_ladder(resolved_cfg, model, holdout, bundle, folder / name, overwrite)
              for name, model in settings.items()}
     chosen: Setting = choose_by_ladder(found, "shipped")  # type: ignore[assignment]
-    image_size, finer, won, finer_record = asked_size, None, False, None
-    if isinstance(asked_size, AutoSize):  # a size the user gave is kept as given
-        finer_size = dataclasses.replace(asked_size, pixels=round(asked_size.pixels * FINER_PIXELS))
-        finer_cfg, _ = resolve_working_size(dataclasses.replace(cfg, data=dataclasses.replace(
-            cfg.data, image_size=finer_size)))
-        finer_data = dataclasses.replace(finer_cfg.data, validation_fraction=holdout.validation_fraction)
-        finer_bundle = build_datasets(finer_data)  # the same split (seeded by the records, not the size)
-        finer = _fit_and_ladder(finer_cfg, settings[chosen], finer_data, finer_bundle,
-                                folder / f"{chosen}_{FINER}", overwrite)
-        won = choose_by_ladder({"base": found[chosen], FINER: finer}, "base") == FINER
-        image_size = finer_size if won else asked_size
-        finer_record = {"pixels": finer_size.pixels, "resolved": _height_width(finer_cfg.data.image_size),
-                        "chosen": won, "found": finer}
+    finer = _try_finer_size(cfg, as_hw(resolved_cfg.data.image_size), settings[chosen], found[chosen], holdout,
+                            folder / f"{chosen}_{FINER}", overwrite)
     write_text_atomic(folder / CHOICE_FILE, json.dumps({
         "criterion": "share of held-out good parts with a synthetic defect pasted in that score above every clean "
                      f"held-out good part, mean over the ladder ({', '.join(LADDER)}) and the classes; the shipped "
                      "setting stays unless another catches at least one more held-out image per kind; then the "
                      f"chosen setting at {FINER_PIXELS}× the pixels, kept on the same terms",
         "chosen": chosen, "settings": {n: SETTING_HELP[n] for n in settings}, "found": found,
-        "finer_size": finer_record}, indent=2))
-    return FeatureChoice(chosen, settings[chosen], held_out, found, image_size, finer, won)
+        "finer_size": None if finer is None else dataclasses.asdict(finer)}, indent=2))
+    image_size = cfg.data.image_size
+    if finer is not None and finer.chosen and isinstance(image_size, AutoSize):
+        image_size = dataclasses.replace(image_size, pixels=finer.pixels)
+    return FeatureChoice(chosen, settings[chosen], held_out, found, image_size, finer)
 
 
-def _height_width(size: object) -> list[int]:
-    return [size, size] if isinstance(size, int) else list(size)  # type: ignore[call-overload]
+def _try_finer_size(cfg: RunConfig, base: tuple[int, int], model: PatchCoreConfig, base_found: dict[str, float],
+                    holdout: DataConfig, output: Path, overwrite: bool) -> FinerSize | None:
+    """`model` fitted on the finer working size with the same held-out parts; None where the size is
+    the user's (data.image_size given) or the finer budget would pass the decoded-pixel cap."""
+    asked = cfg.data.image_size
+    if not isinstance(asked, AutoSize) or asked.pixels * FINER_PIXELS > MAX_IMAGE_PIXELS:
+        return None
+    pixels = round(asked.pixels * FINER_PIXELS)
+    finer_cfg, _ = resolve_working_size(dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, image_size=dataclasses.replace(asked, pixels=pixels))))
+    # the same split as the settings': it depends on the records and the seed, not on the size
+    data = dataclasses.replace(finer_cfg.data, validation_fraction=holdout.validation_fraction)
+    found = fit_and_ladder(finer_cfg, model, data, build_datasets(data), output, overwrite)
+    won = choose_by_ladder({"base": base_found, FINER: found}, "base") == FINER
+    return FinerSize(pixels, base, as_hw(finer_cfg.data.image_size), found, won)
 
 
-def _fit_and_ladder(cfg: RunConfig, model: PatchCoreConfig, holdout: DataConfig, bundle: DataBundle, output: Path,
+def fit_and_ladder(cfg: RunConfig, model: PatchCoreConfig, holdout: DataConfig, bundle: DataBundle, output: Path,
                     overwrite: bool) -> dict[str, float]:
     """One candidate fitted with the hold-out, and its ladder criterion on the held-out parts."""
     candidate = dataclasses.replace(cfg, model=model, data=holdout, output_dir=str(output),
