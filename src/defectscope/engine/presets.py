@@ -5,8 +5,9 @@ MVTec (docs/results/), on EfficientNet-Lite0 features, whose weights come with t
 `test` extras (the four packaged backbones are level within their intervals for PatchCore:
 docs/results/backbones.md), searched with faiss's HNSW graph where the `faiss` extra is installed
 (the exact search's image scores in a seventh of its time on a large bank, docs/results/speed.md),
-exactly in torch otherwise; its patch setting (taps, bank share) is chosen by `fit --features auto`
-on the folder's own images (engine.feature_choice). Every image in the folder is a good part: no
+exactly in torch otherwise; its patch setting (taps, bank share), then whether a working size 1.5×
+as large each way catches more, are chosen by `fit --features auto` on the folder's own images
+(engine.feature_choice). Every image in the folder is a good part: no
 test split is made; the one-pass models calibrate by cross-fitting, so every image both trains the
 shipped model and sets the threshold; a trained model holds 10 % out.
 """
