@@ -20,6 +20,7 @@ from defectscope.cli.main import main
 from defectscope.engine.checkpoint import load_checkpoint
 from defectscope.geometry import as_hw
 from defectscope.scoring.calibration import conformal_threshold
+from helpers.runs import demo_good_folder
 from helpers.serving import REPO_ROOT, free_port, serve_env
 
 DEMO = REPO_ROOT / "demo" / "mtsd_demo"
@@ -142,11 +143,7 @@ def test_serve_answers_with_the_promise(fitted):
 
 @pytest.fixture(scope="module")
 def many_good(tmp_path_factory):
-    """100 good tiles: enough that 10 are held out, the fewest the choice is made from."""
-    good = tmp_path_factory.mktemp("many_good")
-    for path in sorted((DEMO / "MT_Free" / "Imgs").glob("*.jpg"))[:100]:
-        shutil.copy(path, good)
-    return good
+    return demo_good_folder(tmp_path_factory.mktemp("many_good"))
 
 
 def test_fit_chooses_the_patch_setting_from_the_good_parts(many_good, tmp_path, capsys):

@@ -7,7 +7,6 @@ hands on, not a model's luck; tests/cli/test_first_hour.py runs the real fits.
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -15,19 +14,15 @@ from defectscope.data.config import AutoSize
 from defectscope.engine import feature_choice
 from defectscope.engine.presets import folder_config
 from defectscope.geometry import as_hw
-from helpers.serving import REPO_ROOT
+from helpers.runs import demo_good_folder
 
-DEMO = REPO_ROOT / "demo" / "mtsd_demo"
 SMALL_AUTO = ["--data.image_size", "{kind: auto, pixels: 4096}"]
 BASE, FINER = 64 * 64, 96 * 96  # 100 demo tiles (median aspect 1.17) at 4,096 and 9,216 px, sides multiples of 32
 
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("good")
-    for path in sorted((DEMO / "MT_Free" / "Imgs").glob("*.jpg"))[:100]:
-        shutil.copy(path, folder)
-    return folder
+    return demo_good_folder(tmp_path_factory.mktemp("good"))
 
 
 def fake_ladder(caught: dict[tuple[str, int], float], fitted: list):

@@ -50,3 +50,15 @@ def tiny_config(tiny_config_file):
         return load_config(tiny_config_file(model, steps, name=name), list(overrides))
 
     return make
+
+
+def demo_good_folder(folder, count=100):
+    """`count` good demo tiles in `folder`: 100 are enough that 10 are held out, the fewest
+    `fit --features auto` chooses from."""
+    import shutil
+
+    from helpers.serving import REPO_ROOT
+
+    for path in sorted((REPO_ROOT / "demo" / "mtsd_demo" / "MT_Free" / "Imgs").glob("*.jpg"))[:count]:
+        shutil.copy(path, folder)
+    return folder
