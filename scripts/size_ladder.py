@@ -6,7 +6,7 @@ held-out good parts (`engine.synthetic.ladder_criterion`, the criterion `fit --f
         --output runs/size_ladder/pill
 
 Reads no defect image and no test label. Writes OUTPUT/<pixels>/ (one run per budget) and
-OUTPUT/ladder.json; prints one line per budget.
+OUTPUT/ladder.json; prints one line per budget. An earlier run in OUTPUT is refused unless --overwrite.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from defectscope.data.config import AutoSize
 from defectscope.data.dataset import build_datasets
 from defectscope.engine.feature_choice import SETTINGS, apply_setting, fit_and_ladder, patchcore_model
+from defectscope.engine.files import write_text_atomic
 from defectscope.engine.presets import folder_config
 from defectscope.engine.working_size import resolve_working_size
 from defectscope.geometry import as_hw
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--features", default="shipped", choices=SETTINGS)
     parser.add_argument("--pixels", type=int, nargs="+", default=[256 * 256, 320 * 320, 384 * 384])
     parser.add_argument("--output", required=True)
+    parser.add_argument("--overwrite", action="store_true", help="replace earlier runs in OUTPUT")
     args = parser.parse_args()
 
     out = Path(args.output)
@@ -40,13 +42,13 @@ def main() -> None:
             cfg.data, image_size=AutoSize(pixels=pixels))))
         holdout = dataclasses.replace(cfg.data, validation_fraction=cfg.data.validation_fraction or 0.1)  # as fit
         model = apply_setting(patchcore_model(cfg), args.features)
-        found[pixels] = {"size": as_hw(cfg.data.image_size),
-                         **fit_and_ladder(cfg, model, holdout, build_datasets(holdout), out / str(pixels), True)}
+        ladder = fit_and_ladder(cfg, model, holdout, build_datasets(holdout), out / str(pixels), args.overwrite)
+        found[pixels] = {"size": as_hw(cfg.data.image_size), **ladder}
         f = found[pixels]
         print(f"{pixels} px → {f['size']}: caught {f['caught']:.3f} (rectangle {f['rectangle_caught']:.2f}, "
               f"faint {f['faint_caught']:.2f}, scar {f['scar_caught']:.2f}), auroc {f['auroc']:.3f}, "
               f"held out {int(f['held_out'])}", flush=True)
-    (out / "ladder.json").write_text(json.dumps(found, indent=2))
+    write_text_atomic(out / "ladder.json", json.dumps(found, indent=2))
 
 
 if __name__ == "__main__":

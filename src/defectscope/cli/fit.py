@@ -35,8 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "working size 1.5x each way, kept where it catches at least one more held-out part per kind "
                         "(finer patches for small defects, about 2.25x the time per part; not tried where "
                         "data.image_size is given; engine.feature_choice.FINER_PIXELS). shipped: the last blocks at "
-                        "stride "
-                        "8 and 16; with_last: and at stride 32 (textures); first_three: a stride-4 grid; "
+                        "stride 8 and 16; with_last: and at stride 32 (textures); first_three: a stride-4 grid; "
                         "sparse_bank: a tenth of the bank")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output folder")
     p.set_defaults(run=run)

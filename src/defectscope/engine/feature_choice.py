@@ -7,7 +7,7 @@ its own images: each candidate is fitted with a hold-out and scored by how many 
 of the ladder (`engine.synthetic`) pasted into the held-out good parts score above every clean
 one. Then the chosen setting is fitted once more on a working size 1.5 times as large each way
 and kept there if the ladder gains as much again: small defects on objects (MVTec's pill cracks
-and spots) are caught more often when the patches are finer, at 2.25 times the cost per part.
+and spots) are caught more often when the patches are finer, at about 2.25 times the cost per part.
 No defect image and no test label is read.
 """
 
@@ -184,7 +184,7 @@ def _try_finer_size(cfg: RunConfig, base: tuple[int, int], model: PatchCoreConfi
 
 
 def fit_and_ladder(cfg: RunConfig, model: PatchCoreConfig, holdout: DataConfig, bundle: DataBundle, output: Path,
-                    overwrite: bool) -> dict[str, float]:
+                   overwrite: bool) -> dict[str, float]:
     """One candidate fitted with the hold-out, and its ladder criterion on the held-out parts."""
     candidate = dataclasses.replace(cfg, model=model, data=holdout, output_dir=str(output),
                                     eval=dataclasses.replace(cfg.eval, calibration=HoldOutCalibration()))
