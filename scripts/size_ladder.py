@@ -4,6 +4,8 @@ held-out good parts (`engine.synthetic.ladder_criterion`, the criterion `fit --f
 
     python scripts/size_ladder.py runs/data/pill_good --features shipped --pixels 65536 102400 147456 \
         --output runs/size_ladder/pill
+    python scripts/size_ladder.py runs/data/mtsd_good --features with_last --pixels 147456 --coreset-ratio 0.25 \
+        --output runs/size_ladder/mtsd_bank25
 
 Reads no defect image and no test label. Writes OUTPUT/<pixels>/ (one run per budget) and
 OUTPUT/ladder.json; prints one line per budget. An earlier run in OUTPUT is refused unless --overwrite.
@@ -30,6 +32,8 @@ def main() -> None:
     parser.add_argument("good_dir")
     parser.add_argument("--features", default="shipped", choices=SETTINGS)
     parser.add_argument("--pixels", type=int, nargs="+", default=[256 * 256, 320 * 320, 384 * 384])
+    parser.add_argument("--coreset-ratio", type=float, default=None,
+                        help="the bank's share of the training patches (default: the folder workflow's)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--overwrite", action="store_true", help="replace earlier runs in OUTPUT")
     args = parser.parse_args()
@@ -42,6 +46,8 @@ def main() -> None:
             cfg.data, image_size=AutoSize(pixels=pixels))))
         holdout = dataclasses.replace(cfg.data, validation_fraction=cfg.data.validation_fraction or 0.1)  # as fit
         model = apply_setting(patchcore_model(cfg), args.features)
+        if args.coreset_ratio is not None:
+            model = dataclasses.replace(model, coreset_ratio=args.coreset_ratio)
         ladder = fit_and_ladder(cfg, model, holdout, build_datasets(holdout), out / str(pixels), args.overwrite)
         found[pixels] = {"size": as_hw(cfg.data.image_size), **ladder}
         f = found[pixels]
