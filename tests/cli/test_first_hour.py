@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from defectscope.cli.main import main
@@ -63,6 +64,44 @@ def test_fit_names_the_good_parts_that_scored_highest(folders, tmp_path, capsys)
     assert len(rows) == 41 and {Path(r["path"]).name for r in rows} == {p.name for p in good.iterdir()}
     shown = [line.split()[-1] for line in out.splitlines() if line.startswith("  ")][:5]
     assert shown == [r["path"] for r in rows[:5]]
+
+
+def _held_out_csv(folder: Path, scores: list[float], classes: list[str] | None = None) -> None:
+    """A run's held_out_scores.csv as calibrate writes it: highest first, 6 significant digits."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    with (folder / "held_out_scores.csv").open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["rank", "path", "class", "score"])
+        for rank, i in enumerate(order, 1):
+            name = (classes or ["good"] * len(scores))[i]
+            writer.writerow([rank, f"/good/part_{i:04d}.png", name, f"{scores[i]:.6g}"])
+
+
+def test_fit_says_where_the_threshold_would_fall_without_the_parts_above_it(tmp_path):
+    """The parts above the threshold are all listed, and the threshold the same rule gives without them is the
+    one conformal_threshold computes on the other scores (n = 300 at 1 %: the 3rd highest, two above it)."""
+    from defectscope.cli.fit import highest_good_lines
+
+    rng = np.random.default_rng(0)
+    scores = list(rng.normal(20, 3, 300) + rng.uniform(0, 1e-3, 300))
+    _held_out_csv(tmp_path, scores)
+    at = conformal_threshold(np.array(scores), 0.01)
+    out = highest_good_lines(tmp_path, at.value, 0.01)
+    ranked = sorted(scores, reverse=True)
+    expected = conformal_threshold(np.array(ranked[2:]), 0.01).value
+    assert at.value == pytest.approx(ranked[2])
+    assert "3rd highest of 300" in out and "the 2 parts above it" in out
+    assert f"fall to about {expected:.4g}" in out and expected < at.value
+
+    many = list(rng.normal(20, 3, 1000) + rng.uniform(0, 1e-3, 1000))  # n = 1000: the 10th highest, 9 above it
+    _held_out_csv(tmp_path, many)
+    out = highest_good_lines(tmp_path, conformal_threshold(np.array(many), 0.01).value, 0.01)
+    assert len([line for line in out.splitlines() if line.startswith("  ")]) == 10  # every part above, and its own
+    assert "10th highest of 1000" in out and "the 9 parts above it" in out
+
+    _held_out_csv(tmp_path, scores, ["a"] * 150 + ["b"] * 150)  # a threshold per class: no single what-if
+    assert "fall to about" not in highest_good_lines(tmp_path, at.value, 0.01)
+    assert "fall to about" not in highest_good_lines(tmp_path, max(scores), 0.01)  # nothing above a capped threshold
 
 
 def test_fit_calibrates_on_every_good_part_and_writes_the_resolved_config(fitted, folders, capsys):

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
               f"most {100 * promise['false_alarm_bound']:.3g} % of good parts like these "
               f"(stated {100 * promise['false_alarm_rate']:.3g} %, from {promise['held_out_normals']} good parts "
               "it was not fitted on)")
-    highest = highest_good_lines(Path(cfg.output_dir), promise.get("image_threshold") if promise else None)
+    highest = highest_good_lines(Path(cfg.output_dir), promise.get("image_threshold") if promise else None,
+                                 promise.get("false_alarm_rate") if promise else None)
     if highest:
         print(highest)
     if args.defects:
@@ -119,11 +120,13 @@ def choose_patch_setting(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
 
 
 HIGHEST_SHOWN = 5
+MOST_SHOWN = 12  # with every part above the threshold, when more than HIGHEST_SHOWN lie above it
 
 
-def highest_good_lines(run_dir: Path, threshold: float | None) -> str:
+def highest_good_lines(run_dir: Path, threshold: float | None, rate: float | None = None) -> str:
     """The good parts that scored highest in calibration, to look at: one defective part filed among
-    the good ones raises the threshold for every part."""
+    the good ones raises the threshold for every part. With the threshold and its rate, also what is at
+    stake: where the threshold would fall without the parts above it."""
     from defectscope.engine.calibrate import HELD_OUT_SCORES
 
     path = run_dir / HELD_OUT_SCORES
@@ -133,11 +136,42 @@ def highest_good_lines(run_dir: Path, threshold: float | None) -> str:
         rows = list(csv.DictReader(f))
     if not rows:
         return ""
+    # the CSV keeps 6 significant digits: a score within that of the threshold is the threshold's own part
+    above = 0 if threshold is None else sum(float(r["score"]) > threshold + 1e-5 * abs(threshold) for r in rows)
     against = "" if threshold is None else f"; the threshold is {threshold:.4g}"
     lines = [f"the good parts that scored highest when they were held out ({len(rows)} in {path}{against}); "
              "look at them: a defective part among the good ones raises the threshold for every part"]
-    lines += [f"  {float(r['score']):.4g}  {r['path']}" for r in rows[:HIGHEST_SHOWN]]
+    lines += [f"  {float(r['score']):.4g}  {r['path']}" for r in rows[:min(max(HIGHEST_SHOWN, above + 1), MOST_SHOWN)]]
+    if threshold is not None and rate is not None and 0 < above < min(MOST_SHOWN, len(rows)):
+        lines += _without_those_above(rows, above, rate)
     return "\n".join(lines)
+
+
+def _without_those_above(rows: list[dict[str, str]], above: int, rate: float) -> list[str]:
+    """Where the same rule puts the threshold without the `above` highest parts (one class only: a model
+    with a threshold per class sets each from its own parts)."""
+    import warnings
+
+    import numpy as np
+
+    from defectscope.scoring.calibration import conformal_rank, conformal_threshold
+
+    if len({r["class"] for r in rows}) != 1:
+        return []
+    scores = np.sort([float(r["score"]) for r in rows])
+    place = len(scores) + 1 - min(conformal_rank(len(scores), rate), len(scores))
+    with warnings.catch_warnings():  # fewer parts may fall short of the rate: the bound printed says so
+        warnings.simplefilter("ignore")
+        again = conformal_threshold(scores[: len(scores) - above], rate)
+    parts = f"the {above} parts above it are" if above > 1 else "the part above it is"
+    return [f"it is the {_ordinal(place)} highest of {len(scores)} (the rule for {100 * rate:.3g} %); if {parts} "
+            f"defective, move {'them' if above > 1 else 'it'} out of the folder and fit again: the threshold would "
+            f"fall to about {again.value:.4g} (≤ {100 * again.bound:.2g} %), before the new fit moves the scores "
+            "a little"]
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def known_bad_line(detector: object, folder: Path) -> str:
