@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
+from side_by_side import ScoresSideBySide
 from sklearn.covariance import LedoitWolf
 from sklearn.model_selection import KFold
 from torch import Tensor
@@ -98,24 +98,12 @@ def ladder(run: Path) -> None:
     train = np.concatenate([pooled(model, b.image) for b in DataLoader(bundle.train, batch_size=16)])
     gaussian, normal = GlobalGaussian(train), out_of_fold(train)
 
-    class Both:  # the two scores side by side, so one pass of the ladder serves both verdicts
-        training = False
+    def both(images: Tensor) -> np.ndarray:
+        with torch.no_grad():
+            patchcore = model.predict(images).image_score.numpy()
+        return np.stack([patchcore, gaussian(pooled(model, images))], 1)
 
-        def eval(self) -> Both:
-            return self
-
-        def train(self, mode: bool = True) -> Both:
-            return self
-
-        def to(self, device: torch.device) -> Both:
-            return self
-
-        def predict(self, images: Tensor) -> SimpleNamespace:
-            with torch.no_grad():
-                patchcore = model.predict(images).image_score.numpy()
-            return SimpleNamespace(image_score=torch.tensor(np.stack([patchcore, gaussian(pooled(model, images))], 1)))
-
-    clean, pasted, classes = synthetic_scores(Both(), bundle.validation, torch.device("cpu"), 16,
+    clean, pasted, classes = synthetic_scores(ScoresSideBySide(both), bundle.validation, torch.device("cpu"), 16,
                                               checkpoint.config.train.seed, LADDER)
     pc_clean = clean[:, 0]
     variants = {"PatchCore": lambda s: s[:, 0],

@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from side_by_side import ScoresSideBySide
 from torch import Tensor
 
 from defectscope.data.dataset import build_datasets
@@ -80,24 +80,10 @@ def main() -> None:
     candidate = load_checkpoint(args.candidate_run / "checkpoints" / "final")
     held = candidate.model.eval()
 
-    class All:  # every aggregation side by side, so one pass of the ladder serves them all
-        training = False
-
-        def eval(self) -> All:
-            return self
-
-        def train(self, mode: bool = True) -> All:
-            return self
-
-        def to(self, device: torch.device) -> All:
-            return self
-
-        def predict(self, images: Tensor) -> SimpleNamespace:
-            return SimpleNamespace(image_score=aggregations(held, images))
-
     validation = build_datasets(candidate.config.data).validation
-    clean, pasted, classes = synthetic_scores(All(), validation, torch.device("cpu"), 16, candidate.config.train.seed,
-                                              LADDER)
+    side_by_side = ScoresSideBySide(lambda images: aggregations(held, images))
+    clean, pasted, classes = synthetic_scores(side_by_side, validation, torch.device("cpu"), 16,
+                                              candidate.config.train.seed, LADDER)
     print(f"{args.candidate_run}: ladder on {len(clean)} held-out good parts")
     for j, name in enumerate(NAMES):
         caught = {kind: np.mean([c for _, c in separation_by_class(clean[:, j], p[:, j], classes).values()])
