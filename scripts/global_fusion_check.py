@@ -33,15 +33,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from defectscope.data.dataset import build_datasets
-from defectscope.data.geometry import fit as fit_to_size
-from defectscope.data.image_io import load_image
-from defectscope.data.transforms import from_uint8, to_uint8
+from defectscope.data.image_io import load_image_array
 from defectscope.engine.checkpoint import load_checkpoint
 from defectscope.engine.synthetic import LADDER, separation_by_class, synthetic_scores
 from defectscope.geometry import as_hw
 from defectscope.metrics import image_auroc
 from defectscope.metrics.operating_point import catch_rate_at, catch_rate_interval
 from defectscope.scoring.calibration import conformal_threshold
+from defectscope.scoring.resize import fit_array
 
 FOLDS = 10
 RATE = 0.01
@@ -72,7 +71,7 @@ def out_of_fold(features: np.ndarray) -> np.ndarray:
 
 def features_of(model: torch.nn.Module, paths: list[str], size: tuple[int, int], resize: str) -> np.ndarray:
     def working(path: str) -> Tensor:  # as the datasets bring an image to the model: resized, then 8 bits
-        return from_uint8(to_uint8(fit_to_size(load_image(path), size, resize)[0]))
+        return torch.from_numpy(fit_array(load_image_array(path), size, resize)[0])
 
     out = [pooled(model, torch.stack([working(p) for p in paths[i: i + 16]])) for i in range(0, len(paths), 16)]
     return np.concatenate(out)

@@ -6,7 +6,7 @@ PatchCore's image score is Eq. 7's reweighted maximum patch distance. This score
 of TEST_SCORES_CSV (a `defectscope test` folder's scores.csv, for the labels) with FIT_RUN's model
 under several aggregations — Eq. 7, the plain maximum, the maximum of the smoothed map, the mean of
 the 3 and the 10 farthest patches, the maximum after a 3×3 mean — and prints image AUROC and defects
-caught at ≤ 1 % false alarms on the test ROC (to judge, never to choose by); then the same
+caught at ≤ 1 % false alarms on the test ROC with a bootstrap interval (to judge, never to choose by); then the same
 aggregations on `fit`'s ladder of synthetic defects over CANDIDATE_RUN's held-out good parts
 (RUN/feature_choice/<setting>), the label-free verdict `fit` would have to act on.
 """
@@ -24,16 +24,15 @@ from side_by_side import ScoresSideBySide
 from torch import Tensor
 
 from defectscope.data.dataset import build_datasets
-from defectscope.data.geometry import fit as fit_to_size
-from defectscope.data.image_io import load_image
-from defectscope.data.transforms import from_uint8, to_uint8
+from defectscope.data.image_io import load_image_array
 from defectscope.engine.checkpoint import load_checkpoint
 from defectscope.engine.synthetic import LADDER, separation_by_class, synthetic_scores
 from defectscope.geometry import as_hw
 from defectscope.layers.scoring import gaussian_smooth
 from defectscope.metrics import image_auroc
-from defectscope.metrics.operating_point import catch_rate_at
+from defectscope.metrics.operating_point import catch_rate_at, catch_rate_interval
 from defectscope.models.patchcore.anomaly_map import patch_scores, reweighted_image_score
+from defectscope.scoring.resize import fit_array
 
 NAMES = ["eq7", "max", "smoothed_max", "top3_mean", "top10_mean", "mean3x3_max"]
 
@@ -68,14 +67,15 @@ def main() -> None:
     labels = np.array([int(r["label"]) for r in rows])
 
     def working(path: str) -> Tensor:  # as the datasets bring an image to the model: resized, then 8 bits
-        return from_uint8(to_uint8(fit_to_size(load_image(path), size, data.resize)[0]))
+        return torch.from_numpy(fit_array(load_image_array(path), size, data.resize)[0])
 
     scores = np.concatenate([aggregations(model, torch.stack([working(r["path"]) for r in rows[i: i + 8]])).numpy()
                              for i in range(0, len(rows), 8)])
     print(f"{args.fit_run}: {len(rows)} test images, size {size}")
     for j, name in enumerate(NAMES):
+        low, high = catch_rate_interval(scores[:, j], labels, 0.01, resamples=1000)
         print(f"  test  {name:<13} AUROC {image_auroc(scores[:, j], labels):.3f}  "
-              f"caught at ≤1 % {catch_rate_at(scores[:, j], labels, 0.01):.3f}")
+              f"caught at ≤1 % {catch_rate_at(scores[:, j], labels, 0.01):.3f} ({low:.3f}–{high:.3f})")
 
     candidate = load_checkpoint(args.candidate_run / "checkpoints" / "final")
     held = candidate.model.eval()
