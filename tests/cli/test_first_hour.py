@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from defectscope.cli.main import main
+from defectscope.engine.calibrate import HELD_OUT_SCORES, HeldOutScores
 from defectscope.engine.checkpoint import load_checkpoint
 from defectscope.geometry import as_hw
 from defectscope.scoring.calibration import conformal_threshold
@@ -67,14 +68,9 @@ def test_fit_names_the_good_parts_that_scored_highest(folders, tmp_path, capsys)
 
 
 def _held_out_csv(folder: Path, scores: list[float], classes: list[str] | None = None) -> None:
-    """A run's held_out_scores.csv as calibrate writes it: highest first, 6 significant digits."""
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])
-    with (folder / "held_out_scores.csv").open("w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["rank", "path", "class", "score"])
-        for rank, i in enumerate(order, 1):
-            name = (classes or ["good"] * len(scores))[i]
-            writer.writerow([rank, f"/good/part_{i:04d}.png", name, f"{scores[i]:.6g}"])
+    """A run's held_out_scores.csv, written as calibration writes it."""
+    paths = [f"/good/part_{i:04d}.png" for i in range(len(scores))]
+    HeldOutScores(paths, classes or ["good"] * len(scores), np.array(scores)).write(folder / HELD_OUT_SCORES)
 
 
 def test_fit_says_where_the_threshold_would_fall_without_the_parts_above_it(tmp_path):

@@ -136,29 +136,29 @@ def highest_good_lines(run_dir: Path, threshold: float | None, rate: float | Non
         rows = list(csv.DictReader(f))
     if not rows:
         return ""
+    scores = [float(r["score"]) for r in rows]
     # the CSV keeps 6 significant digits: a score within that of the threshold is the threshold's own part
-    above = 0 if threshold is None else sum(float(r["score"]) > threshold + 1e-5 * abs(threshold) for r in rows)
+    above = 0 if threshold is None else sum(score > threshold + 1e-5 * abs(threshold) for score in scores)
     against = "" if threshold is None else f"; the threshold is {threshold:.4g}"
     lines = [f"the good parts that scored highest when they were held out ({len(rows)} in {path}{against}); "
              "look at them: a defective part among the good ones raises the threshold for every part"]
-    lines += [f"  {float(r['score']):.4g}  {r['path']}" for r in rows[:min(max(HIGHEST_SHOWN, above + 1), MOST_SHOWN)]]
-    if threshold is not None and rate is not None and 0 < above < min(MOST_SHOWN, len(rows)):
-        lines += _without_those_above(rows, above, rate)
+    shown = min(max(HIGHEST_SHOWN, above + 1), MOST_SHOWN)
+    lines += [f"  {score:.4g}  {r['path']}" for score, r in zip(scores[:shown], rows[:shown], strict=True)]
+    one_class = len({r["class"] for r in rows}) == 1  # a model with a threshold per class sets each from its parts
+    if threshold is not None and rate is not None and one_class and 0 < above < min(MOST_SHOWN, len(rows)):
+        lines += _without_those_above(scores, above, rate)
     return "\n".join(lines)
 
 
-def _without_those_above(rows: list[dict[str, str]], above: int, rate: float) -> list[str]:
-    """Where the same rule puts the threshold without the `above` highest parts (one class only: a model
-    with a threshold per class sets each from its own parts)."""
+def _without_those_above(held_out: list[float], above: int, rate: float) -> list[str]:
+    """Where the same rule puts the threshold without the `above` highest held-out scores."""
     import warnings
 
     import numpy as np
 
     from defectscope.scoring.calibration import conformal_rank, conformal_threshold
 
-    if len({r["class"] for r in rows}) != 1:
-        return []
-    scores = np.sort([float(r["score"]) for r in rows])
+    scores = np.sort(held_out)
     place = len(scores) + 1 - min(conformal_rank(len(scores), rate), len(scores))
     with warnings.catch_warnings():  # fewer parts may fall short of the rate: the bound printed says so
         warnings.simplefilter("ignore")
