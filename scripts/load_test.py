@@ -5,7 +5,7 @@
 1. Starts the server from this checkout on a free 127.0.0.1 port (--max-upload-mb 1, so an
    over-size upload is a 1.1 MiB request; the other limits at their defaults).
 2. Warm-up, then for each concurrency level (1, 4, 16) sends up to --requests valid POST /predict
-   (demo MTSD images, heatmap overlay included as the page asks, or not with --no-overlay) from that
+   (demo MTSD images, heatmap overlay included, as PNG or as the page's JPEG, or not with --no-overlay) from that
    many client threads, each with its own keep-alive connection, for at most --max-seconds:
    requests/s and p50/p99 latency.
 3. The server's resident memory (VmRSS from /proc) before and after --mixed requests (default
@@ -129,6 +129,10 @@ def main() -> None:
     parser.add_argument("--no-overlay", action="store_true",
                         help="the levels ask for the verdict and scores only (?overlay=false), as a line's "
                              "controller would; the page asks for the overlay")
+    parser.add_argument("--overlay-format", choices=["png", "jpeg"], default="png",
+                        help="the heatmap's format (the page asks for jpeg)")
+    parser.add_argument("--class-name", default=None,
+                        help="sent with every valid request; required when the model knows several classes")
     parser.add_argument("--feature-runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
                         help="the server's --feature-runtime (a checkpoint's backbone in onnxruntime or torch)")
     args = parser.parse_args()
@@ -153,13 +157,23 @@ def main() -> None:
     with running_server(args.checkpoint, "--max-upload-mb", "1", "--feature-runtime", args.feature_runtime) as (
             process, url):
         model = httpx.get(url + "/model").json()
+        classes = model.get("class_names") or []
+        if args.class_name is None and len(classes) > 1:
+            raise SystemExit(f"the model knows {len(classes)} classes {classes}: pass --class-name")
+        if args.class_name is not None:  # a form field beside the file, as the page sends it
+            for _, kwargs, _ in valid_jobs + mixed_jobs:
+                if "files" in kwargs:
+                    kwargs["data"] = {"class_name": args.class_name}
         report["model"], report["feature_runtime"] = model["model_name"], model.get("feature_runtime")
         report["rss_after_start_mib"] = rss_mib(process.pid)
         run_load(url, valid_jobs[:20], 1, 60)  # warm-up: first calls allocate torch's buffers
         report["rss_after_warmup_mib"] = rss_mib(process.pid)
-        path = "/predict?overlay=false" if args.no_overlay else "/predict"
-        report["overlay"] = not args.no_overlay
+        path = "/predict?overlay=false" if args.no_overlay else f"/predict?overlay_format={args.overlay_format}"
+        report["overlay"] = None if args.no_overlay else args.overlay_format
         report["levels"] = [run_load(url, valid_jobs, c, args.max_seconds, path) for c in args.levels]
+        wrong = {level["concurrency"]: level["unexpected"] for level in report["levels"] if level["unexpected"]}
+        if wrong:  # a refused request is fast: its latency must not pass for a scored part's
+            raise SystemExit(f"valid requests got other statuses than 200 (per concurrency level): {wrong}")
         if mixed_jobs:  # --mixed 0: latency only
             before = rss_mib(process.pid)
             mixed = run_load(url, mixed_jobs, 4, args.mixed_max_seconds)
@@ -170,7 +184,7 @@ def main() -> None:
         report["health_after"] = httpx.get(url + "/health").json()
 
     print(f"model {report['model']} ({args.checkpoint}), features in {report['feature_runtime']}, "
-          f"overlay {'on' if report['overlay'] else 'off'}; "
+          f"overlay {report['overlay'] or 'off'}; "
           f"{report['machine']}; {report['date_utc']}; commit {commit}")
     print("| concurrency | requests | requests/s | p50 ms | p99 ms |\n|---|---|---|---|---|")
     for level in report["levels"]:

@@ -57,7 +57,23 @@ def test_predict_gives_a_verdict_against_the_threshold_and_an_overlay(client):
         assert body["defective"] == (body["score"] > body["threshold"]) == (body["normalized_score"] > 0.5)
         assert 0 <= body["defect_area"] <= 1 and (body["width"], body["height"]) == (40, 40)
         overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png"])))
-        assert overlay.format == "PNG" and overlay.size == (40, 40)
+        assert overlay.format == "PNG" and overlay.size == (40, 40) and body["overlay_jpeg"] is None
+
+
+def test_the_overlay_comes_as_jpeg_when_asked_and_a_bad_format_is_refused(client):
+    r = client.post("/predict", params={"overlay_format": "jpeg"}, files={"file": ("part.png", NOISY, "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_jpeg"])))
+    assert overlay.format == "JPEG" and overlay.size == (40, 40) and body["overlay_png"] is None
+    batch = client.post("/predict/batch", params={"overlay_format": "jpeg"},
+                        files=[("files", ("a.png", NOISY, "image/png")), ("files", ("b.png", SMOOTH, "image/png"))])
+    assert [r["overlay_jpeg"] is not None and r["overlay_png"] is None for r in batch.json()["results"]] == [True] * 2
+    off = client.post("/predict", params={"overlay": "false", "overlay_format": "jpeg"},
+                      files={"file": ("part.png", NOISY, "image/png")}).json()
+    assert off["overlay_png"] is None and off["overlay_jpeg"] is None
+    refused = client.post("/predict", params={"overlay_format": "gif"}, files={"file": ("p.png", NOISY, "image/png")})
+    assert refused.status_code == 422 and "overlay_format" in refused.json()["detail"]
 
 
 def test_the_same_image_scores_the_same_by_every_route(client):

@@ -13,7 +13,7 @@ from PIL import Image
 pytest.importorskip("python_multipart")
 
 from defectscope.data.image_io import load_image  # noqa: E402
-from defectscope.serve.images import check_content_type, decode_upload, overlay_png, probe_upload  # noqa: E402
+from defectscope.serve.images import check_content_type, decode_upload, overlay_bytes, probe_upload  # noqa: E402
 from defectscope.serve.upload import UploadError  # noqa: E402
 
 
@@ -95,11 +95,11 @@ def test_the_overlay_keeps_the_aspect_and_fits_the_longest_side():
     image = np.zeros((300, 1200, 3), np.float32)
     amap = np.zeros((300, 1200), np.float32)
     amap[:, 600:] = 1.0
-    small = Image.open(io.BytesIO(overlay_png(image, amap, high=1.0, max_side=400)))
+    small = Image.open(io.BytesIO(overlay_bytes(image, amap, high=1.0, max_side=400)))
     assert small.size == (400, 100)
     pixels = np.asarray(small.convert("RGB")).astype(int)
     assert pixels[50, 350, 0] > 100 and pixels[50, 50, 2] > pixels[50, 50, 0]  # red where the map is high, blue low
-    assert Image.open(io.BytesIO(overlay_png(image[:50, :60], amap[:50, :60], 1.0, 400))).size == (60, 50)
+    assert Image.open(io.BytesIO(overlay_bytes(image[:50, :60], amap[:50, :60], 1.0, 400))).size == (60, 50)
 
 
 def test_the_overlay_colours_run_from_the_maps_median_to_the_threshold():
@@ -107,6 +107,19 @@ def test_the_overlay_colours_run_from_the_maps_median_to_the_threshold():
     amap = np.full((10, 40), 40.0, np.float32)
     amap[:, 32:] = 49.0  # at the threshold (the median, 40, is the normal background)
     amap[:, 24:32] = 44.5  # half way
-    pixels = np.asarray(Image.open(io.BytesIO(overlay_png(np.zeros((10, 40, 3)), amap, 49.0, 100))).convert("RGB"))
+    pixels = np.asarray(Image.open(io.BytesIO(overlay_bytes(np.zeros((10, 40, 3)), amap, 49.0, 100))).convert("RGB"))
     blue, mid, red = pixels[5, 5].astype(int), pixels[5, 25].astype(int), pixels[5, 35].astype(int)
     assert blue[2] > blue[0] and red[0] > 100 and red[2] < 20 and mid[1] > mid[2]
+
+
+def test_the_jpeg_overlay_is_the_png_picture_within_jpeg_rounding():
+    rows, cols = np.mgrid[0:120, 0:90]
+    image = np.stack([rows / 120, cols / 90, np.full((120, 90), 0.5)], axis=-1).astype(np.float32)  # a lit surface
+    amap = np.zeros((120, 90), np.float32)
+    amap[40:80, 30:60] = 1.0
+    png = Image.open(io.BytesIO(overlay_bytes(image, amap, 1.0, 400, "png")))
+    jpeg = Image.open(io.BytesIO(overlay_bytes(image, amap, 1.0, 400, "jpeg")))
+    assert (png.format, jpeg.format) == ("PNG", "JPEG") and png.size == jpeg.size == (90, 120)
+    difference = np.abs(np.asarray(png.convert("RGB"), int) - np.asarray(jpeg.convert("RGB"), int))
+    assert difference.mean() < 3 and np.percentile(difference, 99) < 20  # the red block's edges ring a little
+    assert np.asarray(jpeg.convert("RGB"), int)[60, 45, 0] > 100

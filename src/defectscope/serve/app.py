@@ -32,7 +32,7 @@ from defectscope.detection import Detection, DetectorLike
 from defectscope.serve.coalesce import Coalescer
 from defectscope.serve.drift import DriftWatch
 from defectscope.serve.feedback import Feedback, FeedbackError
-from defectscope.serve.images import check_content_type, decode_upload, overlay_png, probe_upload
+from defectscope.serve.images import OverlayFormat, check_content_type, decode_upload, overlay_bytes, probe_upload
 from defectscope.serve.schema import BatchResult, ErrorBody, Health, MarkedGood, ModelInfo, PredictResult
 from defectscope.serve.settings import ServeSettings
 from defectscope.serve.slots import HeapTrim, Slots
@@ -60,7 +60,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "over the byte or decoded-pixel limit, or too many files"},
     415: {"model": ErrorBody, "description": "not multipart/form-data, or a part that is not an image type"},
     422: {"model": ErrorBody, "description": "not a readable image, truncated image data, or a query parameter "
-                                             "that is not what it must be (?overlay=maybe)"},
+                                             "that is not what it must be (?overlay=maybe, ?overlay_format=gif)"},
     500: {"model": ErrorBody, "description": "the model failed on this request"},
 }
 FEEDBACK_ERRORS = {**ERRORS, 409: {"model": ErrorBody, "description": "as many parts taken in as --max-feedback "
@@ -202,22 +202,23 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None, tr
         return files, check_class(class_fields[-1] if class_fields and class_fields[-1] else None)
 
     def result(filename: str | None, width: int, height: int, detection: Detection, image: np.ndarray,
-               overlay: bool) -> PredictResult:
+               overlay: OverlayFormat | None) -> PredictResult:
         pixel_threshold = info.get("pixel_threshold")
-        png = None
-        if overlay:
+        pictures: dict[str, str | None] = {"png": None, "jpeg": None}
+        if overlay is not None:
             high = pixel_threshold if pixel_threshold is not None else float(detection.anomaly_map.max())
-            png = base64.b64encode(overlay_png(image, detection.anomaly_map, high, settings.max_overlay_side)).decode()
+            pictures[overlay] = base64.b64encode(overlay_bytes(image, detection.anomaly_map, high,
+                                                               settings.max_overlay_side, overlay)).decode()
         verdict = _verdict(detection)
         return PredictResult(
             filename=filename, width=width, height=height, class_name=detection.class_name,
             score=detection.score, threshold=detection.threshold, normalized_score=detection.normalized_score,
             defective=detection.defective, verdict=verdict, defect_area=detection.defect_area,
-            pixel_threshold=pixel_threshold, overlay_png=png, seconds=0.0,
+            pixel_threshold=pixel_threshold, overlay_png=pictures["png"], overlay_jpeg=pictures["jpeg"], seconds=0.0,
             **promises.get(detection.class_name, {k: None for k in PROMISE_KEYS}),
         )
 
-    def score_files(files: list[Part], class_name: str | None, overlay: bool) -> list[PredictResult]:
+    def score_files(files: list[Part], class_name: str | None, overlay: OverlayFormat | None) -> list[PredictResult]:
         """Worker thread: header checks for every file first, then decode and score a few at a time."""
         labels = [f"file {i + 1} ({p.filename!r})" if len(files) > 1 else f"file {p.filename!r}"
                   for i, p in enumerate(files)]
@@ -267,18 +268,19 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None, tr
 
     @app.post("/predict", response_model=PredictResult, responses=ERRORS, openapi_extra=_form_body(False),
               operation_id="predict", summary="score one image (multipart field 'file')")
-    async def predict(request: Request, overlay: bool = True) -> PredictResult:
+    async def predict(request: Request, overlay: bool = True, overlay_format: OverlayFormat = "png") -> PredictResult:
         files, class_name = await read_files(request, ("file",), 1, settings.max_upload_bytes)
-        return (await run_in_threadpool(score_files, files, class_name, overlay))[0]
+        return (await run_in_threadpool(score_files, files, class_name, overlay_format if overlay else None))[0]
 
     @app.post("/predict/batch", response_model=BatchResult, responses=ERRORS, openapi_extra=_form_body(True),
               operation_id="predict_batch",
               summary=f"score up to {settings.max_batch_files} images (multipart field 'files', repeated)")
-    async def predict_batch(request: Request, overlay: bool = True) -> BatchResult:
+    async def predict_batch(request: Request, overlay: bool = True, overlay_format: OverlayFormat = "png",
+                            ) -> BatchResult:
         began = time.perf_counter()
         files, class_name = await read_files(request, ("files", "file"), settings.max_batch_files,
                                              settings.max_batch_bytes)
-        results = await run_in_threadpool(score_files, files, class_name, overlay)
+        results = await run_in_threadpool(score_files, files, class_name, overlay_format if overlay else None)
         return BatchResult(results=results, seconds=time.perf_counter() - began)
 
     if feedback is not None:
