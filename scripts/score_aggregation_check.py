@@ -14,25 +14,16 @@ aggregations on `fit`'s ladder of synthetic defects over CANDIDATE_RUN's held-ou
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from side_by_side import ScoresSideBySide
+from side_by_side import print_ladder_figures, print_test_figures, score_test_images
 from torch import Tensor
 
-from defectscope.data.dataset import build_datasets
-from defectscope.data.image_io import load_image_array
 from defectscope.engine.checkpoint import load_checkpoint
-from defectscope.engine.synthetic import LADDER, separation_by_class, synthetic_scores
-from defectscope.geometry import as_hw
 from defectscope.layers.scoring import gaussian_smooth
-from defectscope.metrics import image_auroc
-from defectscope.metrics.operating_point import catch_rate_at, catch_rate_interval
 from defectscope.models.patchcore.anomaly_map import patch_scores, reweighted_image_score
-from defectscope.scoring.resize import fit_array
 
 NAMES = ["eq7", "max", "smoothed_max", "top3_mean", "top10_mean", "mean3x3_max"]
 
@@ -61,35 +52,11 @@ def main() -> None:
     torch.set_num_threads(2)
     checkpoint = load_checkpoint(args.fit_run / "checkpoints" / "final")
     model, data = checkpoint.model.eval(), checkpoint.config.data
-    size = as_hw(data.image_size)
-    with args.test_scores.open() as f:
-        rows = list(csv.DictReader(f))
-    labels = np.array([int(r["label"]) for r in rows])
-
-    def working(path: str) -> Tensor:  # as the datasets bring an image to the model: resized, then 8 bits
-        return torch.from_numpy(fit_array(load_image_array(path), size, data.resize)[0])
-
-    scores = np.concatenate([aggregations(model, torch.stack([working(r["path"]) for r in rows[i: i + 8]])).numpy()
-                             for i in range(0, len(rows), 8)])
-    print(f"{args.fit_run}: {len(rows)} test images, size {size}")
-    for j, name in enumerate(NAMES):
-        low, high = catch_rate_interval(scores[:, j], labels, 0.01, resamples=1000)
-        print(f"  test  {name:<13} AUROC {image_auroc(scores[:, j], labels):.3f}  "
-              f"caught at ≤1 % {catch_rate_at(scores[:, j], labels, 0.01):.3f} ({low:.3f}–{high:.3f})")
-
-    candidate = load_checkpoint(args.candidate_run / "checkpoints" / "final")
-    held = candidate.model.eval()
-
-    validation = build_datasets(candidate.config.data).validation
-    side_by_side = ScoresSideBySide(lambda images: aggregations(held, images))
-    clean, pasted, classes = synthetic_scores(side_by_side, validation, torch.device("cpu"), 16,
-                                              candidate.config.train.seed, LADDER)
-    print(f"{args.candidate_run}: ladder on {len(clean)} held-out good parts")
-    for j, name in enumerate(NAMES):
-        caught = {kind: np.mean([c for _, c in separation_by_class(clean[:, j], p[:, j], classes).values()])
-                  for kind, p in pasted.items()}
-        print(f"  ladder {name:<13} caught {np.mean(list(caught.values())):.3f} ("
-              + ", ".join(f"{kind} {v:.3f}" for kind, v in caught.items()) + ")")
+    scores, labels = score_test_images(lambda images: aggregations(model, images), data, args.test_scores)
+    print(f"{args.fit_run}: {len(labels)} test images, size {data.image_size}")
+    print_test_figures(scores, labels, NAMES)
+    held = load_checkpoint(args.candidate_run / "checkpoints" / "final").model.eval()
+    print_ladder_figures(lambda images: aggregations(held, images), args.candidate_run, NAMES)
 
 
 if __name__ == "__main__":

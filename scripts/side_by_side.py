@@ -31,3 +31,56 @@ class ScoresSideBySide:
     def predict(self, images: Tensor) -> SimpleNamespace:
         with torch.no_grad():
             return SimpleNamespace(image_score=torch.as_tensor(self.score(images)))
+
+
+def print_test_figures(scores: np.ndarray, labels: np.ndarray, names: list[str]) -> None:
+    """Per column: image AUROC and defects caught at ≤ 1 % false alarms on the test ROC, with a bootstrap
+    interval (to judge a variant, never to choose one)."""
+    from defectscope.metrics import image_auroc
+    from defectscope.metrics.operating_point import catch_rate_at, catch_rate_interval
+
+    for j, name in enumerate(names):
+        low, high = catch_rate_interval(scores[:, j], labels, 0.01, resamples=1000)
+        print(f"  test  {name:<13} AUROC {image_auroc(scores[:, j], labels):.3f}  "
+              f"caught at ≤1 % {catch_rate_at(scores[:, j], labels, 0.01):.3f} ({low:.3f}–{high:.3f})")
+
+
+def print_ladder_figures(score: Callable[[Tensor], Tensor | np.ndarray], candidate_run, names: list[str]) -> None:
+    """Per column: `fit`'s ladder of synthetic defects over `candidate_run`'s held-out good parts (the
+    label-free verdict `fit` would have to act on), all columns from the same pasted defects."""
+    from defectscope.data.dataset import build_datasets
+    from defectscope.engine.checkpoint import load_checkpoint
+    from defectscope.engine.synthetic import LADDER, separation_by_class, synthetic_scores
+
+    candidate = load_checkpoint(candidate_run / "checkpoints" / "final")
+    validation = build_datasets(candidate.config.data).validation
+    clean, pasted, classes = synthetic_scores(ScoresSideBySide(score), validation, torch.device("cpu"), 16,
+                                              candidate.config.train.seed, LADDER)
+    print(f"{candidate_run}: ladder on {len(clean)} held-out good parts")
+    for j, name in enumerate(names):
+        caught = {kind: np.mean([c for _, c in separation_by_class(clean[:, j], p[:, j], classes).values()])
+                  for kind, p in pasted.items()}
+        print(f"  ladder {name:<13} caught {np.mean(list(caught.values())):.3f} ("
+              + ", ".join(f"{kind} {v:.3f}" for kind, v in caught.items()) + ")")
+
+
+def score_test_images(score: Callable[[Tensor], Tensor | np.ndarray], data, test_scores, batch: int = 8,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, k) scores of the test images a `defectscope test` scores.csv lists, each brought to the run's
+    working size as every scorer does (`scoring.resize.fit_array`), and their labels."""
+    import csv
+
+    from defectscope.data.image_io import load_image_array
+    from defectscope.geometry import as_hw
+    from defectscope.scoring.resize import fit_array
+
+    size = as_hw(data.image_size)
+    with open(test_scores) as f:
+        rows = list(csv.DictReader(f))
+
+    def working(path: str) -> Tensor:
+        return torch.from_numpy(fit_array(load_image_array(path), size, data.resize)[0])
+
+    scores = [np.asarray(score(torch.stack([working(r["path"]) for r in rows[i: i + batch]])))
+              for i in range(0, len(rows), batch)]
+    return np.concatenate(scores), np.array([int(r["label"]) for r in rows])
