@@ -30,13 +30,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="a checkpoint folder (the one the service would load)")
     p.add_argument("--repeats", type=int, default=3, help="passes over the demo tiles")
-    p.add_argument("--no-overlay", action="store_true", help="time the answer without the heatmap")
+    answer = p.add_mutually_exclusive_group()
+    answer.add_argument("--no-overlay", action="store_true", help="time the answer without the heatmap")
     p.add_argument("--images", default="*/Imgs/*.jpg",
                    help="glob under demo/mtsd_mini (default: the tiles; '*/Imgs/*.png' are their masks, "
                         "black frames with a white blot: parts unlike every good one)")
     p.add_argument("--feature-runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
                    help="the backbone in onnxruntime (auto: where installed, as serve does) or torch")
-    p.add_argument("--overlay-format", choices=["png", "jpeg"], default="png", help="the heatmap's format")
+    answer.add_argument("--overlay-format", choices=["png", "jpeg"], default="png", help="the heatmap's format")
     p.add_argument("--class-name", default=None, help="the class to score as, where the model knows several")
     args = p.parse_args()
 
@@ -81,7 +82,8 @@ def main() -> None:
     total = np.sum([stages[s] for s in stages], axis=0)
     print(f"{len(files)} images ({args.images}) x {args.repeats}, one at a time, "
           f"torch {torch.get_num_threads()} threads, features in {detector.info()['feature_runtime']}, "
-          f"model {detector.model_name} ({args.checkpoint})")
+          f"model {detector.model_name} ({args.checkpoint}), "
+          f"overlay {'off' if args.no_overlay else args.overlay_format}")
     print("| stage | median ms | p90 ms |")
     print("|---|---|---|")
     for stage, values in [*stages.items(), ("total", list(total))]:

@@ -55,8 +55,9 @@ def main() -> None:
     scores, labels = score_test_images(lambda images: aggregations(model, images), data, args.test_scores)
     print(f"{args.fit_run}: {len(labels)} test images, size {data.image_size}")
     print_test_figures(scores, labels, NAMES)
-    held = load_checkpoint(args.candidate_run / "checkpoints" / "final").model.eval()
-    print_ladder_figures(lambda images: aggregations(held, images), args.candidate_run, NAMES)
+    candidate = load_checkpoint(args.candidate_run / "checkpoints" / "final")
+    held = candidate.model.eval()
+    print_ladder_figures(lambda images: aggregations(held, images), candidate, args.candidate_run, NAMES)
 
 
 if __name__ == "__main__":

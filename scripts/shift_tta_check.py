@@ -1,4 +1,4 @@
-"""Would averaging PatchCore's image score over the image shifted by half a patch catch more, and could `fit` tell?
+"""Would PatchCore's image score averaged over half-grid-step shifts of the image catch more, and could `fit` tell?
 
     python scripts/shift_tta_check.py FIT_RUN TEST_SCORES_CSV CANDIDATE_RUN [--shift 4]
 
@@ -58,8 +58,9 @@ def main() -> None:
     scores, labels = score_test_images(lambda images: variants(model, images, args.shift), data, args.test_scores)
     print(f"{args.fit_run}: {len(labels)} test images, size {data.image_size}, shift {args.shift} px")
     print_test_figures(scores.astype("float64"), labels, NAMES)
-    held = load_checkpoint(args.candidate_run / "checkpoints" / "final").model.eval()
-    print_ladder_figures(lambda images: variants(held, images, args.shift), args.candidate_run, NAMES)
+    candidate = load_checkpoint(args.candidate_run / "checkpoints" / "final")
+    held = candidate.model.eval()
+    print_ladder_figures(lambda images: variants(held, images, args.shift), candidate, args.candidate_run, NAMES)
 
 
 if __name__ == "__main__":

@@ -45,14 +45,14 @@ def print_test_figures(scores: np.ndarray, labels: np.ndarray, names: list[str])
               f"caught at ≤1 % {catch_rate_at(scores[:, j], labels, 0.01):.3f} ({low:.3f}–{high:.3f})")
 
 
-def print_ladder_figures(score: Callable[[Tensor], Tensor | np.ndarray], candidate_run, names: list[str]) -> None:
-    """Per column: `fit`'s ladder of synthetic defects over `candidate_run`'s held-out good parts (the
-    label-free verdict `fit` would have to act on), all columns from the same pasted defects."""
+def print_ladder_figures(score: Callable[[Tensor], Tensor | np.ndarray], candidate, candidate_run,
+                         names: list[str]) -> None:
+    """Per column: `fit`'s ladder of synthetic defects over the held-out good parts of `candidate` (the
+    checkpoint of `candidate_run`, already loaded; the label-free verdict `fit` would have to act on),
+    all columns from the same pasted defects."""
     from defectscope.data.dataset import build_datasets
-    from defectscope.engine.checkpoint import load_checkpoint
     from defectscope.engine.synthetic import LADDER, separation_by_class, synthetic_scores
 
-    candidate = load_checkpoint(candidate_run / "checkpoints" / "final")
     validation = build_datasets(candidate.config.data).validation
     clean, pasted, classes = synthetic_scores(ScoresSideBySide(score), validation, torch.device("cpu"), 16,
                                               candidate.config.train.seed, LADDER)

@@ -87,6 +87,8 @@ def test_every_answer_has_the_declared_shape(client):
         ("/predict", "post", client.post("/predict", files={"file": ("a.png", image, "image/png")})),
         ("/predict/batch", "post", client.post("/predict/batch", params={"overlay": "false"},
                                                files=[("files", ("a.png", image, "image/png"))] * 2)),
+        ("/predict", "post", client.post("/predict", params={"overlay_format": "jpeg"},
+                                         files={"file": ("a.png", image, "image/png")})),
         ("/predict", "post", client.post("/predict", params={"overlay": "maybe"},
                                          files={"file": ("a.png", image, "image/png")})),
         ("/predict", "post", client.post("/predict", files={"file": ("a.png", b"", "image/png")})),

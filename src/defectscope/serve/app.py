@@ -18,11 +18,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -70,6 +70,11 @@ FEEDBACK_ERRORS = {**ERRORS, 409: {"model": ErrorBody, "description": "as many p
 # a header a form cannot set: a page of another site that posts to /feedback must ask the browser
 # first (CORS preflight), which this service never allows, so it cannot teach the model a defect
 FEEDBACK_HEADER = "X-Defectscope-Feedback"
+OverlayParam = Annotated[bool, Query(description="include the heatmap over the input (false: verdict and scores "
+                                                 "only, cheaper)")]
+OverlayFormatParam = Annotated[OverlayFormat, Query(description="the heatmap as a PNG (field overlay_png) or a JPEG "
+                                                                "(overlay_jpeg: a fifth of the bytes, what the page "
+                                                                "asks for); checked, but unused, with overlay=false")]
 # Starlette's own refusals (unknown path, wrong method), in the same shape
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
@@ -268,14 +273,15 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None, tr
 
     @app.post("/predict", response_model=PredictResult, responses=ERRORS, openapi_extra=_form_body(False),
               operation_id="predict", summary="score one image (multipart field 'file')")
-    async def predict(request: Request, overlay: bool = True, overlay_format: OverlayFormat = "png") -> PredictResult:
+    async def predict(request: Request, overlay: OverlayParam = True, overlay_format: OverlayFormatParam = "png",
+                      ) -> PredictResult:
         files, class_name = await read_files(request, ("file",), 1, settings.max_upload_bytes)
         return (await run_in_threadpool(score_files, files, class_name, overlay_format if overlay else None))[0]
 
     @app.post("/predict/batch", response_model=BatchResult, responses=ERRORS, openapi_extra=_form_body(True),
               operation_id="predict_batch",
               summary=f"score up to {settings.max_batch_files} images (multipart field 'files', repeated)")
-    async def predict_batch(request: Request, overlay: bool = True, overlay_format: OverlayFormat = "png",
+    async def predict_batch(request: Request, overlay: OverlayParam = True, overlay_format: OverlayFormatParam = "png",
                             ) -> BatchResult:
         began = time.perf_counter()
         files, class_name = await read_files(request, ("files", "file"), settings.max_batch_files,

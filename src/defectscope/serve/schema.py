@@ -54,9 +54,8 @@ class PredictResult(Model):
     pixel_threshold: float | None
     overlay_png: str | None = Field(description="base64 PNG: heatmap over the input; null with ?overlay=false "
                                                 "or ?overlay_format=jpeg")
-    overlay_jpeg: str | None = Field(default=None, description="base64 JPEG of the same heatmap with "
-                                                               "?overlay_format=jpeg (a fifth of the PNG's bytes, "
-                                                               "cheaper to make); else null")
+    overlay_jpeg: str | None = Field(description="base64 JPEG of the same heatmap with ?overlay_format=jpeg "
+                                                 "(a fifth of the PNG's bytes, cheaper to make); else null")
     seconds: float = Field(description="server time for this image: decode, score, overlay")
 
 

@@ -19,7 +19,7 @@ class ServeSettings:
     max_batch_files: int = 16
     # a whole /predict/batch body; every file in it still obeys max_upload_bytes
     max_batch_bytes: int = 64 * MIB
-    # the overlay PNG is drawn at the input's size, shrunk to fit this longest side, so a
+    # the overlay (PNG or JPEG) is drawn at the input's size, shrunk to fit this longest side, so a
     # response stays a few MB whatever the upload
     max_overlay_side: int = 1024
     # images decoded and scored at once, across requests: bounds memory (each holds up to
