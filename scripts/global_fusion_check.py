@@ -26,21 +26,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from side_by_side import ScoresSideBySide
+from side_by_side import ScoresSideBySide, caught_by_kind, working_image
 from sklearn.covariance import LedoitWolf
 from sklearn.model_selection import KFold
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from defectscope.data.dataset import build_datasets
-from defectscope.data.image_io import load_image_array
 from defectscope.engine.checkpoint import load_checkpoint
-from defectscope.engine.synthetic import LADDER, separation_by_class, synthetic_scores
+from defectscope.engine.synthetic import LADDER, synthetic_scores
 from defectscope.geometry import as_hw
 from defectscope.metrics import image_auroc
 from defectscope.metrics.operating_point import catch_rate_at, catch_rate_interval
 from defectscope.scoring.calibration import conformal_threshold
-from defectscope.scoring.resize import fit_array
 
 FOLDS = 10
 RATE = 0.01
@@ -70,10 +68,8 @@ def out_of_fold(features: np.ndarray) -> np.ndarray:
 
 
 def features_of(model: torch.nn.Module, paths: list[str], size: tuple[int, int], resize: str) -> np.ndarray:
-    def working(path: str) -> Tensor:  # as the datasets bring an image to the model: resized, then 8 bits
-        return torch.from_numpy(fit_array(load_image_array(path), size, resize)[0])
-
-    out = [pooled(model, torch.stack([working(p) for p in paths[i: i + 16]])) for i in range(0, len(paths), 16)]
+    out = [pooled(model, torch.stack([working_image(p, size, resize) for p in paths[i: i + 16]]))
+           for i in range(0, len(paths), 16)]
     return np.concatenate(out)
 
 
@@ -109,10 +105,7 @@ def ladder(run: Path) -> None:
                 "fused (mean z)": lambda s: (z(s[:, 0], pc_clean) + z(s[:, 1], normal)) / 2}
     print(f"ladder on {len(clean)} held-out parts of {run}:")
     for name, combine in variants.items():
-        found = {kind: np.mean([c for _, c in separation_by_class(combine(clean), combine(p), classes).values()])
-                 for kind, p in pasted.items()}
-        print(f"  {name:<16} caught {np.mean(list(found.values())):.3f} ("
-              + ", ".join(f"{kind} {v:.3f}" for kind, v in found.items()) + ")")
+        print(f"  {name:<16} {caught_by_kind(combine(clean), {k: combine(p) for k, p in pasted.items()}, classes)}")
 
 
 def main() -> None:

@@ -7,7 +7,7 @@
 2. Warm-up, then for each concurrency level (1, 4, 16) sends up to --requests valid POST /predict
    (demo MTSD images, heatmap overlay included, as PNG or as the page's JPEG, or not with --no-overlay) from that
    many client threads, each with its own keep-alive connection, for at most --max-seconds:
-   requests/s and p50/p99 latency.
+   requests/s, p50/p99 latency, and the server's and the client's CPU time per request.
 3. The server's resident memory (VmRSS from /proc) before and after --mixed requests (default
    5,000) at concurrency 4, ~70% valid and ~30% invalid in a fixed shuffled order: not an image,
    empty, over the size limit, a decompression bomb (5000x5000 PNG of zeros, ~25 kB), a JSON
@@ -36,6 +36,12 @@ from _server import REPO_ROOT, running_server
 from PIL import Image
 
 DEMO = REPO_ROOT / "demo" / "mtsd_mini"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used, from /proc/PID/stat (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> dict[str, float]:
@@ -172,7 +178,15 @@ def main() -> None:
         levels = [("warm-up", valid_jobs[:20], 1, 60.0)] + [(c, valid_jobs, c, args.max_seconds) for c in args.levels]
         report["levels"] = []
         for name, jobs, concurrency, seconds in levels:  # the warm-up's first calls allocate the model's buffers
+            server, client = cpu_seconds(process.pid), os.times()
             level = run_load(url, jobs, concurrency, seconds, path)
+            client_after = os.times()
+            # where the two cores went: a level limited by a queue leaves some of them idle
+            level["server_cpu_ms_per_request"] = round(
+                (cpu_seconds(process.pid) - server) / max(level["requests"], 1) * 1000, 1)
+            level["client_cpu_ms_per_request"] = round(
+                (client_after.user + client_after.system - client.user - client.system)
+                / max(level["requests"], 1) * 1000, 1)
             if name == "warm-up":
                 report["rss_after_warmup_mib"] = rss_mib(process.pid)
             else:
@@ -194,10 +208,11 @@ def main() -> None:
     print(f"model {report['model']} ({args.checkpoint}), features in {report['feature_runtime']}, "
           f"overlay {report['overlay'] or 'off'}; "
           f"{report['machine']}; {report['date_utc']}; commit {commit}")
-    print("| concurrency | requests | requests/s | p50 ms | p99 ms |\n|---|---|---|---|---|")
+    print("| concurrency | requests | requests/s | p50 ms | p99 ms | server / client CPU ms per request |\n"
+          "|---|---|---|---|---|---|")
     for level in report["levels"]:
         print(f"| {level['concurrency']} | {level['requests']} | {level['requests_per_s']} | {level['p50_ms']} "
-              f"| {level['p99_ms']} |")
+              f"| {level['p99_ms']} | {level['server_cpu_ms_per_request']} / {level['client_cpu_ms_per_request']} |")
     m = report.get("mixed")
     if m is None:
         print(f"server RSS after the levels: {report['rss_after_levels_mib']['VmRSS']:.0f} MiB "

@@ -57,7 +57,7 @@ def main() -> None:
     model, data = checkpoint.model.eval(), checkpoint.config.data
     scores, labels = score_test_images(lambda images: variants(model, images, args.shift), data, args.test_scores)
     print(f"{args.fit_run}: {len(labels)} test images, size {data.image_size}, shift {args.shift} px")
-    print_test_figures(scores.astype("float64"), labels, NAMES)
+    print_test_figures(scores, labels, NAMES)
     candidate = load_checkpoint(args.candidate_run / "checkpoints" / "final")
     held = candidate.model.eval()
     print_ladder_figures(lambda images: variants(held, images, args.shift), candidate, args.candidate_run, NAMES)

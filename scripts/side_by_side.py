@@ -51,17 +51,34 @@ def print_ladder_figures(score: Callable[[Tensor], Tensor | np.ndarray], candida
     checkpoint of `candidate_run`, already loaded; the label-free verdict `fit` would have to act on),
     all columns from the same pasted defects."""
     from defectscope.data.dataset import build_datasets
-    from defectscope.engine.synthetic import LADDER, separation_by_class, synthetic_scores
+    from defectscope.engine.synthetic import LADDER, synthetic_scores
 
     validation = build_datasets(candidate.config.data).validation
     clean, pasted, classes = synthetic_scores(ScoresSideBySide(score), validation, torch.device("cpu"), 16,
                                               candidate.config.train.seed, LADDER)
     print(f"{candidate_run}: ladder on {len(clean)} held-out good parts")
     for j, name in enumerate(names):
-        caught = {kind: np.mean([c for _, c in separation_by_class(clean[:, j], p[:, j], classes).values()])
-                  for kind, p in pasted.items()}
-        print(f"  ladder {name:<13} caught {np.mean(list(caught.values())):.3f} ("
-              + ", ".join(f"{kind} {v:.3f}" for kind, v in caught.items()) + ")")
+        print(f"  ladder {name:<13} {caught_by_kind(clean[:, j], {k: p[:, j] for k, p in pasted.items()}, classes)}")
+
+
+def caught_by_kind(clean: np.ndarray, pasted: dict[str, np.ndarray], classes: np.ndarray) -> str:
+    """'caught MEAN (kind share, ...)': per kind the share of pasted images above the largest clean one of
+    their class (the mean over classes), as `fit`'s criterion reads the ladder."""
+    from defectscope.engine.synthetic import separation_by_class
+
+    caught = {kind: np.mean([c for _, c in separation_by_class(clean, p, classes).values()])
+              for kind, p in pasted.items()}
+    return (f"caught {np.mean(list(caught.values())):.3f} ("
+            + ", ".join(f"{kind} {v:.3f}" for kind, v in caught.items()) + ")")
+
+
+def working_image(path: str, size: tuple[int, int], resize) -> Tensor:
+    """An image file as the datasets bring it to the model: at the working size, then 8 bits
+    (`scoring.resize.fit_array`, what every scorer sees)."""
+    from defectscope.data.image_io import load_image_array
+    from defectscope.scoring.resize import fit_array
+
+    return torch.from_numpy(fit_array(load_image_array(path), size, resize)[0])
 
 
 def score_test_images(score: Callable[[Tensor], Tensor | np.ndarray], data, test_scores, batch: int = 8,
@@ -70,17 +87,11 @@ def score_test_images(score: Callable[[Tensor], Tensor | np.ndarray], data, test
     working size as every scorer does (`scoring.resize.fit_array`), and their labels."""
     import csv
 
-    from defectscope.data.image_io import load_image_array
     from defectscope.geometry import as_hw
-    from defectscope.scoring.resize import fit_array
 
     size = as_hw(data.image_size)
     with open(test_scores) as f:
         rows = list(csv.DictReader(f))
-
-    def working(path: str) -> Tensor:
-        return torch.from_numpy(fit_array(load_image_array(path), size, data.resize)[0])
-
-    scores = [np.asarray(score(torch.stack([working(r["path"]) for r in rows[i: i + batch]])))
+    scores = [np.asarray(score(torch.stack([working_image(r["path"], size, data.resize) for r in rows[i: i + batch]])))
               for i in range(0, len(rows), batch)]
     return np.concatenate(scores), np.array([int(r["label"]) for r in rows])
