@@ -124,3 +124,106 @@ def test_a_model_that_answers_too_few_detections_fails_the_request_instead_of_sh
 def test_max_images_must_be_positive():
     with pytest.raises(ValueError, match="max_images"):
         Coalescer(lambda images, class_name: [], 0)
+
+
+def test_max_calls_must_be_positive():
+    with pytest.raises(ValueError, match="max_calls"):
+        Coalescer(lambda images, class_name: [], 4, max_calls=0)
+
+
+def test_with_two_calls_allowed_a_second_batch_runs_beside_the_first():
+    both_inside = threading.Barrier(2, timeout=10)  # broken if the second call cannot start
+
+    def score(images, class_name):
+        both_inside.wait()
+        return [(float(i.flat[0]), class_name) for i in images]
+
+    coalescer = Coalescer(score, max_images=4, max_calls=2)
+    answers: dict[int, object] = {}
+    threads = [threading.Thread(target=lambda k=k: answers.update({k: coalescer.score([image(k)])}))
+               for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert not both_inside.broken
+    assert answers == {0: [(0.0, None)], 1: [(1.0, None)]}
+
+
+@pytest.mark.parametrize("max_calls", [1, 2, 3])
+def test_never_more_calls_at_once_than_allowed_and_every_request_gets_its_own_answer(max_calls):
+    inside, most, calls = [0], [0], []
+    count_lock = threading.Lock()
+
+    def score(images, class_name):
+        with count_lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            calls.append(len(images))
+        time.sleep(0.002)
+        with count_lock:
+            inside[0] -= 1
+        return [(float(i.flat[0]), class_name) for i in images]
+
+    coalescer = Coalescer(score, max_images=3, max_calls=max_calls)
+    answers: dict[int, object] = {}
+
+    def ask(k: int) -> None:
+        for r in range(10):
+            value = 100 * k + r
+            answers[value] = coalescer.score([image(value)], "a")
+
+    threads = [threading.Thread(target=ask, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert answers == {v: [(float(v), "a")] for v in (100 * k + r for k in range(8) for r in range(10))}
+    assert 1 <= most[0] <= max_calls and max(calls) <= 3 and sum(calls) == 80
+
+
+def test_a_request_taken_into_another_threads_call_waits_for_it_while_a_call_is_free():
+    """Two calls allowed, both busy (A, B); C and D queue; A ends and one thread takes C and D into
+    one call; B ends: the other thread finds a call free and nothing left to take, and must wait
+    for its own answer instead of starting an empty call."""
+    gates = {value: threading.Event() for value in (1.0, 2.0, 3.0)}
+    entered = {value: threading.Event() for value in gates}
+    calls: list[list[float]] = []
+
+    def score(images, class_name):
+        values = [float(i.flat[0]) for i in images]
+        calls.append(values)
+        entered[values[0]].set()
+        assert gates[values[0]].wait(10)
+        return [(v, class_name) for v in values]
+
+    coalescer = Coalescer(score, max_images=4, max_calls=2)
+    answers: dict[float, object] = {}
+
+    def ask(value: float) -> threading.Thread:
+        thread = threading.Thread(target=lambda: answers.update({value: coalescer.score([image(value)])}))
+        thread.start()
+        return thread
+
+    threads = [ask(1.0), ask(2.0)]
+    assert entered[1.0].wait(10) and entered[2.0].wait(10)
+    threads += [ask(3.0), ask(4.0)]
+    assert wait_until(lambda: len(coalescer._waiting) == 2)
+    gates[1.0].set()  # A ends: C and D go into one call, which blocks
+    assert entered[3.0].wait(10)
+    gates[2.0].set()  # B ends: a call is free, and the thread of C or D that did not run has nothing to take
+    time.sleep(0.05)
+    gates[3.0].set()
+    for t in threads:
+        t.join(10)
+    assert calls == [[1.0], [2.0], [3.0, 4.0]] or calls == [[2.0], [1.0], [3.0, 4.0]]
+    assert answers == {v: [(v, None)] for v in (1.0, 2.0, 3.0, 4.0)}
+
+
+def wait_until(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True

@@ -275,3 +275,47 @@ def test_auto_falls_back_to_torch_when_the_features_cannot_be_exported(tmp_path,
     assert [d.score for d in detector.score(images)] == expected
     with pytest.raises(RuntimeError, match="an operator"):
         Detector.from_checkpoint(path, feature_runtime="onnxruntime")
+
+
+def _gated_predict(model, inside: threading.Semaphore, gate: threading.Event):
+    """model.predict that says when a call is in it and holds every call until `gate` opens."""
+    real = model.predict
+
+    def predict(*args, **kwargs):
+        inside.release()
+        assert gate.wait(10)
+        return real(*args, **kwargs)
+
+    return predict
+
+
+def test_score_calls_run_side_by_side_and_absorb_waits_for_them_and_runs_alone(tmp_path, monkeypatch):
+    """Scoring only reads the model, so two calls run at once; taking a part in changes the bank
+    it reads, so it waits for every call in flight, and no call starts while it runs."""
+    from helpers.serving import make_patchcore_checkpoint
+
+    detector = Detector.from_checkpoint(make_patchcore_checkpoint(tmp_path / "final"), feature_runtime="torch")
+    model = detector.checkpoint.model
+    parts = [noisy_image(64, s) for s in range(3)]
+    before = [d.score for d in detector.score(parts)]
+    inside, gate = threading.Semaphore(0), threading.Event()
+    monkeypatch.setattr(model, "predict", _gated_predict(model, inside, gate))
+    scored: dict[int, float] = {}
+    scorers = [threading.Thread(target=lambda i=i: scored.update({i: detector.score([parts[i]])[0].score}))
+               for i in range(2)]
+    for t in scorers:
+        t.start()
+    assert inside.acquire(timeout=10) and inside.acquire(timeout=10)  # both calls inside the model at once
+    absorbed = threading.Event()
+    absorber = threading.Thread(target=lambda: (detector.absorb([parts[2]]), absorbed.set()))
+    absorber.start()
+    assert not absorbed.wait(0.3)  # the two calls are still in the model: it waits
+    # asks while absorb waits: goes after it
+    late = threading.Thread(target=lambda: scored.update({2: detector.score([parts[2]])[0].score}))
+    late.start()
+    gate.set()
+    for t in (*scorers, absorber, late):
+        t.join(20)
+    assert absorbed.is_set()
+    np.testing.assert_allclose([scored[0], scored[1]], before[:2], rtol=1e-5)  # scored before the part came in
+    assert scored[2] < before[2] - 1e-6  # scored after: the part it scores is now in the bank

@@ -41,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-inflight-images", type=int, default=d.max_inflight_images,
                    help="images decoded and scored at once over all requests, taken first come, first served "
                         "(default %(default)d)")
+    p.add_argument("--concurrent-calls", type=int, default=d.concurrent_calls,
+                   help="score calls that run at once, each on the requests waiting when it starts; with --threads, "
+                        "the cores they share (default %(default)d)")
     p.add_argument("--drift-window", type=int, default=d.drift_window,
                    help="/health and the page compare the flagged share of the last this-many scored parts "
                         "(per class) with the promised false-alarm bound (default %(default)d)")
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         raise ConfigError(f"serve: unknown arguments {overrides} (it takes a checkpoint and the flags in --help)")
     check_false_alarm_rate(args.false_alarm_rate)
     for flag in ("max_upload_mb", "max_batch_mb", "max_batch_files", "max_image_pixels", "max_inflight_images",
-                 "drift_window", "max_feedback", "threads"):
+                 "concurrent_calls", "drift_window", "max_feedback", "threads"):
         if flag == "threads" and args.threads is None:
             continue
         if not getattr(args, flag) > 0:
@@ -83,7 +86,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         max_upload_bytes=max(1, round(args.max_upload_mb * MIB)),
         max_batch_bytes=max(1, round(args.max_batch_mb * MIB)),
         max_batch_files=args.max_batch_files, max_image_pixels=args.max_image_pixels,
-        max_inflight_images=args.max_inflight_images, drift_window=args.drift_window,
+        max_inflight_images=args.max_inflight_images, concurrent_calls=args.concurrent_calls,
+        drift_window=args.drift_window,
     )
     try:
         import uvicorn
@@ -128,7 +132,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     app = create_app(detector, settings, trim_heap=args.heap_trim, feedback=feedback)
     info = detector.info()
     print(f"defectscope serve: {info['model_name']} from {args.checkpoint} in {info['backend']} ({info['threads']} "
-          f"threads, {info['device']}, features in {info['feature_runtime']}); page http://{args.host}:{args.port}/  "
+          f"threads, {info['device']}, features in {info['feature_runtime']}, {settings.concurrent_calls} score "
+          f"call(s) at once); page http://{args.host}:{args.port}/  "
           f"OpenAPI http://{args.host}:{args.port}/openapi.json", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -7,7 +7,6 @@ onnxruntime session as its network.
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from defectscope.engine.accept import not_absorbing
 from defectscope.engine.checkpoint import Checkpoint, load_checkpoint
 from defectscope.engine.inference import torch_network, viewing_of
+from defectscope.engine.shared_lock import SharedLock
 from defectscope.errors import UserError
 from defectscope.layers.onnx_features import onnxruntime_available
 from defectscope.models.base import Absorbing
@@ -59,7 +59,8 @@ def onnxruntime_threads(wanted: FeatureRuntime, device: torch.device) -> int | N
 class Detector(ScoringPath):
     """A checkpoint ready to score: model in eval mode on its device, calibration at hand.
 
-    `score` is safe to call from several threads; calls run the network one at a time.
+    `score` is safe to call from several threads, and their network calls run side by side
+    (scoring only reads the model); `absorb` waits for them and runs alone.
     """
 
     def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "cpu", batch_size: int = 8,
@@ -86,8 +87,8 @@ class Detector(ScoringPath):
             warnings.warn(f"{self.model_name}: its features could not run in onnxruntime ({type(err).__name__}: "
                           f"{err}); scoring them in torch", RuntimeWarning, stacklevel=2)
             checkpoint.model.prepare(onnxruntime_threads=None, input_size=size)
-        self._lock = threading.Lock()  # one network call or absorb at a time: absorb changes what predict reads
-        self._network = torch_network(checkpoint.model, self.device, self._lock)
+        self._lock = SharedLock()  # scoring calls share it; absorb, which changes what they read, holds it alone
+        self._network = torch_network(checkpoint.model, self.device, self._lock.shared)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", batch_size: int = 8,
@@ -129,7 +130,7 @@ class Detector(ScoringPath):
                     for i, image in enumerate(images)]
         inputs = [tile for canvas in canvases for tile in canvas_tiles(canvas, viewing.tiling)]
         changes: dict[str, tuple[float, float]] = {}
-        with self._lock:  # all of the parts or none: no request scores a half-taken part, a failure undoes it
+        with self._lock.exclusive():  # all or none: no request scores a half-taken part, a failure undoes it
             before = {name: value.clone() for name, value in model.state_dict().items()}
             try:
                 for start in range(0, len(inputs), self.batch_size):

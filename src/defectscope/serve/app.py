@@ -113,7 +113,7 @@ def create_app(detector: DetectorLike, settings: ServeSettings | None = None, tr
     page = PAGE.read_text(encoding="utf-8")
     slots = Slots(settings.max_inflight_images)
     # the parts of requests that wait for the model together go through it in one call
-    coalescer = Coalescer(detector.score, settings.max_inflight_images)
+    coalescer = Coalescer(detector.score, settings.max_inflight_images, settings.concurrent_calls)
     heap = HeapTrim(slots)
     promise_of = getattr(detector, "promise", None)
     # what the threshold of each class promises (a per-class calibration gives each its own)

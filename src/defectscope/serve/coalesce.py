@@ -1,12 +1,11 @@
 """Requests that wait for the model together are scored in one network call.
 
-The model runs one call at a time (a torch detector holds a lock; two onnxruntime runs on two
-cores only take turns). So while it scores one part, the parts of other clients queue; scoring
-them one call each repeats, per part, what a batch does once: PatchCore's exact pass over the
-bank after its graph search, the backbone's per-call overhead. Here the thread whose request
-reaches an idle model scores everything waiting with the same class, up to `max_images`, in one
-`score` call, and hands each request its own detections. Nobody waits for a batch to fill: a
-lone client is scored at once, exactly as without this.
+At most `max_calls` score calls run at once (serve's `--concurrent-calls`). While they run, the
+parts of other clients queue; scoring them one call each repeats, per part, what a batch does
+once: PatchCore's exact pass over the bank after its graph search, the backbone's per-call
+overhead. Here the thread whose request finds a call free scores everything waiting with the
+same class, up to `max_images`, in one `score` call, and hands each request its own detections.
+Nobody waits for a batch to fill: a lone client is scored at once, exactly as without this.
 """
 
 from __future__ import annotations
@@ -33,15 +32,21 @@ class _Request:
 
 
 class Coalescer:
-    """`score(images, class_name)` as the detector's, safe from many threads; concurrent calls share batches."""
+    """`score(images, class_name)` as the detector's, safe from many threads; concurrent calls share batches.
 
-    def __init__(self, score: Score, max_images: int) -> None:
+    `score` itself must be safe to call from `max_calls` threads at once.
+    """
+
+    def __init__(self, score: Score, max_images: int, max_calls: int = 1) -> None:
         if max_images < 1:
             raise ValueError(f"max_images must be at least 1, got {max_images}")
+        if max_calls < 1:
+            raise ValueError(f"max_calls must be at least 1, got {max_calls}")
         self._score = score
         self.max_images = max_images
+        self.max_calls = max_calls
         self._waiting: deque[_Request] = deque()
-        self._busy = False
+        self._running = 0  # score calls in flight
         self._cond = threading.Condition()
         self.calls = 0  # network-side score calls made (for /health-style counters and tests)
 
@@ -53,11 +58,14 @@ class Coalescer:
             batch: list[_Request] = []
             try:  # opened before the batch is taken: whatever stops this thread, its batch is finished
                 with self._cond:
-                    self._cond.wait_for(lambda: mine.done or not self._busy)
+                    self._cond.wait_for(lambda: mine.done or self._running < self.max_calls)
                     if mine.done:
                         break
+                    if not self._waiting:  # another thread's call took this request: wait for it
+                        self._cond.wait_for(lambda: mine.done)
+                        break
                     batch = self._take()
-                    self._busy = True
+                    self._running += 1
                 self._run(batch)
             finally:
                 if batch:
@@ -101,7 +109,7 @@ class Coalescer:
                         f"scoring stopped before this request was answered ({len(request.detections)} "
                         f"detections for {len(request.images)} images)")
                 request.done = True
-            self._busy = False
+            self._running -= 1
             self._cond.notify_all()
 
     def _answer(self, batch: list[_Request]) -> None:

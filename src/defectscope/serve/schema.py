@@ -130,6 +130,7 @@ class ServeLimits(Model):
     max_batch_bytes: int
     max_overlay_side: int
     max_inflight_images: int
+    concurrent_calls: int
     drift_window: int
 
 

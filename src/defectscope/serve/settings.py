@@ -26,6 +26,9 @@ class ServeSettings:
     # max_image_pixels x 12 bytes as float32 RGB) while the model itself runs one batch at a time;
     # taken first come, first served, so a batch waits its turn but is never overtaken (slots.py)
     max_inflight_images: int = 4
+    # score calls that run at once, each on a batch of waiting requests; the images of all of them
+    # together stay within max_inflight_images
+    concurrent_calls: int = 1
     # the verdicts of the last this-many scored parts, per class: /health compares their flagged
     # share with the promised false-alarm bound (drift.py). Against a 1 % bound, 500 parts warn
     # from 11 flagged (2.2 %) on, 100 parts only from 4 (4 %)
