@@ -142,6 +142,8 @@ def main() -> None:
                         help="sent with every valid request; required when the model knows several classes")
     parser.add_argument("--feature-runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
                         help="the server's --feature-runtime (a checkpoint's backbone in onnxruntime or torch)")
+    parser.add_argument("--concurrent-calls", type=int, default=None, help="the server's --concurrent-calls")
+    parser.add_argument("--threads", type=int, default=None, help="the server's --threads")
     args = parser.parse_args()
 
     cases = payloads()
@@ -161,8 +163,12 @@ def main() -> None:
                             cwd=REPO_ROOT).stdout.strip()
     report: dict = {"checkpoint": args.checkpoint, "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     "commit": commit, "machine": f"{cpu_name()}, {len(os.sched_getaffinity(0))} CPUs available"}
-    with running_server(args.checkpoint, "--max-upload-mb", "1", "--feature-runtime", args.feature_runtime) as (
-            process, url):
+    server_flags = ["--max-upload-mb", "1", "--feature-runtime", args.feature_runtime]
+    for flag in ("concurrent_calls", "threads"):
+        if getattr(args, flag) is not None:
+            server_flags += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    report["server_flags"] = server_flags
+    with running_server(args.checkpoint, *server_flags) as (process, url):
         model = httpx.get(url + "/model").json()
         classes = model.get("class_names") or []
         if args.class_name is None and len(classes) > 1:
@@ -206,7 +212,7 @@ def main() -> None:
         report["health_after"] = httpx.get(url + "/health").json()
 
     print(f"model {report['model']} ({args.checkpoint}), features in {report['feature_runtime']}, "
-          f"overlay {report['overlay'] or 'off'}; "
+          f"overlay {report['overlay'] or 'off'}, server {' '.join(server_flags)}; "
           f"{report['machine']}; {report['date_utc']}; commit {commit}")
     print("| concurrency | requests | requests/s | p50 ms | p99 ms | server / client CPU ms per request |\n"
           "|---|---|---|---|---|---|")

@@ -33,7 +33,8 @@ def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("server") / "server.log"
     try:
         server = start_server(tiny_checkpoint, log, "--max-upload-mb", str(MAX_UPLOAD_MB),
-                              "--max-image-pixels", str(MAX_IMAGE_PIXELS), "--max-batch-files", str(MAX_BATCH_FILES))
+                              "--max-image-pixels", str(MAX_IMAGE_PIXELS), "--max-batch-files", str(MAX_BATCH_FILES),
+                              "--concurrent-calls", "2")  # the model's calls side by side, as a busy line runs it
     except RuntimeError as err:
         pytest.fail(str(err))
     yield server

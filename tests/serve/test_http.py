@@ -44,6 +44,7 @@ def test_health_and_model(client):
     assert info["class_names"] == ["widget"] and info["image_size"] == 32
     assert info["limits"]["max_upload_bytes"] == MAX_UPLOAD_MB * 1024 * 1024
     assert info["limits"]["max_image_pixels"] == MAX_IMAGE_PIXELS
+    assert info["limits"]["concurrent_calls"] == 2
 
 
 def test_predict_gives_a_verdict_against_the_threshold_and_an_overlay(client):

@@ -98,6 +98,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
               file=sys.stderr)
         return 2
     exported = args.checkpoint.lower().endswith(".onnx")
+    threads = _threads_per_call(args.threads, args.concurrent_calls)
     if args.allow_feedback is not None and exported:
         raise ConfigError(f"--allow-feedback: {args.checkpoint} is an exported model, fixed once written; serve the "
                           "run's checkpoint folder to take parts in, then export again")
@@ -108,16 +109,16 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         from defectscope.export.metadata import ExportError as ModelError
         from defectscope.export.runtime import OnnxDetector
 
-        detector = OnnxDetector(args.checkpoint, device=args.device, threads=args.threads)  # ExportError names it
+        detector = OnnxDetector(args.checkpoint, device=args.device, threads=threads)  # ExportError names it
     else:
         from defectscope.engine.checkpoint import CheckpointError as ModelError
         from defectscope.engine.detector import Detector, FeatureRuntimeError
         from defectscope.engine.environment import pick_device
 
-        if args.threads is not None:
+        if threads is not None:
             import torch
 
-            torch.set_num_threads(args.threads)
+            torch.set_num_threads(threads)
         try:
             detector = Detector.from_checkpoint(args.checkpoint, device=str(pick_device(args.device)),
                                                 feature_runtime=args.feature_runtime)
@@ -137,6 +138,18 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
           f"OpenAPI http://{args.host}:{args.port}/openapi.json", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def _threads_per_call(threads: int | None, concurrent_calls: int) -> int | None:
+    """--threads, or with several calls at once the cores shared out among them (None: the runtime's default).
+
+    Two calls of two threads each on two cores answered four clients less well than two calls of
+    one (docs/deploy.md): each call's threads wait on the other's."""
+    if threads is not None or concurrent_calls == 1:
+        return threads
+    from defectscope.export.runtime import available_cores
+
+    return max(1, available_cores() // concurrent_calls)
 
 
 def _feedback(detector: Any, args: argparse.Namespace, settings: Any) -> Any:
