@@ -29,8 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
                    help="auto (default): onnxruntime for an exported .onnx model, torch for a checkpoint")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads one network call may use (default: torch's default, or onnxruntime with one per "
-                        "available core)")
+                   help="threads one network call may use (default: the available cores shared out among the "
+                        "calls at once)")
+    p.add_argument("--concurrent-calls", type=int, default=None,
+                   help="batches read and scored at once, the cores shared out among them unless --threads is "
+                        "given (default: 2 on a CPU with the cores for it, else 1; the scores are the same)")
     p.add_argument("--max-image-pixels", type=int, default=PREDICT_MAX_IMAGE_PIXELS,
                    help="larger images (width x height, read from the header) get an error row instead of a score "
                         "(default %(default)d)")
@@ -45,6 +48,8 @@ def _check_options(args: argparse.Namespace, overrides: list[str]) -> None:
         raise ConfigError(f"predict: unknown arguments {overrides} (the model's settings come from its checkpoint)")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+    if args.concurrent_calls is not None and args.concurrent_calls < 1:
+        raise ConfigError(f"--concurrent-calls must be at least 1, got {args.concurrent_calls}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.max_image_pixels < 1:
@@ -60,5 +65,5 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         model=args.checkpoint, inputs=tuple(args.inputs), output=Path(args.output), overwrite=args.overwrite,
         class_name=args.class_name, batch_size=args.batch_size, device=args.device, backend=args.backend,
         max_image_pixels=args.max_image_pixels, maps=not args.no_maps, false_alarm_rate=args.false_alarm_rate,
-        threads=args.threads, feature_runtime=args.feature_runtime,
+        threads=args.threads, concurrent_calls=args.concurrent_calls, feature_runtime=args.feature_runtime,
     ))

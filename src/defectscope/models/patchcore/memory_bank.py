@@ -273,6 +273,9 @@ class MemoryBank(nn.Module):
             raise RuntimeError("patchcore: the memory bank is empty; fit the model first (defectscope train)")
 
     def _faiss_search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        # OpenMP's thread count is the calling thread's own: a scoring thread other than the main one
+        # (two calls at once in predict and serve) would take every core instead of torch's share
+        _faiss(self.search).omp_set_num_threads(torch.get_num_threads())
         d2, where = self._index().search(queries.detach().float().cpu().contiguous().numpy(), k)
         return torch.from_numpy(d2).clamp_min_(0).sqrt_().to(queries.dtype), torch.from_numpy(where)
 
