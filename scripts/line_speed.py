@@ -1,12 +1,13 @@
 """End to end on a line PC: images/s and peak memory of scoring files from disk, torch against onnxruntime.
 
-    python scripts/line_speed.py runs/benchmarks/speed [--images 120] [--batch 1 8] [--threads 2]
+    python scripts/line_speed.py runs/benchmarks/speed [--images 120] [--batch 1 8] [--threads 0] [--calls 1 2]
 
 For every finished cell of a benchmark folder (benchmarks/speed.yaml), exports the cell's
 checkpoint once (`model.onnx` in the cell, parity-checked by `defectscope export`) and, each in a
 fresh process so its peak memory is its own, scores the first `--images` test images of the cell
-(from its scores.csv, in that order) the way `predict` and the service do: read and decode the
-file, resize, network, search, map back to the image's size, verdict. Prints a markdown table per
+(from its scores.csv, in that order) with `predict`'s own loop (no map pictures): read and decode
+the file, resize, network, search, map back to the image's size, verdict, row; `--calls` batches at
+once, each on `--threads` threads. Prints a markdown table per
 dataset: images/s after two untimed warm-up images, peak resident memory of the process (VmHWM),
 the largest score difference from the same cell in torch at batch 1, and the cell's accuracy: image AUROC
 and the share of defects caught at 1 % false alarms on the test ROC, with their bootstrap
@@ -18,9 +19,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,8 +39,6 @@ ORT_FEATURES = "+ort-features"
 
 def child(args: argparse.Namespace) -> None:
     """One backend × batch × threads on one cell, in this process; prints one JSON line."""
-    from defectscope.data.image_io import load_image_array
-
     rows = list(csv.DictReader(open(Path(args.cell) / "scores.csv")))[: args.images]
     backend = args.backend.removesuffix(ORT_FEATURES)
     if backend in ("torch", *SEARCHES):
@@ -61,22 +62,34 @@ def child(args: argparse.Namespace) -> None:
 
         detector = OnnxDetector(Path(args.cell) / "model.onnx", batch_size=args.batch, threads=args.threads)
 
-    def score(chunk: list[dict]) -> list[float]:
-        images = [load_image_array(r["path"]) for r in chunk]
-        return [d.score for d in detector.score(images, chunk[0]["class"])]
+    def score(chosen: list[dict]) -> dict[str, float]:
+        """predict's own loop (read, score, rows; no maps), one class at a time as a predict run takes one."""
+        from defectscope.data.discovery import InputImage
+        from defectscope.predict.job import PredictOptions, score_shard
+        from defectscope.predict.output import PARTS_DIR
+        from defectscope.predict.shard import Shard
+
+        found: dict[str, float] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / PARTS_DIR).mkdir()
+            for name in dict.fromkeys(r["class"] for r in chosen):
+                paths = [Path(r["path"]) for r in chosen if r["class"] == name]
+                images = [InputImage(path, Path(path.name)) for path in paths]
+                options = PredictOptions(model=args.cell, inputs=(), output=Path(tmp), batch_size=args.batch,
+                                         maps=False)
+                part = score_shard(detector, images, [None] * len(images), Shard(), options, name, args.calls)
+                with part.open(newline="") as f:
+                    found.update((row["path"], float(row["score"])) for row in csv.DictReader(f))
+        return found
 
     began = time.perf_counter()
     score(rows[:2])  # warm-up: first-call allocations, lazy initialisation (faiss builds its index here)
     warm_up = time.perf_counter() - began
-    rows.sort(key=lambda r: r["class"])  # stable; one class per call, as predict groups them
-    chunks = [[r for r in rows[start:start + args.batch] if r["class"] == name]
-              for start in range(0, len(rows), args.batch) for name in dict.fromkeys(
-                  r["class"] for r in rows[start:start + args.batch])]
+    rows.sort(key=lambda r: r["class"])  # stable
     began = time.perf_counter()
-    scores = [s for chunk in chunks for s in score(chunk)]
+    by_path = score(rows)
     seconds = time.perf_counter() - began
     peak = re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())
-    by_path = dict(zip((r["path"] for chunk in chunks for r in chunk), scores, strict=True))
     print(json.dumps({"images": len(rows), "images_per_second": len(rows) / seconds, "warm_up_seconds": warm_up,
                       "peak_mib": int(peak.group(1)) / 1024 if peak else None,
                       "scores": [by_path[r["path"]] for r in sorted(rows, key=lambda r: r["path"])]}))
@@ -90,9 +103,9 @@ def export(cell: Path) -> Path:
     return path
 
 
-def measure(cell: Path, backend: str, batch: int, threads: int, images: int) -> dict:
+def measure(cell: Path, backend: str, batch: int, threads: int, calls: int, images: int) -> dict:
     done = subprocess.run([sys.executable, __file__, "--child", str(cell), "--backend", backend, "--batch",
-                           str(batch), "--threads", str(threads), "--images", str(images)],
+                           str(batch), "--threads", str(threads), "--calls", str(calls), "--images", str(images)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
@@ -117,7 +130,10 @@ def main() -> None:
     p.add_argument("--backend", default="torch", help=argparse.SUPPRESS)
     p.add_argument("--images", type=int, default=120)
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--threads", type=int, nargs="+", default=[2])
+    p.add_argument("--threads", type=int, nargs="+", default=[0],
+                   help="threads per call (0: the available cores shared out among the calls, as predict does)")
+    p.add_argument("--calls", type=int, nargs="+", default=[1],
+                   help="batches scored at once (predict's --concurrent-calls)")
     p.add_argument("--only", default=".*", help="regular expression on cell ids")
     p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", *SEARCHES],
                    help="torch+faiss / torch+hnsw: PatchCore with faiss's exact search / HNSW with exact image "
@@ -125,7 +141,7 @@ def main() -> None:
                         "backbone's features in onnxruntime")
     args = p.parse_args()
     if args.child:
-        args.cell, args.batch, args.threads = args.child, args.batch[0], args.threads[0]
+        args.cell, args.batch, args.threads, args.calls = args.child, args.batch[0], args.threads[0], args.calls[0]
         child(args)
         return
     cells = [c for c in sorted(Path(args.folder, "cells").glob("*/cell.json")) if re.search(args.only, c.parent.name)]
@@ -141,19 +157,21 @@ def main() -> None:
                     if b in args.backends]
         for backend in backends:
             for batch in args.batch:
-                for threads in args.threads:
-                    m = measure(folder, backend, batch, threads, args.images)
-                    print(folder.name, backend, batch, threads, {k: v for k, v in m.items() if k != "scores"},
-                          file=sys.stderr, flush=True)
-                    measured.append((model, dataset, cell, backend, batch, threads, m))
+                for asked in args.threads:
+                    for calls in args.calls:
+                        threads = asked or max(1, len(os.sched_getaffinity(0)) // calls)
+                        m = measure(folder, backend, batch, threads, calls, args.images)
+                        print(folder.name, backend, batch, threads, calls,
+                              {k: v for k, v in m.items() if k != "scores"}, file=sys.stderr, flush=True)
+                        measured.append((model, dataset, cell, backend, batch, f"{calls} × {threads}", m))
     # the reference of each dataset: PatchCore with its shipped bank (10 %) in torch at batch 1, today's line
-    baseline = {d: m["images_per_second"] for model, d, _, backend, batch, _, m in measured
+    baseline = {d: m["images_per_second"] for model, d, _, backend, batch, _, m in reversed(measured)
                 if model == "patchcore_10" and backend == "torch" and batch == 1 and "error" not in m}
-    torch_scores = {(model, d): np.array(m["scores"]) for model, d, _, backend, batch, _, m in measured
+    torch_scores = {(model, d): np.array(m["scores"]) for model, d, _, backend, batch, _, m in reversed(measured)
                     if backend == "torch" and batch == 1 and "error" not in m}
     for dataset in dict.fromkeys(d for _, d, *_ in measured):
         print(f"\n### {dataset}: {args.images} test images from disk, end to end\n")
-        print("| model | runtime | batch | threads | images/s | × PatchCore 10 % torch | peak MiB "
+        print("| model | runtime | batch | calls × threads | images/s | × PatchCore 10 % torch | peak MiB "
               "| max score diff to torch | first 2 images s | image AUROC | caught at 1 % FA (test ROC) |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for model, d, cell, backend, batch, threads, m in measured:
