@@ -4,15 +4,7 @@ import threading
 import time
 
 from defectscope.engine.shared_lock import SharedLock
-
-
-def wait_until(condition, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
+from helpers.waiting import wait_until
 
 
 def test_readers_hold_it_at_once():

@@ -13,20 +13,20 @@ def options(**kwargs) -> PredictOptions:
     return PredictOptions(model="m", inputs=("x",), output=Path("out"), **kwargs)
 
 
-@pytest.mark.parametrize(("cores", "given", "on_cpu", "distributed", "expected"), [
-    (2, {}, True, False, (2, 1)),  # a line PC: two calls of one core each
-    (8, {}, True, False, (2, 4)),
-    (1, {}, True, False, (1, None)),  # one core: one call, the runtime's default threads
-    (2, {}, False, False, (1, None)),  # a GPU runs one call
-    (2, {}, True, True, (1, None)),  # under torchrun each rank is a process of its own
-    (2, {"threads": 2}, True, False, (1, 2)),  # the user's threads fill the cores: one call
-    (8, {"threads": 2}, True, False, (2, 2)),
-    (2, {"concurrent_calls": 3}, True, False, (3, 1)),  # asked for: as asked
-    (2, {"concurrent_calls": 1}, True, False, (1, None)),
+@pytest.mark.parametrize(("cores", "given", "side_by_side", "expected"), [
+    (2, {}, True, (2, 1)),  # a checkpoint on a line PC: two calls of one core each
+    (8, {}, True, (2, 4)),
+    (1, {}, True, (1, None)),  # one core: one call, the runtime's default threads
+    (2, {}, False, (1, None)),  # a GPU, a rank under torchrun, an exported graph: one call
+    (2, {"threads": 2}, True, (1, 2)),  # the user's threads fill the cores: one call
+    (8, {"threads": 2}, True, (2, 2)),
+    (2, {"concurrent_calls": 3}, True, (3, 1)),  # asked for: as asked
+    (2, {"concurrent_calls": 2}, False, (2, 1)),
+    (2, {"concurrent_calls": 1}, True, (1, None)),
 ])
-def test_calls_and_threads(monkeypatch, cores, given, on_cpu, distributed, expected):
+def test_calls_and_threads(monkeypatch, cores, given, side_by_side, expected):
     monkeypatch.setattr(runtime, "available_cores", lambda: cores)
-    assert plan_calls(options(**given), on_cpu, distributed) == expected
+    assert plan_calls(options(**given), side_by_side) == expected
 
 
 def test_a_search_in_another_thread_takes_torchs_thread_count():

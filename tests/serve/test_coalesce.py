@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from defectscope.serve.coalesce import Coalescer
+from helpers.waiting import wait_until
 
 
 class GatedModel:
@@ -219,11 +220,3 @@ def test_a_request_taken_into_another_threads_call_waits_for_it_while_a_call_is_
     assert calls == [[1.0], [2.0], [3.0, 4.0]] or calls == [[2.0], [1.0], [3.0, 4.0]]
     assert answers == {v: [(v, None)] for v in (1.0, 2.0, 3.0, 4.0)}
 
-
-def wait_until(condition, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True

@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "calls at once)")
     p.add_argument("--concurrent-calls", type=int, default=None,
                    help="batches read and scored at once, the cores shared out among them unless --threads is "
-                        "given (default: 2 on a CPU with the cores for it, else 1; the scores are the same)")
+                        "given (default: 2 for a checkpoint on a CPU with the cores for it, else 1; the same scores)")
     p.add_argument("--max-image-pixels", type=int, default=PREDICT_MAX_IMAGE_PIXELS,
                    help="larger images (width x height, read from the header) get an error row instead of a score "
                         "(default %(default)d)")

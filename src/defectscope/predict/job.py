@@ -2,9 +2,9 @@
 
 Images are streamed a batch at a time: memory does not grow with the number of inputs (at most
 `concurrent_calls` batches are held at once), and the rows are written in input order as each
-batch is done. On a CPU two batches are read and scored side by side, each on half the cores:
-one batch's decoding and Python overlap the other's network, 30–50 % more images a second for
-PatchCore with the same scores (docs/results/speed.md). An image that cannot be read
+batch is done. A checkpoint on a CPU reads and scores two batches side by side, each on half the
+cores: one batch's decoding and Python overlap the other's network, 34–55 % more images a second
+for PatchCore with the same scores (docs/results/speed.md). An image that cannot be read
 becomes a row with its reason instead of stopping the run, and so does an entry named like an
 image that is not a regular file (a FIFO, a link to a device, a link loop, a folder): it is never
 opened, so a FIFO cannot hang the run. Under torchrun each rank scores every
@@ -62,24 +62,26 @@ class PredictOptions:
     device: str = "auto"  # torch backend: auto, cpu or cuda
     backend: Literal["auto", "torch", "onnxruntime"] = "auto"  # auto: onnxruntime for a .onnx file, else torch
     threads: int | None = None  # threads per call; None: the cores shared out among the calls (one call: the runtime's)
-    concurrent_calls: int | None = None  # batches scored at once; None: 2 on a CPU with the cores for it, else 1
+    concurrent_calls: int | None = None  # batches scored at once; None: plan_calls decides
     max_image_pixels: int = PREDICT_MAX_IMAGE_PIXELS  # larger images get an error row
     maps: bool = True  # write map pictures
     false_alarm_rate: float | None = None  # thresholds for this stated rate instead of the calibrated one
     feature_runtime: FeatureRuntime = "auto"  # a checkpoint's backbone features: onnxruntime where installed
 
 
-def plan_calls(options: PredictOptions, on_cpu: bool, distributed: bool) -> tuple[int, int | None]:
+def plan_calls(options: PredictOptions, side_by_side: bool) -> tuple[int, int | None]:
     """(batches scored at once, threads per call; None: the runtime's default).
 
-    Not asked: two on a CPU where each call keeps at least `--threads` cores (one without the
-    flag); one on a GPU or under torchrun, where each rank already has its own process."""
+    Not asked: two where they gain (`side_by_side`: a checkpoint on a CPU, one process) and each
+    call keeps at least `--threads` cores (one without the flag); else one. An exported model is
+    one onnxruntime graph that already keeps the cores busy: two PatchCore graphs at once scored
+    MTSD slower and held half as much memory again (docs/results/speed.md)."""
     from defectscope.export.runtime import available_cores
 
     cores = available_cores()
     calls = options.concurrent_calls
     if calls is None:
-        calls = max(1, min(2, cores // (options.threads or 1))) if on_cpu and not distributed else 1
+        calls = max(1, min(2, cores // (options.threads or 1))) if side_by_side else 1
     threads = options.threads if options.threads is not None or calls == 1 else max(1, cores // calls)
     return calls, threads
 
@@ -96,7 +98,7 @@ def load_detector(options: PredictOptions, shard: Shard, stack: ExitStack) -> tu
         except ModuleNotFoundError as err:
             raise ConfigError(f"--backend onnxruntime: install defectscope[export] / export module missing "
                               f"({err.name} not found)") from err
-        calls, threads = plan_calls(options, True, shard.distributed)  # predict runs an exported model on the CPU
+        calls, threads = plan_calls(options, side_by_side=False)
         onnx = OnnxDetector(options.model, batch_size=options.batch_size, threads=threads)
         return _at_rate(onnx, options), calls  # ExportError names it
     import torch
@@ -107,7 +109,8 @@ def load_detector(options: PredictOptions, shard: Shard, stack: ExitStack) -> tu
     device = pick_device(options.device)
     if device.type == "cuda" and shard.distributed:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-    calls, threads = plan_calls(options, device.type == "cpu", shard.distributed)
+    # under torchrun each rank is a process of its own already
+    calls, threads = plan_calls(options, side_by_side=device.type == "cpu" and not shard.distributed)
     if threads is not None:
         stack.callback(torch.set_num_threads, torch.get_num_threads())  # the caller's process keeps its own
         torch.set_num_threads(threads)
