@@ -30,6 +30,7 @@ from defectscope.config import load_config
 from defectscope.engine import save_checkpoint
 from defectscope.geometry import as_hw
 from defectscope.models import create_model
+from defectscope.scoring.calibration import Calibration
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +42,7 @@ def make_checkpoint(directory: Path, *overrides: str) -> Path:
     height, width = as_hw(cfg.data.model_input_size)
     model.collect(torch.rand(4, 3, height, width), torch.zeros(4, dtype=torch.long), "statistics")
     model.finish_collection("statistics")
-    calibration = {"image_threshold": 1.0, "image_score_mean": 0.5, "image_score_std": 0.1, "pixel_threshold": 1.0}
+    calibration = Calibration.fit(np.array([0.5, 1.0]), 0.5)  # an image threshold of 1.0; memory needs no more
     return save_checkpoint(directory, model.eval(), cfg, ["part"], calibration=calibration)
 
 
