@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +238,7 @@ def test_images_stream_a_batch_per_call_and_rows_land_in_order(checkpoint, tmp_p
     inside, most = [0], [0]
     lock = threading.Lock()
     original = Detector.score
+    first_two = threading.Barrier(calls, timeout=10)  # broken if the second call cannot start beside the first
 
     def spy(self, images, class_name=None):
         part = out / PARTS_DIR / "rank0.csv"
@@ -246,7 +246,8 @@ def test_images_stream_a_batch_per_call_and_rows_land_in_order(checkpoint, tmp_p
             seen.append((len(images), len(part.read_text().splitlines()) - 1))
             inside[0] += 1
             most[0] = max(most[0], inside[0])
-        time.sleep(0.05)  # long enough for a second call to start beside it, where allowed
+        if len(seen) <= calls:
+            first_two.wait()
         try:
             return original(self, images, class_name)
         finally:
@@ -256,6 +257,7 @@ def test_images_stream_a_batch_per_call_and_rows_land_in_order(checkpoint, tmp_p
     monkeypatch.setattr(Detector, "score", spy)
     assert predict(checkpoint, str(root), "--output", str(out), "--batch-size", "3",
                    "--concurrent-calls", str(calls)) == 0
+    assert not first_two.broken
     if calls == 1:
         assert seen == [(3, 0), (3, 3), (1, 6)]
     else:  # the first two batches side by side; the third once the first's rows are written
@@ -284,9 +286,35 @@ def test_a_crash_leaves_no_half_written_score_table(checkpoint, tmp_path, monkey
     assert not (tmp_path / "out" / "scores.csv").exists() and not (tmp_path / "out" / "scores.json").exists()
 
 
+@pytest.mark.parametrize("fail", [False, True])
+def test_the_callers_torch_thread_count_is_put_back(checkpoint, tmp_path, monkeypatch, fail):
+    """predict shares the cores out among its calls; a program that calls it keeps its own setting."""
+    import torch
+
+    root = tmp_path / "in"
+    for i in range(4):
+        save(root / f"{i}.png", normal_images(1, seed=i)[0])
+    if fail:
+        monkeypatch.setattr(Detector, "score", lambda self, images, class_name=None: 1 / 0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        args = (str(root), "--output", str(tmp_path / "out"), "--batch-size", "2", "--concurrent-calls", "2",
+                "--threads", "1")
+        if fail:
+            with pytest.raises(ZeroDivisionError):
+                predict(checkpoint, *args)
+        else:
+            assert predict(checkpoint, *args) == 0
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize(("flags", "needle"), [(["--batch-size", "0"], "--batch-size"),
                                                (["--batch-size", "-1"], "--batch-size"),
                                                (["--max-image-pixels", "0"], "--max-image-pixels"),
+                                               (["--concurrent-calls", "0"], "--concurrent-calls"),
                                                (["--data.image_size", "64"], "data.image_size")])
 def test_bad_options_are_clear_errors_before_scoring(checkpoint, tmp_path, capsys, flags, needle):
     image = save(tmp_path / "x.png", normal_images(1)[0])

@@ -26,7 +26,23 @@ def options(**kwargs) -> PredictOptions:
 ])
 def test_calls_and_threads(monkeypatch, cores, given, side_by_side, expected):
     monkeypatch.setattr(runtime, "available_cores", lambda: cores)
-    assert plan_calls(options(**given), side_by_side) == expected
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert plan_calls(options(**given), side_by_side, batches=10) == expected
+
+
+def test_a_lone_batch_keeps_every_core(monkeypatch):
+    monkeypatch.setattr(runtime, "available_cores", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert plan_calls(options(), True, batches=1) == (1, None)
+    assert plan_calls(options(concurrent_calls=2), True, batches=1) == (1, None)
+    assert plan_calls(options(), True, batches=0) == (1, None)  # nothing to score
+
+
+def test_a_thread_budget_in_the_environment_keeps_one_call(monkeypatch):
+    monkeypatch.setattr(runtime, "available_cores", lambda: 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert plan_calls(options(), True, batches=10) == (1, None)
+    assert plan_calls(options(concurrent_calls=2), True, batches=10) == (2, 4)  # asked for: as asked
 
 
 def test_a_search_in_another_thread_takes_torchs_thread_count():
@@ -46,6 +62,7 @@ def test_a_search_in_another_thread_takes_torchs_thread_count():
         seen: list[int] = []
 
         def search() -> None:
+            faiss.omp_set_num_threads(3)  # whatever this thread had: the search takes torch's count
             bank.nearest_patches(torch.randn(8, 4))
             seen.append(faiss.omp_get_max_threads())
 

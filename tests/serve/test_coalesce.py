@@ -208,7 +208,9 @@ def test_a_request_taken_into_another_threads_call_waits_for_it_while_a_call_is_
 
     threads = [ask(1.0), ask(2.0)]
     assert entered[1.0].wait(10) and entered[2.0].wait(10)
-    threads += [ask(3.0), ask(4.0)]
+    threads.append(ask(3.0))
+    assert wait_until(lambda: len(coalescer._waiting) == 1)  # C queues before D: C heads the batch
+    threads.append(ask(4.0))
     assert wait_until(lambda: len(coalescer._waiting) == 2)
     gates[1.0].set()  # A ends: C and D go into one call, which blocks
     assert entered[3.0].wait(10)
@@ -220,3 +222,48 @@ def test_a_request_taken_into_another_threads_call_waits_for_it_while_a_call_is_
     assert calls == [[1.0], [2.0], [3.0, 4.0]] or calls == [[2.0], [1.0], [3.0, 4.0]]
     assert answers == {v: [(v, None)] for v in (1.0, 2.0, 3.0, 4.0)}
 
+
+
+def test_a_request_in_another_threads_call_is_answered_when_that_call_ends_not_after_more_work():
+    """Two calls allowed: C and D share a call run by one of their threads; B ends and E arrives.
+    The other thread of C and D must not take E: its answer would wait for E's call."""
+    gates = {value: threading.Event() for value in (1.0, 2.0, 3.0, 5.0)}
+    entered = {value: threading.Event() for value in gates}
+
+    def score(images, class_name):
+        values = [float(i.flat[0]) for i in images]
+        entered[values[0]].set()
+        assert gates[values[0]].wait(10)
+        return [(v, class_name) for v in values]
+
+    coalescer = Coalescer(score, max_images=4, max_calls=2)
+    answered: dict[float, float] = {}
+
+    def ask(value: float) -> threading.Thread:
+        def run() -> None:
+            coalescer.score([image(value)])
+            answered[value] = time.monotonic()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    threads = [ask(1.0), ask(2.0)]
+    assert entered[1.0].wait(10) and entered[2.0].wait(10)
+    threads.append(ask(3.0))
+    assert wait_until(lambda: len(coalescer._waiting) == 1)
+    threads.append(ask(4.0))
+    assert wait_until(lambda: len(coalescer._waiting) == 2)
+    gates[1.0].set()  # C and D go into one call
+    assert entered[3.0].wait(10)
+    threads.append(ask(5.0))
+    assert wait_until(lambda: len(coalescer._waiting) == 1)
+    gates[2.0].set()  # a call is free: E's own thread takes E
+    assert entered[5.0].wait(10)
+    gates[3.0].set()  # C and D are scored: both answered now, while E's call still runs
+    assert wait_until(lambda: 3.0 in answered and 4.0 in answered)
+    assert 5.0 not in answered
+    gates[5.0].set()
+    for t in threads:
+        t.join(10)
+    assert set(answered) == {1.0, 2.0, 3.0, 4.0, 5.0}

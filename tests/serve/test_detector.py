@@ -16,6 +16,7 @@ from defectscope.data.transforms import from_uint8, resize_image, to_uint8
 from defectscope.engine import CheckpointError, load_checkpoint
 from defectscope.engine.detector import Detector, DetectorLike, normalized_score
 from helpers.serving import noisy_image, normal_images
+from helpers.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -310,9 +311,11 @@ def test_score_calls_run_side_by_side_and_absorb_waits_for_them_and_runs_alone(t
     absorber = threading.Thread(target=lambda: (detector.absorb([parts[2]]), absorbed.set()))
     absorber.start()
     assert not absorbed.wait(0.3)  # the two calls are still in the model: it waits
-    # asks while absorb waits: goes after it
+    assert wait_until(lambda: detector._lock._writers_waiting == 1)
+    # asks while absorb waits: goes after it, not beside the two calls still inside
     late = threading.Thread(target=lambda: scored.update({2: detector.score([parts[2]])[0].score}))
     late.start()
+    assert not inside.acquire(timeout=0.3)
     gate.set()
     for t in (*scorers, absorber, late):
         t.join(20)

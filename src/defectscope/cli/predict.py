@@ -24,16 +24,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="reuse a non-empty output folder, removing what predict wrote there before")
     p.add_argument("--class-name", default=None, help="category of the images (needed for multi-class models)")
-    p.add_argument("--batch-size", type=int, default=8, help="images scored and held in memory at once")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="images per call; this many times --concurrent-calls are held in memory at once")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (torch backend)")
     p.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
                    help="auto (default): onnxruntime for an exported .onnx model, torch for a checkpoint")
     p.add_argument("--threads", type=int, default=None,
                    help="threads one network call may use (default: the available cores shared out among the "
-                        "calls at once)")
+                        "calls at once; with one call, the runtime's default)")
     p.add_argument("--concurrent-calls", type=int, default=None,
                    help="batches read and scored at once, the cores shared out among them unless --threads is "
-                        "given (default: 2 for a checkpoint on a CPU with the cores for it, else 1; the same scores)")
+                        "given (default: 2 for a checkpoint on a CPU with the cores for it, unless OMP_NUM_THREADS "
+                        "sets a budget, else 1; the same scores up to float rounding)")
     p.add_argument("--max-image-pixels", type=int, default=PREDICT_MAX_IMAGE_PIXELS,
                    help="larger images (width x height, read from the header) get an error row instead of a score "
                         "(default %(default)d)")

@@ -42,8 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="images decoded and scored at once over all requests, taken first come, first served "
                         "(default %(default)d)")
     p.add_argument("--concurrent-calls", type=int, default=d.concurrent_calls,
-                   help="score calls that run at once, each on the requests waiting when it starts; with --threads, "
-                        "the cores they share (default %(default)d)")
+                   help="score calls that run at once, each on the requests waiting when it starts; without "
+                        "--threads the available cores are shared out among them (default %(default)d)")
     p.add_argument("--drift-window", type=int, default=d.drift_window,
                    help="/health and the page compare the flagged share of the last this-many scored parts "
                         "(per class) with the promised false-alarm bound (default %(default)d)")

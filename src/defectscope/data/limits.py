@@ -21,9 +21,10 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 MAX_IMAGE_PIXELS = 50_000_000
 
 # `defectscope predict --max-image-pixels`: lower than the dataset's because predict holds a whole
-# batch (--batch-size, 8 by default) of decoded images and their full-size anomaly maps at once,
-# 16 bytes a pixel (float32 RGB + float32 map): 8 x 40 M x 16 B is about 5 GB, which a workstation
-# still holds. Local files, chosen by the person running it, so the cap guards memory, not abuse.
+# batch (--batch-size, 8 by default) of decoded images and their full-size anomaly maps per call,
+# 16 bytes a pixel (float32 RGB + float32 map): 8 x 40 M x 16 B is about 5 GB, twice that with its
+# two calls at once on a CPU (--concurrent-calls 1 halves it), which a workstation still holds.
+# Local files, chosen by the person running it, so the cap guards memory, not abuse.
 PREDICT_MAX_IMAGE_PIXELS = 40_000_000
 
 # `defectscope serve --max-image-pixels` (ServeSettings.max_image_pixels): the lowest, because the

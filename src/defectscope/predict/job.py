@@ -17,7 +17,7 @@ import csv
 import os
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -58,7 +58,7 @@ class PredictOptions:
     output: Path
     overwrite: bool = False  # reuse a non-empty output folder, removing what predict wrote there before
     class_name: str | None = None  # needed for multi-class models
-    batch_size: int = 8  # images scored and held in memory at once
+    batch_size: int = 8  # images per call; memory holds up to batch_size x concurrent_calls decoded images
     device: str = "auto"  # torch backend: auto, cpu or cuda
     backend: Literal["auto", "torch", "onnxruntime"] = "auto"  # auto: onnxruntime for a .onnx file, else torch
     threads: int | None = None  # threads per call; None: the cores shared out among the calls (one call: the runtime's)
@@ -69,26 +69,31 @@ class PredictOptions:
     feature_runtime: FeatureRuntime = "auto"  # a checkpoint's backbone features: onnxruntime where installed
 
 
-def plan_calls(options: PredictOptions, side_by_side: bool) -> tuple[int, int | None]:
-    """(batches scored at once, threads per call; None: the runtime's default).
+def plan_calls(options: PredictOptions, side_by_side: bool, batches: int) -> tuple[int, int | None]:
+    """(batches scored at once, threads per call; None: the runtime's default), for `batches` batches.
 
     Not asked: two where they gain (`side_by_side`: a checkpoint on a CPU, one process) and each
     call keeps at least `--threads` cores (one without the flag); else one. An exported model is
     one onnxruntime graph that already keeps the cores busy: two PatchCore graphs at once scored
-    MTSD slower and held half as much memory again (docs/results/speed.md)."""
+    MTSD slower and held half as much memory again (docs/results/speed.md). OMP_NUM_THREADS in the
+    environment without --threads is the user's thread budget: one call then, as before. Never more calls than
+    batches: a lone batch keeps every core."""
     from defectscope.export.runtime import available_cores
 
     cores = available_cores()
     calls = options.concurrent_calls
     if calls is None:
-        calls = max(1, min(2, cores // (options.threads or 1))) if side_by_side else 1
+        budget = options.threads is None and "OMP_NUM_THREADS" in os.environ
+        calls = max(1, min(2, cores // (options.threads or 1))) if side_by_side and not budget else 1
+    calls = max(1, min(calls, batches))
     threads = options.threads if options.threads is not None or calls == 1 else max(1, cores // calls)
     return calls, threads
 
 
-def load_detector(options: PredictOptions, shard: Shard, stack: ExitStack) -> tuple[DetectorLike, int]:
+def load_detector(options: PredictOptions, shard: Shard, stack: ExitStack, batches: int) -> tuple[DetectorLike, int]:
     """The detector that scores (the checkpoint in torch, or an exported model in onnxruntime, no
-    torch) and how many batches it scores at once; torch's thread count is put back when `stack` closes."""
+    torch) and how many of this rank's `batches` it scores at once; torch's thread count is put back
+    when `stack` closes."""
     if backend_of(options) == "onnxruntime":
         if options.feature_runtime == "torch":
             raise ConfigError(f"--feature-runtime torch: {options.model} runs wholly in onnxruntime (an exported "
@@ -98,7 +103,7 @@ def load_detector(options: PredictOptions, shard: Shard, stack: ExitStack) -> tu
         except ModuleNotFoundError as err:
             raise ConfigError(f"--backend onnxruntime: install defectscope[export] / export module missing "
                               f"({err.name} not found)") from err
-        calls, threads = plan_calls(options, side_by_side=False)
+        calls, threads = plan_calls(options, side_by_side=False, batches=batches)
         onnx = OnnxDetector(options.model, batch_size=options.batch_size, threads=threads)
         return _at_rate(onnx, options), calls  # ExportError names it
     import torch
@@ -110,7 +115,8 @@ def load_detector(options: PredictOptions, shard: Shard, stack: ExitStack) -> tu
     if device.type == "cuda" and shard.distributed:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     # under torchrun each rank is a process of its own already
-    calls, threads = plan_calls(options, side_by_side=device.type == "cpu" and not shard.distributed)
+    calls, threads = plan_calls(options, side_by_side=device.type == "cpu" and not shard.distributed,
+                                batches=batches)
     if threads is not None:
         stack.callback(torch.set_num_threads, torch.get_num_threads())  # the caller's process keeps its own
         torch.set_num_threads(threads)
@@ -219,30 +225,45 @@ def score_shard(detector: DetectorLike, images: list[InputImage], maps: list[Pat
 
     bar = tqdm(total=len(mine), unit="img", desc="predict", disable=None if shard.rank == 0 else True,
                file=sys.stderr)
-    with part.open("w", newline="") as f, ThreadPoolExecutor(calls, thread_name_prefix="predict") as pool:
+    with part.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(("index", *COLUMNS))
         f.flush()
-        running: deque[Future[list[list[str]]]] = deque()
 
-        def write_oldest() -> None:
-            rows = running.popleft().result()  # a failure stops the run here, as it did one batch at a time
+        def write(rows: list[list[str]]) -> None:
             writer.writerows(rows)
             f.flush()
             bar.update(len(rows))
 
-        try:
+        if calls == 1:  # in this thread: Ctrl-C stops a read or a call where it is
             for batch in _batches(mine, options.batch_size):
-                if len(running) == calls:  # at most `calls` batches in memory
-                    write_oldest()
-                running.append(pool.submit(score_batch, batch))
-            while running:
-                write_oldest()
-        finally:
-            for future in running:  # a failure or an interrupt: batches not started are not started
-                future.cancel()
+                write(score_batch(batch))
+        else:
+            _score_side_by_side(score_batch, _batches(mine, options.batch_size), calls, write)
     bar.close()
     return part
+
+
+def _score_side_by_side(score_batch: Callable[[list[tuple[int, InputImage]]], list[list[str]]],
+                        batches: Iterator[list[tuple[int, InputImage]]], calls: int,
+                        write: Callable[[list[list[str]]], None]) -> None:
+    """`calls` batches at once in worker threads, written in order, at most `calls` in memory.
+
+    A failure or Ctrl-C stops it at once: batches not started are dropped and the ones running are
+    not waited for (their threads finish them in the background, then the process exits)."""
+    pool = ThreadPoolExecutor(calls, thread_name_prefix="predict")
+    running: deque[Future[list[list[str]]]] = deque()
+    try:
+        for batch in batches:
+            if len(running) == calls:
+                write(running.popleft().result())  # a batch's failure stops the run here
+            running.append(pool.submit(score_batch, batch))
+        while running:
+            write(running.popleft().result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def run_predict(options: PredictOptions) -> int:
@@ -258,7 +279,8 @@ def _run_predict(options: PredictOptions, stack: ExitStack) -> int:
     maps = check_map_names(images)
     check_output(out, options.overwrite)
     shard = start_shard()
-    detector, calls = load_detector(options, shard, stack)
+    owned = sum(1 for i in range(len(images)) if shard.owns(i))
+    detector, calls = load_detector(options, shard, stack, batches=-(-owned // options.batch_size))
     class_name = check_class_name(detector, options.class_name)
     info = detector.info()
     promise = detector.promise(class_name)  # type: ignore[attr-defined]

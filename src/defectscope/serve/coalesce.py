@@ -28,6 +28,7 @@ class _Request:
     class_name: str | None
     detections: list[Detection] = field(default_factory=list)
     error: BaseException | None = None
+    taken: bool = False  # in a call (its own thread's or another's)
     done: bool = False
 
 
@@ -58,14 +59,13 @@ class Coalescer:
             batch: list[_Request] = []
             try:  # opened before the batch is taken: whatever stops this thread, its batch is finished
                 with self._cond:
-                    self._cond.wait_for(lambda: mine.done or self._running < self.max_calls)
+                    # a request taken into another thread's call waits for that call only: running
+                    # someone else's batch meanwhile would hold back its answer once it is ready
+                    self._cond.wait_for(lambda: mine.done or (not mine.taken and self._running < self.max_calls))
                     if mine.done:
                         break
-                    if not self._waiting:  # another thread's call took this request: wait for it
-                        self._cond.wait_for(lambda: mine.done)
-                        break
-                    batch = self._take()
                     self._running += 1
+                    batch = self._take()
                 self._run(batch)
             finally:
                 if batch:
@@ -77,10 +77,12 @@ class Coalescer:
     def _take(self) -> list[_Request]:
         """The oldest request, and those behind it of the same class while the images fit (first come, first served)."""
         head = self._waiting.popleft()
+        head.taken = True
         batch, count = [head], len(head.images)
         for request in list(self._waiting):
             if request.class_name == head.class_name and count + len(request.images) <= self.max_images:
                 self._waiting.remove(request)
+                request.taken = True
                 batch.append(request)
                 count += len(request.images)
         return batch

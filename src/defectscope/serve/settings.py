@@ -23,7 +23,7 @@ class ServeSettings:
     # response stays a few MB whatever the upload
     max_overlay_side: int = 1024
     # images decoded and scored at once, across requests: bounds memory (each holds up to
-    # max_image_pixels x 12 bytes as float32 RGB) while the model itself runs one batch at a time;
+    # max_image_pixels x 12 bytes as float32 RGB) whatever the calls at once (concurrent_calls);
     # taken first come, first served, so a batch waits its turn but is never overtaken (slots.py)
     max_inflight_images: int = 4
     # score calls that run at once, each on a batch of waiting requests; the images of all of them
