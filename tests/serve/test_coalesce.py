@@ -183,87 +183,76 @@ def test_never_more_calls_at_once_than_allowed_and_every_request_gets_its_own_an
     assert 1 <= most[0] <= max_calls and max(calls) <= 3 and sum(calls) == 80
 
 
+class GatedByValue:
+    """Scores a batch as its values; a batch whose first value has a gate waits until it opens."""
+
+    def __init__(self, gated: tuple[float, ...]) -> None:
+        self.gates = {value: threading.Event() for value in gated}
+        self.entered = {value: threading.Event() for value in gated}
+        self.calls: list[list[float]] = []
+
+    def score(self, images, class_name):
+        values = [float(i.flat[0]) for i in images]
+        self.calls.append(values)
+        if values[0] in self.gates:
+            self.entered[values[0]].set()
+            assert self.gates[values[0]].wait(10)
+        return [(v, class_name) for v in values]
+
+
+def ask(coalescer: Coalescer, value: float, answers: dict[float, object]) -> threading.Thread:
+    """A client thread asking for one part; its answer lands in `answers` under its value."""
+    thread = threading.Thread(target=lambda: answers.update({value: coalescer.score([image(value)])}))
+    thread.start()
+    return thread
+
+
 def test_a_request_taken_into_another_threads_call_waits_for_it_while_a_call_is_free():
     """Two calls allowed, both busy (A, B); C and D queue; A ends and one thread takes C and D into
     one call; B ends: the other thread finds a call free and nothing left to take, and must wait
     for its own answer instead of starting an empty call."""
-    gates = {value: threading.Event() for value in (1.0, 2.0, 3.0)}
-    entered = {value: threading.Event() for value in gates}
-    calls: list[list[float]] = []
-
-    def score(images, class_name):
-        values = [float(i.flat[0]) for i in images]
-        calls.append(values)
-        entered[values[0]].set()
-        assert gates[values[0]].wait(10)
-        return [(v, class_name) for v in values]
-
-    coalescer = Coalescer(score, max_images=4, max_calls=2)
+    model = GatedByValue((1.0, 2.0, 3.0))
+    coalescer = Coalescer(model.score, max_images=4, max_calls=2)
     answers: dict[float, object] = {}
-
-    def ask(value: float) -> threading.Thread:
-        thread = threading.Thread(target=lambda: answers.update({value: coalescer.score([image(value)])}))
-        thread.start()
-        return thread
-
-    threads = [ask(1.0), ask(2.0)]
-    assert entered[1.0].wait(10) and entered[2.0].wait(10)
-    threads.append(ask(3.0))
+    threads = [ask(coalescer, 1.0, answers), ask(coalescer, 2.0, answers)]
+    assert model.entered[1.0].wait(10) and model.entered[2.0].wait(10)
+    threads.append(ask(coalescer, 3.0, answers))
     assert wait_until(lambda: len(coalescer._waiting) == 1)  # C queues before D: C heads the batch
-    threads.append(ask(4.0))
+    threads.append(ask(coalescer, 4.0, answers))
     assert wait_until(lambda: len(coalescer._waiting) == 2)
-    gates[1.0].set()  # A ends: C and D go into one call, which blocks
-    assert entered[3.0].wait(10)
-    gates[2.0].set()  # B ends: a call is free, and the thread of C or D that did not run has nothing to take
+    model.gates[1.0].set()  # A ends: C and D go into one call, which blocks
+    assert model.entered[3.0].wait(10)
+    model.gates[2.0].set()  # B ends: a call is free, and the thread of C or D that did not run has nothing to take
     time.sleep(0.05)
-    gates[3.0].set()
+    model.gates[3.0].set()
     for t in threads:
         t.join(10)
-    assert calls == [[1.0], [2.0], [3.0, 4.0]] or calls == [[2.0], [1.0], [3.0, 4.0]]
+    assert model.calls == [[1.0], [2.0], [3.0, 4.0]] or model.calls == [[2.0], [1.0], [3.0, 4.0]]
     assert answers == {v: [(v, None)] for v in (1.0, 2.0, 3.0, 4.0)}
-
 
 
 def test_a_request_in_another_threads_call_is_answered_when_that_call_ends_not_after_more_work():
     """Two calls allowed: C and D share a call run by one of their threads; B ends and E arrives.
     The other thread of C and D must not take E: its answer would wait for E's call."""
-    gates = {value: threading.Event() for value in (1.0, 2.0, 3.0, 5.0)}
-    entered = {value: threading.Event() for value in gates}
-
-    def score(images, class_name):
-        values = [float(i.flat[0]) for i in images]
-        entered[values[0]].set()
-        assert gates[values[0]].wait(10)
-        return [(v, class_name) for v in values]
-
-    coalescer = Coalescer(score, max_images=4, max_calls=2)
-    answered: dict[float, float] = {}
-
-    def ask(value: float) -> threading.Thread:
-        def run() -> None:
-            coalescer.score([image(value)])
-            answered[value] = time.monotonic()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
-    threads = [ask(1.0), ask(2.0)]
-    assert entered[1.0].wait(10) and entered[2.0].wait(10)
-    threads.append(ask(3.0))
+    model = GatedByValue((1.0, 2.0, 3.0, 5.0))
+    coalescer = Coalescer(model.score, max_images=4, max_calls=2)
+    answers: dict[float, object] = {}
+    threads = [ask(coalescer, 1.0, answers), ask(coalescer, 2.0, answers)]
+    assert model.entered[1.0].wait(10) and model.entered[2.0].wait(10)
+    threads.append(ask(coalescer, 3.0, answers))
     assert wait_until(lambda: len(coalescer._waiting) == 1)
-    threads.append(ask(4.0))
+    threads.append(ask(coalescer, 4.0, answers))
     assert wait_until(lambda: len(coalescer._waiting) == 2)
-    gates[1.0].set()  # C and D go into one call
-    assert entered[3.0].wait(10)
-    threads.append(ask(5.0))
+    model.gates[1.0].set()  # C and D go into one call
+    assert model.entered[3.0].wait(10)
+    threads.append(ask(coalescer, 5.0, answers))
     assert wait_until(lambda: len(coalescer._waiting) == 1)
-    gates[2.0].set()  # a call is free: E's own thread takes E
-    assert entered[5.0].wait(10)
-    gates[3.0].set()  # C and D are scored: both answered now, while E's call still runs
-    assert wait_until(lambda: 3.0 in answered and 4.0 in answered)
-    assert 5.0 not in answered
-    gates[5.0].set()
+    model.gates[2.0].set()  # a call is free: E's own thread takes E
+    assert model.entered[5.0].wait(10)
+    model.gates[3.0].set()  # C and D are scored: both answered now, while E's call still runs
+    assert wait_until(lambda: 3.0 in answers and 4.0 in answers)
+    assert 5.0 not in answers
+    model.gates[5.0].set()
     for t in threads:
         t.join(10)
-    assert set(answered) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert answers == {v: [(v, None)] for v in (1.0, 2.0, 3.0, 4.0, 5.0)}
