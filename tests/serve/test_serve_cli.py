@@ -44,11 +44,10 @@ def test_no_concurrent_calls_is_exit_2_naming_the_flag(capsys, tiny_checkpoint):
 @pytest.mark.parametrize(("threads", "calls", "cores", "expected"),
                          [(None, 1, 8, None), (3, 2, 8, 3), (None, 2, 2, 1), (None, 2, 8, 4), (None, 3, 2, 1)])
 def test_several_calls_at_once_share_the_cores_unless_threads_are_given(monkeypatch, threads, calls, cores, expected):
-    from defectscope.cli import serve
     from defectscope.export import runtime
 
     monkeypatch.setattr(runtime, "available_cores", lambda: cores)
-    assert serve._threads_per_call(threads, calls) == expected
+    assert runtime.threads_per_call(threads, calls) == expected
 
 
 BLOCK_SERVE_EXTRA = """

@@ -98,7 +98,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
               file=sys.stderr)
         return 2
     exported = args.checkpoint.lower().endswith(".onnx")
-    threads = _threads_per_call(args.threads, args.concurrent_calls)
+    from defectscope.export.runtime import threads_per_call
+
+    threads = threads_per_call(args.threads, args.concurrent_calls)
     if args.allow_feedback is not None and exported:
         raise ConfigError(f"--allow-feedback: {args.checkpoint} is an exported model, fixed once written; serve the "
                           "run's checkpoint folder to take parts in, then export again")
@@ -138,18 +140,6 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
           f"OpenAPI http://{args.host}:{args.port}/openapi.json", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
-
-
-def _threads_per_call(threads: int | None, concurrent_calls: int) -> int | None:
-    """--threads, or with several calls at once the cores shared out among them (None: the runtime's default).
-
-    Two calls of two threads each on two cores answered four clients less well than two calls of
-    one (docs/deploy.md): each call's threads wait on the other's."""
-    if threads is not None or concurrent_calls == 1:
-        return threads
-    from defectscope.export.runtime import available_cores
-
-    return max(1, available_cores() // concurrent_calls)
 
 
 def _feedback(detector: Any, args: argparse.Namespace, settings: Any) -> Any:

@@ -39,6 +39,17 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def threads_per_call(threads: int | None, calls: int) -> int | None:
+    """`threads` as given, or with several calls at once the available cores shared out among them;
+    None (one call, nothing given): the runtime's default.
+
+    Two calls of two threads each on two cores answered four clients less well than two calls of
+    one (docs/deploy.md): each call's threads wait on the other's."""
+    if threads is not None or calls == 1:
+        return threads
+    return max(1, available_cores() // calls)
+
+
 class OnnxDetector(ScoringPath):
     """An exported graph ready to score; satisfies `DetectorLike` (the service serves it as it serves a Detector).
 

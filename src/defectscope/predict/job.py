@@ -76,18 +76,16 @@ def plan_calls(options: PredictOptions, side_by_side: bool, batches: int) -> tup
     call keeps at least `--threads` cores (one without the flag); else one. An exported model is
     one onnxruntime graph that already keeps the cores busy: two PatchCore graphs at once scored
     MTSD slower and held half as much memory again (docs/results/speed.md). OMP_NUM_THREADS in the
-    environment without --threads is the user's thread budget: one call then, as before. Never more calls than
-    batches: a lone batch keeps every core."""
-    from defectscope.export.runtime import available_cores
+    environment without --threads is the user's thread budget: one call then, as before. Never
+    more calls than batches: a lone batch keeps every core."""
+    from defectscope.export.runtime import available_cores, threads_per_call
 
-    cores = available_cores()
     calls = options.concurrent_calls
     if calls is None:
         budget = options.threads is None and "OMP_NUM_THREADS" in os.environ
-        calls = max(1, min(2, cores // (options.threads or 1))) if side_by_side and not budget else 1
+        calls = max(1, min(2, available_cores() // (options.threads or 1))) if side_by_side and not budget else 1
     calls = max(1, min(calls, batches))
-    threads = options.threads if options.threads is not None or calls == 1 else max(1, cores // calls)
-    return calls, threads
+    return calls, threads_per_call(options.threads, calls)
 
 
 def load_detector(options: PredictOptions, shard: Shard, stack: ExitStack, batches: int) -> tuple[DetectorLike, int]:
